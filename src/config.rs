@@ -1,0 +1,224 @@
+//! Process-wide configuration: `restock.yaml` plus environment variables.
+//!
+//! Precedence, lowest first: built-in defaults, the config file
+//! (`--config`, `RESTOCK_CONFIG`, or `./restock.yaml` when present), then
+//! one `RESTOCK_*` environment variable per key. Secrets (passwords, keys)
+//! are never read from the file, only from the environment, by the module
+//! that needs them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    root: Option<PathBuf>,
+    jobs: Option<PathBuf>,
+    lake: Option<String>,
+    state: Option<PathBuf>,
+    logs: Option<PathBuf>,
+    outbox: Option<PathBuf>,
+    #[serde(default)]
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    shutdown_grace: Option<String>,
+    reload_interval: Option<String>,
+    max_catchup_runs: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Relative paths in DAG files (SQL, scripts) and commands' working
+    /// directory resolve against this.
+    pub root: PathBuf,
+    pub jobs: PathBuf,
+    /// Lake URL: a folder, `s3://bucket/prefix`, or `memory://`.
+    pub lake: String,
+    pub state: PathBuf,
+    pub logs: PathBuf,
+    pub outbox: PathBuf,
+    pub shutdown_grace: Duration,
+    pub reload_interval: Duration,
+    pub max_catchup_runs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("."),
+            jobs: PathBuf::from("jobs"),
+            lake: "./lake".into(),
+            state: PathBuf::from(".restock/state.db"),
+            logs: PathBuf::from(".restock/logs"),
+            outbox: PathBuf::from("outbox"),
+            shutdown_grace: Duration::from_secs(30),
+            reload_interval: Duration::from_secs(2),
+            max_catchup_runs: 100,
+        }
+    }
+}
+
+fn dur(var: &str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| ConfigError::Env {
+        var: var.into(),
+        message: format!("invalid duration `{text}`: {e}"),
+    })
+}
+
+impl Config {
+    /// Load from an explicit file, else `./restock.yaml` if it exists, then
+    /// apply the environment.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg = Config::default();
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => {
+                let p = PathBuf::from("restock.yaml");
+                p.is_file().then_some(p)
+            }
+        };
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let raw: RawConfig = if text.trim().is_empty() {
+                RawConfig::default()
+            } else {
+                serde_yaml::from_str(&text).map_err(|e| {
+                    let (line, column) = e
+                        .location()
+                        .map(|l| (l.line(), l.column()))
+                        .unwrap_or((1, 1));
+                    ConfigError::Parse {
+                        path: path.clone(),
+                        line,
+                        column,
+                        message: e.to_string(),
+                    }
+                })?
+            };
+            cfg.apply_file(raw, &path)?;
+        }
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    fn apply_file(&mut self, raw: RawConfig, path: &Path) -> Result<(), ConfigError> {
+        let err = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+        };
+        if let Some(v) = raw.root {
+            self.root = v;
+        }
+        if let Some(v) = raw.jobs {
+            self.jobs = v;
+        }
+        if let Some(v) = raw.lake {
+            self.lake = v;
+        }
+        if let Some(v) = raw.state {
+            self.state = v;
+        }
+        if let Some(v) = raw.logs {
+            self.logs = v;
+        }
+        if let Some(v) = raw.outbox {
+            self.outbox = v;
+        }
+        if let Some(v) = raw.daemon.shutdown_grace {
+            self.shutdown_grace = humantime::parse_duration(&v)
+                .map_err(|e| err(format!("daemon.shutdown_grace: invalid duration `{v}`: {e}")))?;
+        }
+        if let Some(v) = raw.daemon.reload_interval {
+            self.reload_interval = humantime::parse_duration(&v)
+                .map_err(|e| err(format!("daemon.reload_interval: invalid duration `{v}`: {e}")))?;
+        }
+        if let Some(v) = raw.daemon.max_catchup_runs {
+            self.max_catchup_runs = v;
+        }
+        Ok(())
+    }
+
+    /// Apply `RESTOCK_*` overrides read through `get` (injectable for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("RESTOCK_ROOT") {
+            self.root = v.into();
+        }
+        if let Some(v) = get("RESTOCK_JOBS") {
+            self.jobs = v.into();
+        }
+        if let Some(v) = get("RESTOCK_LAKE") {
+            self.lake = v;
+        }
+        if let Some(v) = get("RESTOCK_STATE") {
+            self.state = v.into();
+        }
+        if let Some(v) = get("RESTOCK_LOGS") {
+            self.logs = v.into();
+        }
+        if let Some(v) = get("RESTOCK_OUTBOX") {
+            self.outbox = v.into();
+        }
+        if let Some(v) = get("RESTOCK_SHUTDOWN_GRACE") {
+            self.shutdown_grace = dur("RESTOCK_SHUTDOWN_GRACE", &v)?;
+        }
+        if let Some(v) = get("RESTOCK_RELOAD_INTERVAL") {
+            self.reload_interval = dur("RESTOCK_RELOAD_INTERVAL", &v)?;
+        }
+        if let Some(v) = get("RESTOCK_MAX_CATCHUP_RUNS") {
+            self.max_catchup_runs = v.parse().map_err(|_| ConfigError::Env {
+                var: "RESTOCK_MAX_CATCHUP_RUNS".into(),
+                message: format!("`{v}` is not a number"),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "RESTOCK_LAKE" => Some("s3://b/p".into()),
+            "RESTOCK_SHUTDOWN_GRACE" => Some("5s".into()),
+            _ => None,
+        })
+        .expect("env");
+        assert_eq!(c.lake, "s3://b/p");
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        let bad = c.apply_env(|k| (k == "RESTOCK_SHUTDOWN_GRACE").then(|| "soon".into()));
+        assert!(bad.is_err());
+    }
+}

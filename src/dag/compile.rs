@@ -1,0 +1,454 @@
+//! The compile step: raw YAML → validated [`Dag`], collecting every error.
+//!
+//! Pure apart from checking that referenced files exist: no network, no
+//! credentials, no run store. Each section (the header, each task) is
+//! deserialized on its own so one broken task does not hide the others;
+//! semantic checks (cron, time zone, durations, references, cycles,
+//! templates) run on whatever parsed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+
+use crate::schedule::{self, Schedule};
+use crate::tasks::{KindCompileCx, Registry};
+use crate::template;
+
+use super::diag::{Diagnostic, Diagnostics, unknown_message};
+use super::graph;
+use super::model::{Dag, RetryPolicy, Task};
+use super::raw::{RawDag, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA};
+
+/// Compile one DAG file's text. `root` is the directory relative file
+/// references (SQL files, scripts) resolve against.
+pub fn compile_str(
+    file: &Path,
+    text: &str,
+    registry: &Registry,
+    root: &Path,
+) -> Result<Dag, Vec<Diagnostic>> {
+    let mut d = Diagnostics::new(file, text);
+    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            d.error_at(line, col, format!("invalid YAML: {}", strip_location(&e.to_string())));
+            return Err(d.items);
+        }
+    };
+    let serde_yaml::Value::Mapping(mut top) = doc else {
+        d.error_at(1, 1, "a DAG file must be a mapping with `id` and `tasks`");
+        return Err(d.items);
+    };
+
+    let tasks_value = top.remove("tasks");
+    let header: Option<RawDag> = d.deserialize("", serde_yaml::Value::Mapping(top), TOP_LEVEL_EXTRA);
+
+    let raw_tasks: Vec<serde_yaml::Value> = match tasks_value {
+        None => {
+            d.error("", "missing field `tasks`");
+            Vec::new()
+        }
+        Some(serde_yaml::Value::Sequence(s)) => {
+            if s.is_empty() {
+                d.error("tasks", "a DAG needs at least one task");
+            }
+            s
+        }
+        Some(_) => {
+            d.error("tasks", "`tasks` must be a list of tasks");
+            Vec::new()
+        }
+    };
+
+    let header = header.as_ref();
+    if let Some(h) = header {
+        check_id(&mut d, "id", &h.id, "DAG");
+    }
+    let (schedule, tz) = compile_schedule(&mut d, header);
+    let defaults = header.map(|h| &h.defaults);
+    let base_retry = compile_defaults(&mut d, defaults);
+    let base_rule = defaults.and_then(|x| x.trigger_rule).unwrap_or_default();
+
+    // Pass 1: each task's common keys and kind-specific part.
+    struct Pending {
+        common: RawTaskCommon,
+        runner: Option<Arc<dyn crate::tasks::TaskRunner>>,
+        retry: RetryPolicy,
+        timeout: Option<Duration>,
+    }
+    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(raw_tasks.len());
+    for (i, raw) in raw_tasks.into_iter().enumerate() {
+        let path = format!("tasks[{i}]");
+        let serde_yaml::Value::Mapping(map) = raw else {
+            d.error(&path, "a task must be a mapping with `id` and `kind`");
+            pending.push(None);
+            continue;
+        };
+        let mut common_map = serde_yaml::Mapping::new();
+        let mut rest = serde_yaml::Mapping::new();
+        for (k, v) in map {
+            let is_common = k.as_str().is_some_and(|s| TASK_COMMON_KEYS.contains(&s));
+            if is_common {
+                common_map.insert(k, v);
+            } else {
+                rest.insert(k, v);
+            }
+        }
+        let Some(common) = d.deserialize::<RawTaskCommon>(
+            &path,
+            serde_yaml::Value::Mapping(common_map),
+            &[],
+        ) else {
+            pending.push(None);
+            continue;
+        };
+        check_id(&mut d, &format!("{path}.id"), &common.id, "task");
+        let retry = task_retry(&mut d, &path, &base_retry, &common);
+        let timeout = match &common.timeout {
+            Some(t) => duration(&mut d, &format!("{path}.timeout"), t),
+            None => base_retry.1,
+        };
+        if let Some(w) = &common.when {
+            if let Err(e) = template::check_expression(w) {
+                d.error(&format!("{path}.when"), e.to_string());
+            }
+        }
+        let runner = match registry.get(&common.kind) {
+            Some(kind) => {
+                let mut cx = KindCompileCx {
+                    diags: &mut d,
+                    path: path.clone(),
+                    root,
+                    common_keys: TASK_COMMON_KEYS,
+                };
+                kind.compile(serde_yaml::Value::Mapping(rest), &mut cx)
+            }
+            None => {
+                let kinds: Vec<String> = registry.names().map(str::to_string).collect();
+                let hint = match kinds
+                    .iter()
+                    .find(|k| strsim::jaro_winkler(k, &common.kind) > 0.8)
+                {
+                    Some(k) => format!(", did you mean `{k}`?"),
+                    None => format!(" (known kinds: {})", kinds.join(", ")),
+                };
+                d.error(
+                    &format!("{path}.kind"),
+                    format!("unknown task kind `{}`{hint}", common.kind),
+                );
+                None
+            }
+        };
+        pending.push(Some(Pending {
+            common,
+            runner,
+            retry,
+            timeout,
+        }));
+    }
+
+    // Pass 2: ids and references.
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for (i, p) in pending.iter().enumerate() {
+        let Some(p) = p else { continue };
+        if let Some(&first) = by_id.get(&p.common.id) {
+            d.error(
+                &format!("tasks[{i}].id"),
+                format!(
+                    "duplicate task id `{}` (first defined at tasks[{first}])",
+                    p.common.id
+                ),
+            );
+        } else {
+            by_id.insert(p.common.id.clone(), i);
+        }
+    }
+    let n = pending.len();
+    let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, p) in pending.iter().enumerate() {
+        let Some(p) = p else { continue };
+        for (j, dep) in p.common.depends_on.iter().enumerate() {
+            let at = format!("tasks[{i}].depends_on[{j}]");
+            match by_id.get(dep) {
+                Some(&u) if u == i => d.error(&at, format!("task `{dep}` depends on itself")),
+                Some(&u) => {
+                    if upstream[i].contains(&u) {
+                        d.error(&at, format!("`{dep}` is listed twice"));
+                    } else {
+                        upstream[i].push(u);
+                        downstream[u].push(i);
+                    }
+                }
+                None => {
+                    let known: Vec<String> = by_id.keys().cloned().collect();
+                    let msg = unknown_message(dep, &known)
+                        .replacen("unknown field", "unknown task", 1);
+                    d.error(&at, format!("depends_on {msg}"));
+                }
+            }
+        }
+    }
+    for cycle in graph::find_cycles(&downstream) {
+        let names: Vec<&str> = cycle
+            .iter()
+            .filter_map(|&i| pending[i].as_ref().map(|p| p.common.id.as_str()))
+            .collect();
+        let at = cycle.get(1).copied().unwrap_or(cycle[0]);
+        d.error(
+            &format!("tasks[{at}].depends_on"),
+            format!("dependency cycle: {}", names.join(" -> ")),
+        );
+    }
+
+    // A `when` or template may only name tasks upstream of it; that is
+    // checked at run time (values are only known then), except that the
+    // name must be a task of this DAG.
+    for (i, p) in pending.iter().enumerate() {
+        let Some(p) = p else { continue };
+        if let Some(w) = &p.common.when {
+            for name in referenced_tasks(w) {
+                if !by_id.contains_key(&name) {
+                    d.error(
+                        &format!("tasks[{i}].when"),
+                        format!("`when` refers to unknown task `{name}`"),
+                    );
+                }
+            }
+        }
+    }
+
+    let Some(header) = header else {
+        return Err(d.items);
+    };
+    if !d.is_empty() {
+        return Err(d.items);
+    }
+    let params = match serde_json::to_value(&header.params) {
+        Ok(v) => v,
+        Err(e) => {
+            d.error("params", format!("params must be a mapping with string keys: {e}"));
+            return Err(d.items);
+        }
+    };
+    let mut tasks = Vec::with_capacity(n);
+    for (i, p) in pending.into_iter().enumerate() {
+        let Some(p) = p else { return Err(d.items) };
+        let Some(runner) = p.runner else {
+            return Err(d.items);
+        };
+        tasks.push(Task {
+            id: p.common.id,
+            kind: p.common.kind,
+            description: p.common.description,
+            upstream: std::mem::take(&mut upstream[i]),
+            downstream: std::mem::take(&mut downstream[i]),
+            when: p.common.when,
+            trigger_rule: p.common.trigger_rule.unwrap_or(base_rule),
+            retry: p.retry,
+            timeout: p.timeout,
+            runner,
+        });
+    }
+    let parallelism = header.parallelism.unwrap_or(16).max(1) as usize;
+    Ok(Dag {
+        id: header.id.clone(),
+        description: header.description.clone(),
+        tags: header.tags.clone(),
+        file: file.to_path_buf(),
+        schedule,
+        tz,
+        max_active_runs: header.max_active_runs.unwrap_or(1).max(1) as usize,
+        parallelism,
+        params,
+        tasks,
+        by_id,
+    })
+}
+
+/// Compile a DAG file from disk.
+pub fn compile_file(file: &Path, registry: &Registry, root: &Path) -> Result<Dag, Vec<Diagnostic>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => compile_str(file, &text, registry, root),
+        Err(e) => Err(vec![Diagnostic {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message: format!("cannot read file: {e}"),
+        }]),
+    }
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn check_id(d: &mut Diagnostics, path: &str, id: &str, what: &str) {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        d.error(
+            path,
+            format!("invalid {what} id `{id}`: use letters, digits, `_` and `-` (at most 128)"),
+        );
+    }
+}
+
+fn compile_schedule(d: &mut Diagnostics, header: Option<&RawDag>) -> (Option<Schedule>, Tz) {
+    let Some(raw) = header.and_then(|h| h.schedule.as_ref()) else {
+        return (None, Tz::UTC);
+    };
+    let tz = match &raw.timezone {
+        Some(name) => match schedule::parse_tz(name) {
+            Ok(tz) => tz,
+            Err(e) => {
+                d.error("schedule.timezone", e.to_string());
+                Tz::UTC
+            }
+        },
+        None => Tz::UTC,
+    };
+    let mut sched = match Schedule::new(&raw.cron, tz, raw.catchup.unwrap_or_default()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            d.error("schedule.cron", e.to_string());
+            None
+        }
+    };
+    if let Some(sd) = &raw.start_date {
+        match NaiveDate::parse_from_str(sd, "%Y-%m-%d") {
+            Ok(date) => {
+                if let Some(s) = sched.as_mut() {
+                    s.start_date = schedule::local_midnight(&tz, date);
+                }
+            }
+            Err(_) => d.error(
+                "schedule.start_date",
+                format!("invalid date `{sd}` (expected YYYY-MM-DD)"),
+            ),
+        }
+    }
+    (sched, tz)
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration `{text}` ({e}; expected e.g. 30s, 10m, 1h)"))
+}
+
+fn duration(d: &mut Diagnostics, path: &str, text: &str) -> Option<Duration> {
+    match parse_duration(text) {
+        Ok(v) => Some(v),
+        Err(msg) => {
+            d.error(path, msg);
+            None
+        }
+    }
+}
+
+/// DAG-level defaults: retry policy and timeout.
+fn compile_defaults(
+    d: &mut Diagnostics,
+    raw: Option<&RawTaskDefaults>,
+) -> (RetryPolicy, Option<Duration>) {
+    let mut p = RetryPolicy::default();
+    let Some(raw) = raw else { return (p, None) };
+    if let Some(r) = raw.retries {
+        p.retries = r;
+    }
+    if let Some(b) = raw.retry_backoff {
+        p.backoff = b;
+    }
+    if let Some(t) = &raw.retry_delay {
+        p.delay = duration(d, "defaults.retry_delay", t).unwrap_or(p.delay);
+    }
+    if let Some(t) = &raw.max_retry_delay {
+        p.max_delay = duration(d, "defaults.max_retry_delay", t).unwrap_or(p.max_delay);
+    }
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .and_then(|t| duration(d, "defaults.timeout", t));
+    (p, timeout)
+}
+
+fn task_retry(
+    d: &mut Diagnostics,
+    path: &str,
+    base: &(RetryPolicy, Option<Duration>),
+    c: &RawTaskCommon,
+) -> RetryPolicy {
+    let mut p = base.0.clone();
+    if let Some(r) = c.retries {
+        p.retries = r;
+    }
+    if let Some(b) = c.retry_backoff {
+        p.backoff = b;
+    }
+    if let Some(t) = &c.retry_delay {
+        p.delay = duration(d, &format!("{path}.retry_delay"), t).unwrap_or(p.delay);
+    }
+    if let Some(t) = &c.max_retry_delay {
+        p.max_delay = duration(d, &format!("{path}.max_retry_delay"), t).unwrap_or(p.max_delay);
+    }
+    p
+}
+
+/// Task ids named as `tasks.ID` in an expression.
+fn referenced_tasks(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("tasks.") {
+        let before_ok = i == 0
+            || !rest[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let tail = &rest[i + 6..];
+        let name: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        if before_ok && !name.is_empty() {
+            out.push(name.clone());
+        }
+        rest = &tail[name.len()..];
+    }
+    out
+}
+
+/// Shown by `restock validate` for a DAG that compiled.
+pub fn summary(dag: &Dag) -> String {
+    let sched = match &dag.schedule {
+        Some(s) => format!(
+            "`{}` {} catchup={}",
+            s.expr(),
+            s.tz,
+            format!("{:?}", s.catchup).to_lowercase()
+        ),
+        None => "unscheduled".to_string(),
+    };
+    format!(
+        "{}: ok ({} tasks, {}, parallelism {}, max_active_runs {})",
+        dag.id,
+        dag.tasks.len(),
+        sched,
+        dag.parallelism,
+        dag.max_active_runs
+    )
+}

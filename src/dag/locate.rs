@@ -1,0 +1,172 @@
+//! Source positions for YAML key paths.
+//!
+//! serde gives us typed values but no spans, so validation errors would have
+//! no line to point at. This module walks the same text once with
+//! yaml-rust2's marked event stream and records, for every key path
+//! (`tasks[2].depends_on[0]`), the line and column where it starts. The
+//! compile step asks it where a path lives; it never decides validity.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// A 1-based line and column in a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Map from key path to the position of its key (mapping entries) or of the
+/// item itself (sequence entries).
+#[derive(Debug, Default)]
+pub struct PosIndex {
+    paths: HashMap<String, Pos>,
+}
+
+impl PosIndex {
+    /// Index `text`. A text that does not parse yields an empty index: the
+    /// syntax error itself is reported by the deserializer.
+    pub fn build(text: &str) -> Self {
+        let mut walker = Walker::default();
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut walker, false).is_err() {
+            return Self::default();
+        }
+        Self {
+            paths: walker.paths,
+        }
+    }
+
+    /// Position of `path`, or of its nearest ancestor that has one.
+    pub fn find(&self, path: &str) -> Option<Pos> {
+        let mut p = path;
+        loop {
+            if let Some(pos) = self.paths.get(p) {
+                return Some(*pos);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+        }
+    }
+}
+
+enum Frame {
+    Map {
+        path: String,
+        key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct Walker {
+    stack: Vec<Frame>,
+    paths: HashMap<String, Pos>,
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+impl Walker {
+    /// Path of the value that is about to start, given the current frame.
+    /// Returns `None` when the event is a mapping key.
+    fn value_path(&mut self, mark: Marker) -> Option<String> {
+        let pos = Pos {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Frame::Map { key: Some(k), path }) => {
+                let p = join(path, k);
+                Some(p)
+            }
+            Some(Frame::Map { .. }) => None,
+            Some(Frame::Seq { path, next }) => {
+                let p = format!("{path}[{next}]");
+                *next += 1;
+                self.paths.entry(p.clone()).or_insert(pos);
+                Some(p)
+            }
+        }
+    }
+
+    fn value_done(&mut self) {
+        if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+            *key = None;
+        }
+    }
+}
+
+impl MarkedEventReceiver for Walker {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::Scalar(value, ..) => match self.value_path(mark) {
+                Some(_) => self.value_done(),
+                None => {
+                    if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                        let p = join(path, &value);
+                        self.paths.entry(p).or_insert(Pos {
+                            line: mark.line(),
+                            column: mark.col() + 1,
+                        });
+                        *key = Some(value);
+                    }
+                }
+            },
+            Event::Alias(_) => {
+                if self.value_path(mark).is_some() {
+                    self.value_done();
+                }
+            }
+            Event::MappingStart(..) => {
+                let path = self.value_path(mark).unwrap_or_default();
+                self.stack.push(Frame::Map { path, key: None });
+            }
+            Event::SequenceStart(..) => {
+                let path = self.value_path(mark).unwrap_or_default();
+                self.stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                self.value_done();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nested_keys_and_items() {
+        let text = "id: x\nschedule:\n  cron: '0 2 * * *'\ntasks:\n  - id: a\n    depends_on: [b, c]\n  - id: b\n";
+        let idx = PosIndex::build(text);
+        assert_eq!(idx.find("id"), Some(Pos { line: 1, column: 1 }));
+        assert_eq!(idx.find("schedule.cron"), Some(Pos { line: 3, column: 3 }));
+        assert_eq!(idx.find("tasks[0]"), Some(Pos { line: 5, column: 5 }));
+        assert_eq!(idx.find("tasks[0].depends_on"), Some(Pos { line: 6, column: 5 }));
+        assert_eq!(
+            idx.find("tasks[0].depends_on[1]"),
+            Some(Pos {
+                line: 6,
+                column: 21
+            })
+        );
+        assert_eq!(idx.find("tasks[1].id"), Some(Pos { line: 7, column: 5 }));
+        // Unknown paths fall back to the nearest ancestor.
+        assert_eq!(idx.find("tasks[1].nope"), Some(Pos { line: 7, column: 5 }));
+    }
+}

@@ -1,0 +1,120 @@
+//! The serde mirror of a DAG file: exactly what the YAML says, with unknown
+//! fields denied and nothing validated beyond types. Only
+//! [`super::compile`] reads these; runtime code sees [`super::model`].
+
+use serde::{Deserialize, Deserializer};
+
+use crate::schedule::Catchup;
+
+use super::model::{Backoff, TriggerRule};
+
+/// Top-level keys other than `tasks` (which are compiled one by one so that
+/// an error in one task does not hide errors in the others).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDag {
+    pub id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub schedule: Option<RawSchedule>,
+    #[serde(default)]
+    pub max_active_runs: Option<u32>,
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    #[serde(default)]
+    pub params: serde_yaml::Mapping,
+    #[serde(default)]
+    pub defaults: RawTaskDefaults,
+}
+
+pub const TOP_LEVEL_EXTRA: &[&str] = &["tasks"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub cron: String,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub catchup: Option<Catchup>,
+    /// No interval starting before this date (YYYY-MM-DD, in the schedule's
+    /// time zone) is ever scheduled.
+    #[serde(default)]
+    pub start_date: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTaskDefaults {
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub retry_delay: Option<String>,
+    #[serde(default)]
+    pub retry_backoff: Option<Backoff>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub max_retry_delay: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub trigger_rule: Option<TriggerRule>,
+}
+
+/// Keys every task accepts regardless of its kind.
+pub const TASK_COMMON_KEYS: &[&str] = &[
+    "id",
+    "kind",
+    "description",
+    "depends_on",
+    "when",
+    "trigger_rule",
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTaskCommon {
+    pub id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub trigger_rule: Option<TriggerRule>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub retry_delay: Option<String>,
+    #[serde(default)]
+    pub retry_backoff: Option<Backoff>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub max_retry_delay: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub timeout: Option<String>,
+}
+
+/// Accept `30s` as well as a bare number of seconds.
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        U(u64),
+        F(f64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::S(s) => s,
+        Text::U(u) => format!("{u}s"),
+        Text::F(f) => format!("{}ms", (f * 1000.0).round()),
+    }))
+}

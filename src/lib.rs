@@ -1,0 +1,9 @@
+//! restock: a scheduled batch job orchestrator over a data lake, made for
+//! inventory planning. See ARCHITECTURE.md for how the modules fit.
+
+pub mod config;
+pub mod dag;
+pub mod schedule;
+pub mod store;
+pub mod tasks;
+pub mod template;

@@ -1,0 +1,67 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+//! Append new steps; never edit a released one.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, task instances, attempts.
+    "CREATE TABLE dag_runs (
+        run_id TEXT PRIMARY KEY,
+        dag_id TEXT NOT NULL,
+        logical_date TEXT NOT NULL,
+        ds TEXT NOT NULL,
+        data_interval_start TEXT NOT NULL,
+        data_interval_end TEXT NOT NULL,
+        run_type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        generation INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        UNIQUE (dag_id, logical_date, generation)
+    );
+    CREATE INDEX dag_runs_by_state ON dag_runs (state);
+    CREATE TABLE task_instances (
+        run_id TEXT NOT NULL REFERENCES dag_runs (run_id) ON DELETE CASCADE,
+        task_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        outputs TEXT,
+        error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, task_id)
+    );
+    CREATE TABLE task_attempts (
+        run_id TEXT NOT NULL REFERENCES dag_runs (run_id) ON DELETE CASCADE,
+        task_id TEXT NOT NULL,
+        try_number INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        error TEXT,
+        outputs TEXT,
+        log_path TEXT,
+        PRIMARY KEY (run_id, task_id, try_number)
+    );",
+];
+
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::TooNew {
+            found: current,
+            known: LATEST,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

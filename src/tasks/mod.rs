@@ -1,0 +1,250 @@
+//! Task kinds: one trait, one registry, one file per kind.
+//!
+//! A [`TaskKind`] turns the kind-specific part of a task's YAML into a
+//! [`TaskRunner`] during the pure compile step (it may check that referenced
+//! files exist and that templates parse, nothing more). The executor calls
+//! [`TaskRunner::run`] once per attempt with an [`AttemptContext`]: the
+//! run's template variables, the attempt's log, a cancellation token and the
+//! shared [`Services`]. Kinds never touch the run store; they return
+//! [`Outputs`] or a [`TaskError`] and the executor records them.
+
+pub mod command;
+pub mod empty;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dag::diag::Diagnostics;
+use crate::template::{RunVars, TemplateError};
+
+/// What a task attempt reports back: a small JSON object (counts, paths).
+pub type Outputs = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The attempt failed; it is retried while retries remain.
+    #[error("{0}")]
+    Failed(String),
+    /// The attempt failed in a way another try cannot fix (bad input that
+    /// only shows at run time); not retried.
+    #[error("{0}")]
+    Fatal(String),
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+impl TaskError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, TaskError::Failed(_) | TaskError::Timeout(_))
+    }
+}
+
+/// Everything shared by the tasks of a process (configuration now; the
+/// lake and the mail transport plug in here).
+#[derive(Debug, Default)]
+pub struct Services {
+    pub config: Config,
+}
+
+/// The per-attempt log file, optionally echoed to an observer (the terminal
+/// of `restock run`).
+pub struct AttemptLog {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+    echo: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for AttemptLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptLog")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl AttemptLog {
+    pub fn create(path: PathBuf) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = File::create(&path)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(Some(file)),
+            echo: None,
+        })
+    }
+
+    /// A log that goes nowhere (used by benchmarks of the orchestration
+    /// overhead, where no task writes).
+    pub fn discard() -> Self {
+        Self {
+            path: PathBuf::new(),
+            file: Mutex::new(None),
+            echo: None,
+        }
+    }
+
+    pub fn with_echo(mut self, echo: Option<Arc<dyn Fn(&str) + Send + Sync>>) -> Self {
+        self.echo = echo;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one line (a newline is added).
+    pub fn line(&self, msg: &str) {
+        let mut guard = match self.file.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(f) = guard.as_mut() {
+            // A full disk must not turn into a task failure of its own; the
+            // attempt's result is still recorded in the store.
+            let _ = f.write_all(msg.as_bytes());
+            let _ = f.write_all(b"\n");
+        }
+    }
+
+    /// A progress line: written to the log and shown to the observer.
+    pub fn progress(&self, msg: &str) {
+        self.line(msg);
+        if let Some(echo) = &self.echo {
+            echo(msg);
+        }
+    }
+}
+
+/// What one attempt gets from the executor.
+#[derive(Debug)]
+pub struct AttemptContext {
+    pub dag_id: String,
+    pub task_id: String,
+    pub run_id: String,
+    pub try_number: u32,
+    pub vars: Arc<RunVars>,
+    pub log: AttemptLog,
+    pub cancel: CancellationToken,
+    pub services: Arc<Services>,
+}
+
+impl AttemptContext {
+    pub fn render(&self, source: &str) -> Result<String, TaskError> {
+        Ok(self.vars.render(source)?)
+    }
+}
+
+#[async_trait]
+pub trait TaskRunner: Send + Sync + std::fmt::Debug {
+    /// Run one attempt. Must return promptly once `cx.cancel` fires.
+    async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError>;
+}
+
+/// Context for compiling the kind-specific part of one task.
+pub struct KindCompileCx<'a> {
+    pub diags: &'a mut Diagnostics,
+    /// Key path of the task, e.g. `tasks[3]`.
+    pub path: String,
+    /// Directory relative file references resolve against.
+    pub root: &'a Path,
+    /// Keys every kind accepts (listed in unknown-field messages).
+    pub common_keys: &'static [&'static str],
+}
+
+impl KindCompileCx<'_> {
+    pub fn error(&mut self, key: &str, message: impl Into<String>) {
+        let path = if key.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}.{key}", self.path)
+        };
+        self.diags.error(&path, message);
+    }
+
+    /// Deserialize the kind's fields (deny_unknown_fields structs),
+    /// reporting a failure at the offending key.
+    pub fn deserialize<T: DeserializeOwned>(&mut self, spec: serde_yaml::Value) -> Option<T> {
+        let path = self.path.clone();
+        self.diags.deserialize(&path, spec, self.common_keys)
+    }
+
+    /// Check that a template parses.
+    pub fn template(&mut self, key: &str, source: &str) {
+        if let Err(e) = crate::template::check_template(source) {
+            self.error(key, e.to_string());
+        }
+    }
+
+    /// Resolve a file reference and check that it exists (unless the path is
+    /// itself templated, which can only be checked at run time).
+    pub fn file(&mut self, key: &str, rel: &str) -> PathBuf {
+        let p = self.root.join(rel);
+        if !crate::template::is_templated(rel) && !p.is_file() {
+            self.error(key, format!("file `{}` does not exist", p.display()));
+        }
+        p
+    }
+}
+
+pub trait TaskKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Build a runner from the kind-specific keys of one task (the common
+    /// keys such as `id` and `depends_on` are already removed). Report
+    /// problems through `cx`; return `None` when the task is unusable.
+    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>>;
+}
+
+/// The kinds a DAG file may use.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn TaskKind>>,
+}
+
+impl Registry {
+    pub fn empty() -> Self {
+        Self {
+            kinds: BTreeMap::new(),
+        }
+    }
+
+    /// Every kind this build of restock knows.
+    pub fn builtin() -> Self {
+        let mut r = Self::empty();
+        r.register(Arc::new(empty::EmptyKind));
+        r.register(Arc::new(command::CommandKind));
+        r
+    }
+
+    pub fn register(&mut self, kind: Arc<dyn TaskKind>) {
+        self.kinds.insert(kind.name(), kind);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn TaskKind>> {
+        self.kinds.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
