@@ -59,6 +59,19 @@ pub struct Services {
     pub config: Config,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("lake: {0}")]
+    Lake(String),
+}
+
+impl Services {
+    /// Build the shared services a configuration describes.
+    pub fn new(config: Config) -> Result<Self, ServicesError> {
+        Ok(Self { config })
+    }
+}
+
 /// The per-attempt log file, optionally echoed to an observer (the terminal
 /// of `restock run`).
 pub struct AttemptLog {
@@ -133,6 +146,8 @@ impl AttemptLog {
 /// What one attempt gets from the executor.
 #[derive(Debug)]
 pub struct AttemptContext {
+    /// The DAG this attempt belongs to (params, declared tables).
+    pub dag: Arc<crate::dag::Dag>,
     pub dag_id: String,
     pub task_id: String,
     pub run_id: String,
