@@ -154,12 +154,18 @@ impl Config {
             self.outbox = v;
         }
         if let Some(v) = raw.daemon.shutdown_grace {
-            self.shutdown_grace = humantime::parse_duration(&v)
-                .map_err(|e| err(format!("daemon.shutdown_grace: invalid duration `{v}`: {e}")))?;
+            self.shutdown_grace = humantime::parse_duration(&v).map_err(|e| {
+                err(format!(
+                    "daemon.shutdown_grace: invalid duration `{v}`: {e}"
+                ))
+            })?;
         }
         if let Some(v) = raw.daemon.reload_interval {
-            self.reload_interval = humantime::parse_duration(&v)
-                .map_err(|e| err(format!("daemon.reload_interval: invalid duration `{v}`: {e}")))?;
+            self.reload_interval = humantime::parse_duration(&v).map_err(|e| {
+                err(format!(
+                    "daemon.reload_interval: invalid duration `{v}`: {e}"
+                ))
+            })?;
         }
         if let Some(v) = raw.daemon.max_catchup_runs {
             self.max_catchup_runs = v;

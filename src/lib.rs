@@ -2,7 +2,9 @@
 //! inventory planning. See ARCHITECTURE.md for how the modules fit.
 
 pub mod config;
+pub mod daemon;
 pub mod dag;
+pub mod executor;
 pub mod schedule;
 pub mod store;
 pub mod tasks;

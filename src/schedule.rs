@@ -283,9 +283,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_cron_and_tz() {
-        assert!(matches!(parse_cron("61 * * * *"), Err(ScheduleError::Cron { .. })));
-        assert!(matches!(parse_cron("* * * *"), Err(ScheduleError::Cron { .. })));
-        assert!(matches!(parse_cron("0 0 * * * *"), Err(ScheduleError::Cron { .. })));
+        assert!(matches!(
+            parse_cron("61 * * * *"),
+            Err(ScheduleError::Cron { .. })
+        ));
+        assert!(matches!(
+            parse_cron("* * * *"),
+            Err(ScheduleError::Cron { .. })
+        ));
+        assert!(matches!(
+            parse_cron("0 0 * * * *"),
+            Err(ScheduleError::Cron { .. })
+        ));
         assert!(parse_cron("@daily").is_ok());
         assert!(parse_cron("@hourly").is_ok());
         assert!(parse_cron("@weekly").is_ok());

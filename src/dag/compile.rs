@@ -39,7 +39,11 @@ pub fn compile_str(
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
-            d.error_at(line, col, format!("invalid YAML: {}", strip_location(&e.to_string())));
+            d.error_at(
+                line,
+                col,
+                format!("invalid YAML: {}", strip_location(&e.to_string())),
+            );
             return Err(d.items);
         }
     };
@@ -49,7 +53,8 @@ pub fn compile_str(
     };
 
     let tasks_value = top.remove("tasks");
-    let header: Option<RawDag> = d.deserialize("", serde_yaml::Value::Mapping(top), TOP_LEVEL_EXTRA);
+    let header: Option<RawDag> =
+        d.deserialize("", serde_yaml::Value::Mapping(top), TOP_LEVEL_EXTRA);
 
     let raw_tasks: Vec<serde_yaml::Value> = match tasks_value {
         None => {
@@ -102,11 +107,9 @@ pub fn compile_str(
                 rest.insert(k, v);
             }
         }
-        let Some(common) = d.deserialize::<RawTaskCommon>(
-            &path,
-            serde_yaml::Value::Mapping(common_map),
-            &[],
-        ) else {
+        let Some(common) =
+            d.deserialize::<RawTaskCommon>(&path, serde_yaml::Value::Mapping(common_map), &[])
+        else {
             pending.push(None);
             continue;
         };
@@ -190,8 +193,8 @@ pub fn compile_str(
                 }
                 None => {
                     let known: Vec<String> = by_id.keys().cloned().collect();
-                    let msg = unknown_message(dep, &known)
-                        .replacen("unknown field", "unknown task", 1);
+                    let msg =
+                        unknown_message(dep, &known).replacen("unknown field", "unknown task", 1);
                     d.error(&at, format!("depends_on {msg}"));
                 }
             }
@@ -235,7 +238,10 @@ pub fn compile_str(
     let params = match serde_json::to_value(&header.params) {
         Ok(v) => v,
         Err(e) => {
-            d.error("params", format!("params must be a mapping with string keys: {e}"));
+            d.error(
+                "params",
+                format!("params must be a mapping with string keys: {e}"),
+            );
             return Err(d.items);
         }
     };

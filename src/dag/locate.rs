@@ -53,14 +53,8 @@ impl PosIndex {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        key: Option<String>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
 }
 
 #[derive(Default)]
@@ -157,7 +151,10 @@ mod tests {
         assert_eq!(idx.find("id"), Some(Pos { line: 1, column: 1 }));
         assert_eq!(idx.find("schedule.cron"), Some(Pos { line: 3, column: 3 }));
         assert_eq!(idx.find("tasks[0]"), Some(Pos { line: 5, column: 5 }));
-        assert_eq!(idx.find("tasks[0].depends_on"), Some(Pos { line: 6, column: 5 }));
+        assert_eq!(
+            idx.find("tasks[0].depends_on"),
+            Some(Pos { line: 6, column: 5 })
+        );
         assert_eq!(
             idx.find("tasks[0].depends_on[1]"),
             Some(Pos {

@@ -104,9 +104,7 @@ impl RetryPolicy {
             Backoff::Fixed => self.delay.min(self.max_delay),
             Backoff::Exponential => {
                 let exp = next_try.saturating_sub(2).min(30);
-                self.delay
-                    .saturating_mul(1u32 << exp)
-                    .min(self.max_delay)
+                self.delay.saturating_mul(1u32 << exp).min(self.max_delay)
             }
         }
     }

@@ -25,9 +25,13 @@ pub enum StoreError {
     },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("state database was written by a newer restock (schema {found}, this build knows {known})")]
+    #[error(
+        "state database was written by a newer restock (schema {found}, this build knows {known})"
+    )]
     TooNew { found: i64, known: i64 },
-    #[error("a run of `{dag_id}` for {logical_date} already exists ({run_id}, {state}); use --force to run it again")]
+    #[error(
+        "a run of `{dag_id}` for {logical_date} already exists ({run_id}, {state}); use --force to run it again"
+    )]
     RunExists {
         dag_id: String,
         logical_date: String,
@@ -224,7 +228,10 @@ impl Store {
     }
 
     /// Run `f` with the connection, synchronously.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut guard = match self.conn.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -283,7 +290,11 @@ pub fn make_run_id(dag_id: &str, start: DateTime<Utc>, generation: i64) -> Strin
 
 /// Create the run for (DAG, logical date). Refuses a second one unless
 /// `force`, which adds a new generation (the old run stays in history).
-pub fn create_run(c: &mut Connection, new: &NewRun, now: DateTime<Utc>) -> Result<RunRecord, StoreError> {
+pub fn create_run(
+    c: &mut Connection,
+    new: &NewRun,
+    now: DateTime<Utc>,
+) -> Result<RunRecord, StoreError> {
     let tx = c.transaction()?;
     let existing: Option<RunRecord> = tx
         .query_row(
@@ -341,7 +352,11 @@ pub fn get_run(c: &Connection, run_id: &str) -> Result<RunRecord, StoreError> {
 }
 
 /// The newest generation of the run for (DAG, logical date).
-pub fn find_run(c: &Connection, dag_id: &str, start: DateTime<Utc>) -> Result<Option<RunRecord>, StoreError> {
+pub fn find_run(
+    c: &Connection,
+    dag_id: &str,
+    start: DateTime<Utc>,
+) -> Result<Option<RunRecord>, StoreError> {
     Ok(c.query_row(
         &format!(
             "SELECT {RUN_COLS} FROM dag_runs WHERE dag_id = ?1 AND logical_date = ?2 ORDER BY generation DESC LIMIT 1"
@@ -352,7 +367,11 @@ pub fn find_run(c: &Connection, dag_id: &str, start: DateTime<Utc>) -> Result<Op
     .optional()?)
 }
 
-pub fn list_runs(c: &Connection, dag_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+pub fn list_runs(
+    c: &Connection,
+    dag_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RunRecord>, StoreError> {
     let mut stmt = c.prepare(&format!(
         "SELECT {RUN_COLS} FROM dag_runs WHERE (?1 IS NULL OR dag_id = ?1)
          ORDER BY created_at DESC, rowid DESC LIMIT ?2"
@@ -371,7 +390,10 @@ pub fn unfinished_runs(c: &Connection) -> Result<Vec<RunRecord>, StoreError> {
 }
 
 /// Start of the newest interval any run of `dag_id` covers.
-pub fn latest_logical_date(c: &Connection, dag_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub fn latest_logical_date(
+    c: &Connection,
+    dag_id: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     let s: Option<String> = c.query_row(
         "SELECT MAX(logical_date) FROM dag_runs WHERE dag_id = ?1",
         params![dag_id],
@@ -389,7 +411,12 @@ pub fn count_active_runs(c: &Connection, dag_id: &str) -> Result<usize, StoreErr
     Ok(n as usize)
 }
 
-pub fn set_run_state(c: &Connection, run_id: &str, state: State, now: DateTime<Utc>) -> Result<(), StoreError> {
+pub fn set_run_state(
+    c: &Connection,
+    run_id: &str,
+    state: State,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let sql = match state {
         State::Running => {
             "UPDATE dag_runs SET state = ?2, started_at = COALESCE(started_at, ?3), ended_at = NULL WHERE run_id = ?1"
@@ -483,7 +510,15 @@ pub fn end_attempt(
     tx.execute(
         "UPDATE task_attempts SET state = ?4, ended_at = ?5, error = ?6, outputs = ?7
          WHERE run_id = ?1 AND task_id = ?2 AND try_number = ?3",
-        params![run_id, task_id, try_number, attempt_state.as_str(), ts(now), error, out],
+        params![
+            run_id,
+            task_id,
+            try_number,
+            attempt_state.as_str(),
+            ts(now),
+            error,
+            out
+        ],
     )?;
     tx.execute(
         "UPDATE task_instances SET state = ?3, error = ?4, outputs = ?5, updated_at = ?6
@@ -496,7 +531,12 @@ pub fn end_attempt(
 
 /// After a crash: attempts still marked running are failed with `reason`,
 /// and their task instances become `interrupted` so the run resumes them.
-pub fn fail_orphans(c: &mut Connection, run_id: &str, reason: &str, now: DateTime<Utc>) -> Result<usize, StoreError> {
+pub fn fail_orphans(
+    c: &mut Connection,
+    run_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
     let tx = c.transaction()?;
     let n = tx.execute(
         "UPDATE task_attempts SET state = 'failed', ended_at = ?2, error = ?3
@@ -557,11 +597,15 @@ mod tests {
         let store = Store::open(&dir.path().join("s/state.db")).expect("open");
         assert_eq!(store.schema_version().expect("v"), schema::LATEST);
         let now = Utc::now();
-        let r1 = store.with(|c| create_run(c, &new_run(false), now)).expect("create");
+        let r1 = store
+            .with(|c| create_run(c, &new_run(false), now))
+            .expect("create");
         assert_eq!(r1.run_id, "d.20261127T020000Z");
         let again = store.with(|c| create_run(c, &new_run(false), now));
         assert!(matches!(again, Err(StoreError::RunExists { .. })));
-        let r2 = store.with(|c| create_run(c, &new_run(true), now)).expect("force");
+        let r2 = store
+            .with(|c| create_run(c, &new_run(true), now))
+            .expect("force");
         assert_eq!(r2.run_id, "d.20261127T020000Z.2");
         assert_eq!(r2.generation, 2);
         // Reopening keeps the data and the schema version.
@@ -579,7 +623,9 @@ mod tests {
     fn attempts_and_orphans() {
         let store = Store::open_in_memory().expect("open");
         let now = Utc::now();
-        let run = store.with(|c| create_run(c, &new_run(false), now)).expect("create");
+        let run = store
+            .with(|c| create_run(c, &new_run(false), now))
+            .expect("create");
         store
             .with(|c| begin_attempt(c, &run.run_id, "a", 1, "a/1.log", now))
             .expect("begin");

@@ -60,7 +60,11 @@ impl TaskKind for CommandKind {
         "command"
     }
 
-    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>> {
+    fn compile(
+        &self,
+        spec: serde_yaml::Value,
+        cx: &mut KindCompileCx,
+    ) -> Option<Arc<dyn TaskRunner>> {
         let spec: CommandSpec = cx.deserialize(spec)?;
         let argv = match spec.command {
             CommandLine::Shell(s) => vec!["sh".into(), "-c".into(), s],
@@ -221,7 +225,9 @@ impl TaskRunner for CommandRunner {
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if a.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"') {
+            if a.chars()
+                .any(|c| c.is_whitespace() || c == '\'' || c == '"')
+            {
                 format!("'{}'", a.replace('\'', r"'\''"))
             } else {
                 a.clone()

@@ -21,7 +21,11 @@ impl TaskKind for EmptyKind {
         "empty"
     }
 
-    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>> {
+    fn compile(
+        &self,
+        spec: serde_yaml::Value,
+        cx: &mut KindCompileCx,
+    ) -> Option<Arc<dyn TaskRunner>> {
         cx.deserialize::<EmptySpec>(spec)?;
         Some(Arc::new(EmptyRunner))
     }

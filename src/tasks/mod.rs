@@ -221,7 +221,11 @@ pub trait TaskKind: Send + Sync {
     /// Build a runner from the kind-specific keys of one task (the common
     /// keys such as `id` and `depends_on` are already removed). Report
     /// problems through `cx`; return `None` when the task is unusable.
-    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>>;
+    fn compile(
+        &self,
+        spec: serde_yaml::Value,
+        cx: &mut KindCompileCx,
+    ) -> Option<Arc<dyn TaskRunner>>;
 }
 
 /// The kinds a DAG file may use.

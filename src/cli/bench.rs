@@ -1,0 +1,191 @@
+//! `restock bench scheduler`: orchestration overhead per task and
+//! validation speed, with state recorded in SQLite as in production.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use restock::config::Config;
+use restock::dag;
+use restock::executor::{Event, Executor, Observer, RunRequest};
+use restock::schedule::Interval;
+use restock::store::{RunType, State, Store};
+use restock::tasks::{Registry, Services};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCmd {
+    /// 1,000 `empty` tasks as a fan-out and as a chain; a 10,000-task DAG
+    /// through validate and planning.
+    Scheduler {
+        /// Tasks in the fan-out and chain DAGs.
+        #[arg(long, default_value_t = 1000)]
+        tasks: usize,
+        /// Tasks in the validation DAG.
+        #[arg(long, default_value_t = 10_000)]
+        validate_tasks: usize,
+        /// Repetitions (the best is reported, plus the median).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+}
+
+struct Quiet;
+impl Observer for Quiet {
+    fn event(&self, _: &str, _: &Event) {}
+}
+
+/// A fan-out: one root, `n - 2` parallel tasks, one join.
+pub fn fanout_yaml(n: usize) -> String {
+    let mut s =
+        String::from("id: bench_fanout\nparallelism: 64\ntasks:\n  - id: root\n    kind: empty\n");
+    for i in 0..n.saturating_sub(2) {
+        s.push_str(&format!(
+            "  - id: t{i}\n    kind: empty\n    depends_on: [root]\n"
+        ));
+    }
+    s.push_str("  - id: join\n    kind: empty\n    depends_on: [");
+    let deps: Vec<String> = (0..n.saturating_sub(2)).map(|i| format!("t{i}")).collect();
+    s.push_str(&deps.join(", "));
+    s.push_str("]\n");
+    s
+}
+
+pub fn chain_yaml(n: usize) -> String {
+    let mut s = String::from("id: bench_chain\ntasks:\n  - id: t0\n    kind: empty\n");
+    for i in 1..n {
+        s.push_str(&format!(
+            "  - id: t{i}\n    kind: empty\n    depends_on: [t{}]\n",
+            i - 1
+        ));
+    }
+    s
+}
+
+/// A realistic large DAG: mixed kinds, templates, `when`, several
+/// dependencies per task.
+pub fn large_yaml(n: usize) -> String {
+    let mut s = String::from(
+        "id: bench_large\ndescription: generated\nschedule:\n  cron: \"0 2 * * *\"\n  timezone: Europe/Berlin\n  catchup: last\nparams: { horizon_days: 28 }\ndefaults:\n  retries: 2\n  retry_delay: 30s\n  timeout: 1h\ntasks:\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!("  - id: task_{i}\n"));
+        if i % 3 == 0 {
+            s.push_str("    kind: command\n    command: [\"echo\", \"{{ ds }}\", \"{{ params.horizon_days }}\"]\n");
+        } else {
+            s.push_str("    kind: empty\n");
+        }
+        if i > 0 {
+            let deps: Vec<String> = [i - 1, i / 2, i / 3]
+                .iter()
+                .copied()
+                .filter(|&d| d < i)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|d| format!("task_{d}"))
+                .collect();
+            s.push_str(&format!("    depends_on: [{}]\n", deps.join(", ")));
+        }
+        if i % 10 == 5 {
+            s.push_str(&format!(
+                "    when: \"tasks.task_{}.state == 'succeeded'\"\n",
+                i - 1
+            ));
+        }
+    }
+    s
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2])
+}
+
+pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
+    let BenchCmd::Scheduler {
+        tasks,
+        validate_tasks,
+        repeat,
+    } = cmd;
+    let registry = Registry::builtin();
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let root = dir.path().to_path_buf();
+    println!(
+        "restock bench scheduler: {tasks}-task DAGs, {validate_tasks}-task validation, best/median of {repeat}"
+    );
+    println!(
+        "state: SQLite WAL file, one attempt row + task instance per task, per-attempt log files"
+    );
+    println!();
+
+    for (name, yaml) in [
+        ("fan-out", fanout_yaml(tasks)),
+        ("chain", chain_yaml(tasks)),
+    ] {
+        let file = root.join(format!("{name}.yaml"));
+        let dag = Arc::new(
+            dag::compile_str(&file, &yaml, &registry, &root)
+                .map_err(|d| anyhow::anyhow!("generated DAG invalid: {}", d[0]))?,
+        );
+        let mut per_task = Vec::new();
+        for r in 0..repeat {
+            let store = Store::open(&root.join(format!("{name}-{r}.db")))?;
+            let exec = Executor {
+                store,
+                services: Arc::new(Services::new(config.clone())?),
+                logs_dir: root.join(format!("logs-{name}-{r}")),
+                observer: Arc::new(Quiet),
+                write_logs: true,
+            };
+            let start = "2026-11-27T00:00:00Z".parse()?;
+            let end = "2026-11-28T00:00:00Z".parse()?;
+            let t = Instant::now();
+            let run = exec
+                .run(
+                    dag.clone(),
+                    RunRequest {
+                        interval: Interval { start, end },
+                        run_type: RunType::Manual,
+                        force: false,
+                        only: None,
+                    },
+                    CancellationToken::new(),
+                )
+                .await?;
+            let el = t.elapsed();
+            anyhow::ensure!(
+                run.state == State::Succeeded,
+                "bench run ended {}",
+                run.state
+            );
+            per_task.push(el.as_secs_f64() * 1000.0 / tasks as f64);
+        }
+        let (best, median) = stats(per_task);
+        println!(
+            "{name:<8} {tasks} empty tasks: overhead per task best {best:.3} ms, median {median:.3} ms (run wall {:.2} s)",
+            median * tasks as f64 / 1000.0
+        );
+    }
+
+    let yaml = large_yaml(validate_tasks);
+    let file = root.join("large.yaml");
+    let mut times = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let dag = dag::compile_str(&file, &yaml, &registry, &root)
+            .map_err(|d| anyhow::anyhow!("generated DAG invalid: {}", d[0]))?;
+        let up: Vec<Vec<usize>> = dag.tasks.iter().map(|t| t.upstream.clone()).collect();
+        let down: Vec<Vec<usize>> = dag.tasks.iter().map(|t| t.downstream.clone()).collect();
+        let order = dag::graph::topo_order(&up, &down).context("generated DAG has a cycle")?;
+        anyhow::ensure!(order.len() == validate_tasks);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (best, median) = stats(times);
+    println!(
+        "validate {validate_tasks} tasks ({} KiB YAML) + plan: best {best:.1} ms, median {median:.1} ms",
+        yaml.len() / 1024
+    );
+    Ok(ExitCode::SUCCESS)
+}

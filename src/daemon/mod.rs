@@ -1,0 +1,370 @@
+//! The long-running scheduler: loads every DAG in the jobs folder, starts
+//! runs when their intervals come due (with catchup and
+//! `max_active_runs`), reloads changed files, recovers after a crash and
+//! shuts down gracefully.
+//!
+//! Timing: tokio-cron-scheduler drives a one-second UTC heartbeat; on each
+//! beat the daemon asks [`crate::schedule`] which intervals are due in each
+//! DAG's own time zone. We do not register each DAG's cron with
+//! tokio-cron-scheduler directly because its `_tz` jobs fix the UTC offset
+//! when the job is created, so a Europe/Berlin job would drift by an hour
+//! across a DST change; croner (which it uses internally) gets DST right
+//! when asked per instant. Duplicate beats are harmless: a run is unique
+//! per (DAG, logical date) in the store.
+
+mod reload;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dag::Dag;
+use crate::executor::{ExecError, Executor, RunRequest};
+use crate::schedule::Interval;
+use crate::store::{self, RunRecord, RunType, State, StoreError};
+use crate::tasks::Registry;
+
+pub use reload::DagSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("scheduler: {0}")]
+    Scheduler(String),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// The source of "now" for scheduling decisions.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+enum Wake {
+    Beat,
+    Reload { force: bool },
+}
+
+/// Per-DAG scheduling state.
+#[derive(Default)]
+struct DagSlot {
+    /// Start of the newest interval that has a run (or is queued).
+    last_start: Option<DateTime<Utc>>,
+    queue: VecDeque<(Interval, RunType)>,
+    active: usize,
+}
+
+pub struct Daemon {
+    pub config: Config,
+    pub registry: Registry,
+    pub executor: Executor,
+    pub clock: Arc<dyn Clock>,
+}
+
+type RunResult = (String, Result<RunRecord, ExecError>);
+
+impl Daemon {
+    /// Run until `shutdown` fires (SIGTERM/SIGINT are wired by the caller
+    /// or by [`Daemon::run_with_signals`]).
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        reload_now: Option<mpsc::Receiver<()>>,
+    ) -> Result<(), DaemonError> {
+        let started_at = self.clock.now();
+        let mut dags = DagSet::new(self.config.jobs.clone(), self.config.root.clone());
+        dags.reload(&self.registry, true);
+        tracing::info!(dags = dags.len(), jobs = %self.config.jobs.display(), "daemon started");
+
+        let runs_cancel = CancellationToken::new();
+        let mut runs: JoinSet<RunResult> = JoinSet::new();
+        let mut slots: HashMap<String, DagSlot> = HashMap::new();
+
+        self.recover(&dags, &mut runs, &mut slots, &runs_cancel)
+            .await?;
+
+        let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(16);
+        let mut sched = self.heartbeat(wake_tx.clone()).await?;
+        if let Some(mut rx) = reload_now {
+            let tx = wake_tx.clone();
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    let _ = tx.send(Wake::Reload { force: true }).await;
+                }
+            });
+        }
+        let reload_every = self.config.reload_interval;
+        {
+            let tx = wake_tx.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut iv = tokio::time::interval(reload_every);
+                iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tokio::select! {
+                        _ = iv.tick() => {
+                            if tx.send(Wake::Reload { force: false }).await.is_err() { break; }
+                        }
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            });
+        }
+
+        // Schedule immediately rather than waiting for the first beat.
+        self.schedule(&dags, &mut slots, started_at).await?;
+        self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(res) = runs.join_next(), if !runs.is_empty() => {
+                    self.on_run_done(res, &mut slots);
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+                }
+                Some(w) = wake_rx.recv() => {
+                    match w {
+                        Wake::Beat => {
+                            self.schedule(&dags, &mut slots, started_at).await?;
+                        }
+                        Wake::Reload { force } => {
+                            if dags.reload(&self.registry, force) {
+                                // DAGs whose file is gone stop being scheduled.
+                                slots.retain(|id, s| dags.get(id).is_some() || s.active > 0);
+                            }
+                        }
+                    }
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+                }
+            }
+        }
+
+        // Graceful shutdown: no new runs; let attempts finish within the
+        // grace period, then cancel them (they are recorded as interrupted).
+        let _ = sched.shutdown().await;
+        let grace = self.config.shutdown_grace;
+        tracing::info!(
+            running = runs.len(),
+            grace_s = grace.as_secs_f64(),
+            "shutting down"
+        );
+        let deadline = tokio::time::Instant::now() + grace;
+        while !runs.is_empty() {
+            tokio::select! {
+                Some(res) = runs.join_next() => self.on_run_done(res, &mut slots),
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(running = runs.len(), "grace period over, interrupting running tasks");
+                    runs_cancel.cancel();
+                    while let Some(res) = runs.join_next().await {
+                        self.on_run_done(res, &mut slots);
+                    }
+                }
+            }
+        }
+        tracing::info!("daemon stopped");
+        Ok(())
+    }
+
+    /// Run with SIGTERM/SIGINT → graceful shutdown and SIGHUP → reload.
+    pub async fn run_with_signals(self) -> Result<(), DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let shutdown = CancellationToken::new();
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM received"); stop.cancel(); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT received"); stop.cancel(); break; }
+                    _ = hup.recv() => { tracing::info!("SIGHUP received, reloading"); let _ = reload_tx.send(()).await; }
+                }
+            }
+        });
+        self.run(shutdown, Some(reload_rx)).await
+    }
+
+    async fn heartbeat(&self, tx: mpsc::Sender<Wake>) -> Result<JobScheduler, DaemonError> {
+        let err =
+            |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
+        let sched = JobScheduler::new().await.map_err(err)?;
+        let job = Job::new_async("* * * * * *", move |_id, _lock| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                // A full channel means a beat is already pending.
+                let _ = tx.try_send(Wake::Beat);
+            })
+        })
+        .map_err(err)?;
+        sched.add(job).await.map_err(err)?;
+        sched.start().await.map_err(err)?;
+        Ok(sched)
+    }
+
+    /// After a crash (or a stop past the grace period): attempts left
+    /// running are failed with "process died", and each unfinished run
+    /// resumes from its unfinished tasks.
+    async fn recover(
+        &self,
+        dags: &DagSet,
+        runs: &mut JoinSet<RunResult>,
+        slots: &mut HashMap<String, DagSlot>,
+        cancel: &CancellationToken,
+    ) -> Result<(), DaemonError> {
+        let unfinished = self
+            .executor
+            .store
+            .call(|c| store::unfinished_runs(c))
+            .await?;
+        for run in unfinished {
+            let Some(dag) = dags.get(&run.dag_id) else {
+                tracing::warn!(run = %run.run_id, dag = %run.dag_id, "unfinished run of a DAG that is not loaded; leaving it");
+                continue;
+            };
+            let rid = run.run_id.clone();
+            let orphans = self
+                .executor
+                .store
+                .call(move |c| store::fail_orphans(c, &rid, "process died", Utc::now()))
+                .await?;
+            tracing::info!(run = %run.run_id, orphaned_attempts = orphans, "resuming run");
+            let slot = slots.entry(run.dag_id.clone()).or_default();
+            slot.active += 1;
+            slot.last_start = slot.last_start.max(Some(run.logical_date));
+            let exec = self.executor.clone();
+            let token = cancel.child_token();
+            let dag_id = run.dag_id.clone();
+            runs.spawn(async move { (dag_id, exec.execute(dag, run, None, token).await) });
+        }
+        Ok(())
+    }
+
+    /// Queue the intervals each DAG owes at `now`.
+    async fn schedule(
+        &self,
+        dags: &DagSet,
+        slots: &mut HashMap<String, DagSlot>,
+        started_at: DateTime<Utc>,
+    ) -> Result<(), DaemonError> {
+        let now = self.clock.now();
+        for dag in dags.iter() {
+            let Some(schedule) = &dag.schedule else {
+                continue;
+            };
+            if !slots.contains_key(&dag.id) {
+                let id = dag.id.clone();
+                let last = self
+                    .executor
+                    .store
+                    .call(move |c| store::latest_logical_date(c, &id))
+                    .await?;
+                slots.insert(
+                    dag.id.clone(),
+                    DagSlot {
+                        last_start: last,
+                        ..Default::default()
+                    },
+                );
+            }
+            let Some(slot) = slots.get_mut(&dag.id) else {
+                continue;
+            };
+            let due = schedule.due(
+                slot.last_start,
+                now,
+                schedule.catchup,
+                self.config.max_catchup_runs,
+            );
+            for iv in due {
+                let kind = if iv.end >= started_at - chrono::Duration::seconds(2) {
+                    RunType::Scheduled
+                } else {
+                    RunType::Catchup
+                };
+                slot.last_start = Some(iv.start);
+                slot.queue.push_back((iv, kind));
+            }
+        }
+        Ok(())
+    }
+
+    fn start_runs(
+        &self,
+        dags: &DagSet,
+        slots: &mut HashMap<String, DagSlot>,
+        runs: &mut JoinSet<RunResult>,
+        cancel: &CancellationToken,
+    ) {
+        for (dag_id, slot) in slots.iter_mut() {
+            let Some(dag) = dags.get(dag_id) else {
+                continue;
+            };
+            while slot.active < dag.max_active_runs {
+                let Some((iv, kind)) = slot.queue.pop_front() else {
+                    break;
+                };
+                slot.active += 1;
+                let exec = self.executor.clone();
+                let token = cancel.child_token();
+                let id = dag_id.clone();
+                let dag: Arc<Dag> = dag.clone();
+                runs.spawn(async move {
+                    let req = RunRequest {
+                        interval: iv,
+                        run_type: kind,
+                        force: false,
+                        only: None,
+                    };
+                    (id, exec.run(dag, req, token).await)
+                });
+            }
+        }
+    }
+
+    fn on_run_done(
+        &self,
+        res: Result<RunResult, tokio::task::JoinError>,
+        slots: &mut HashMap<String, DagSlot>,
+    ) {
+        match res {
+            Ok((dag_id, result)) => {
+                if let Some(slot) = slots.get_mut(&dag_id) {
+                    slot.active = slot.active.saturating_sub(1);
+                }
+                match result {
+                    Ok(run) if run.state == State::Succeeded => {}
+                    Ok(run) => {
+                        tracing::warn!(dag = %dag_id, run = %run.run_id, state = %run.state, "run did not succeed")
+                    }
+                    Err(ExecError::Store(StoreError::RunExists { run_id, .. })) => {
+                        tracing::debug!(dag = %dag_id, run = %run_id, "interval already has a run")
+                    }
+                    Err(e) => tracing::error!(dag = %dag_id, "run failed to execute: {e}"),
+                }
+            }
+            Err(e) => tracing::error!("run task panicked: {e}"),
+        }
+    }
+}
+
+/// How long `restock daemon` waits between checks when idle (exposed for
+/// docs and tests).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
