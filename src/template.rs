@@ -6,6 +6,7 @@
 //! context built per attempt.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -21,10 +22,15 @@ pub enum TemplateError {
     Render(String),
 }
 
-fn env() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env
+/// The shared strict environment (building one per template is costly
+/// when validating DAGs with thousands of tasks).
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env
+    })
 }
 
 fn describe(err: &minijinja::Error) -> String {

@@ -230,10 +230,10 @@ pub fn compile_str(
     }
 
     let Some(header) = header else {
-        return Err(d.items);
+        return Err(sorted(d.items));
     };
     if !d.is_empty() {
-        return Err(d.items);
+        return Err(sorted(d.items));
     }
     let params = match serde_json::to_value(&header.params) {
         Ok(v) => v,
@@ -292,6 +292,12 @@ pub fn compile_file(file: &Path, registry: &Registry, root: &Path) -> Result<Dag
             message: format!("cannot read file: {e}"),
         }]),
     }
+}
+
+/// Diagnostics in file order.
+fn sorted(mut items: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    items.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+    items
 }
 
 fn strip_location(msg: &str) -> String {

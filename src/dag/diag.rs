@@ -95,7 +95,10 @@ impl Diagnostics {
                 let inner = e.into_inner().to_string();
                 match unknown_field(&inner, extra_keys) {
                     Some((field, msg)) => {
-                        full = join_path(&full, &field);
+                        let already = full == field || full.ends_with(&format!(".{field}"));
+                        if !already {
+                            full = join_path(&full, &field);
+                        }
                         self.error(&full, msg);
                     }
                     None => self.error(&full, inner),

@@ -61,6 +61,9 @@ enum Frame {
 struct Walker {
     stack: Vec<Frame>,
     paths: HashMap<String, Pos>,
+    /// The sequence item just opened; recorded at its own mark unless it is
+    /// a mapping, which is located at its first key instead.
+    last_item: Option<(String, Pos)>,
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -89,9 +92,15 @@ impl Walker {
             Some(Frame::Seq { path, next }) => {
                 let p = format!("{path}[{next}]");
                 *next += 1;
-                self.paths.entry(p.clone()).or_insert(pos);
+                self.last_item = Some((p.clone(), pos));
                 Some(p)
             }
+        }
+    }
+
+    fn record_item(&mut self) {
+        if let Some((p, pos)) = self.last_item.take() {
+            self.paths.entry(p).or_insert(pos);
         }
     }
 
@@ -106,9 +115,16 @@ impl MarkedEventReceiver for Walker {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(value, ..) => match self.value_path(mark) {
-                Some(_) => self.value_done(),
+                Some(_) => {
+                    self.record_item();
+                    self.value_done()
+                }
                 None => {
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                        self.paths.entry(path.clone()).or_insert(Pos {
+                            line: mark.line(),
+                            column: mark.col() + 1,
+                        });
                         let p = join(path, &value);
                         self.paths.entry(p).or_insert(Pos {
                             line: mark.line(),
@@ -120,15 +136,18 @@ impl MarkedEventReceiver for Walker {
             },
             Event::Alias(_) => {
                 if self.value_path(mark).is_some() {
+                    self.record_item();
                     self.value_done();
                 }
             }
             Event::MappingStart(..) => {
                 let path = self.value_path(mark).unwrap_or_default();
+                self.last_item = None;
                 self.stack.push(Frame::Map { path, key: None });
             }
             Event::SequenceStart(..) => {
                 let path = self.value_path(mark).unwrap_or_default();
+                self.record_item();
                 self.stack.push(Frame::Seq { path, next: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {

@@ -1,0 +1,214 @@
+//! `restock validate` on invalid DAG files: the exact messages, with file,
+//! line, column and key path, every error of a file at once, exit code 2.
+
+mod common;
+
+/// (fixture, expected stderr lines without the file prefix).
+const CASES: &[(&str, &[&str])] = &[
+    (
+        "bad_catchup.yaml",
+        &[
+            "4:3: schedule.catchup: unknown variant `sometimes`, expected one of `all`, `last`, `none`",
+        ],
+    ),
+    (
+        "bad_cron.yaml",
+        &[
+            "3:3: schedule.cron: invalid cron expression `0 25 * * *`: Component error: Number out of bounds.",
+        ],
+    ),
+    (
+        "bad_duration.yaml",
+        &[
+            "3:3: defaults.retry_delay: invalid duration `soon` (expected number at 0; expected e.g. 30s, 10m, 1h)",
+            "7:5: tasks[0].timeout: invalid duration `5 parsecs` (unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); expected e.g. 30s, 10m, 1h)",
+        ],
+    ),
+    (
+        "bad_ids.yaml",
+        &[
+            "1:1: id: invalid DAG id `my dag`: use letters, digits, `_` and `-` (at most 128)",
+            "3:5: tasks[0].id: invalid task id `load/all`: use letters, digits, `_` and `-` (at most 128)",
+        ],
+    ),
+    (
+        "bad_start_date.yaml",
+        &["4:3: schedule.start_date: invalid date `2026-13-01` (expected YYYY-MM-DD)"],
+    ),
+    (
+        "bad_template.yaml",
+        &[
+            "5:23: tasks[0].command[1]: template does not parse: syntax error: unexpected end of input, expected end of variable block (template line 1)",
+        ],
+    ),
+    (
+        "bad_timezone.yaml",
+        &[
+            "4:3: schedule.timezone: unknown time zone `Europe/Berln` (expected an IANA name such as Europe/Berlin)",
+        ],
+    ),
+    (
+        "bad_trigger_rule.yaml",
+        &[
+            "8:5: tasks[1].trigger_rule: unknown variant `all_sucess`, expected one of `all_success`, `all_done`, `all_failed`, `one_success`, `one_failed`, `none_failed`",
+        ],
+    ),
+    (
+        "bad_when.yaml",
+        &[
+            "8:5: tasks[1].when: template does not parse: syntax error: unexpected end of input, expected expression (template line 1)",
+        ],
+    ),
+    (
+        "cron_six_fields.yaml",
+        &[
+            "3:3: schedule.cron: invalid cron expression `0 0 2 * * *`: expected 5 fields (minute hour day-of-month month day-of-week), found 6",
+        ],
+    ),
+    (
+        "cycle.yaml",
+        &["8:5: tasks[1].depends_on: dependency cycle: a -> b -> c -> a"],
+    ),
+    (
+        "duplicate_task.yaml",
+        &["5:5: tasks[1].id: duplicate task id `t` (first defined at tasks[0])"],
+    ),
+    (
+        "empty_command.yaml",
+        &["5:5: tasks[0].command: command is empty"],
+    ),
+    (
+        "empty_tasks.yaml",
+        &["2:1: tasks: a DAG needs at least one task"],
+    ),
+    (
+        "malformed_yaml.yaml",
+        &["5:4: invalid YAML: did not find expected '-' indicator"],
+    ),
+    (
+        "many_errors.yaml",
+        &[
+            "3:3: schedule.cron: invalid cron expression `every day`: expected 5 fields (minute hour day-of-month month day-of-week), found 2",
+            "4:3: schedule.timezone: unknown time zone `Nowhere/City` (expected an IANA name such as Europe/Berlin)",
+            "8:18: tasks[0].depends_on[0]: depends_on unknown task `missing`, expected one of: a, c",
+            "9:5: tasks[1].id: duplicate task id `a` (first defined at tasks[0])",
+            "10:5: tasks[1].kind: unknown task kind `nope` (known kinds: command, empty)",
+            "13:23: tasks[2].command[1]: template does not parse: syntax error: unexpected end of input, expected end of variable block (template line 1)",
+            "14:5: tasks[2].timeout: invalid duration `forever` (expected number at 0; expected e.g. 30s, 10m, 1h)",
+        ],
+    ),
+    (
+        "missing_kind.yaml",
+        &["3:5: tasks[0]: missing field `kind`"],
+    ),
+    (
+        "missing_script.yaml",
+        &["5:26: tasks[0].command[1]: file `./scripts/does_not_exist.py` does not exist"],
+    ),
+    ("missing_tasks.yaml", &["1:1: missing field `tasks`"]),
+    (
+        "self_dependency.yaml",
+        &["5:18: tasks[0].depends_on[0]: task `t` depends on itself"],
+    ),
+    (
+        "task_not_mapping.yaml",
+        &["3:5: tasks[0]: a task must be a mapping with `id` and `kind`"],
+    ),
+    (
+        "unknown_dependency.yaml",
+        &[
+            "7:18: tasks[1].depends_on[0]: depends_on unknown task `extrct`, did you mean `extract`?",
+        ],
+    ),
+    (
+        "unknown_kind.yaml",
+        &["4:5: tasks[0].kind: unknown task kind `comand`, did you mean `command`?"],
+    ),
+    (
+        "unknown_task_field.yaml",
+        &["5:5: tasks[0].comand: unknown field `comand`, did you mean `command`?"],
+    ),
+    (
+        "unknown_top_field.yaml",
+        &["2:1: shedule: unknown field `shedule`, did you mean `schedule`?"],
+    ),
+    (
+        "when_unknown_task.yaml",
+        &["5:5: tasks[0].when: `when` refers to unknown task `monitor`"],
+    ),
+    (
+        "wrong_type.yaml",
+        &[
+            "2:1: parallelism: invalid type: string \"two\", expected u32",
+            "6:5: tasks[0].retries: invalid type: string \"many\", expected u32",
+        ],
+    ),
+];
+
+#[test]
+fn every_invalid_fixture_gives_its_exact_messages() {
+    assert!(CASES.len() >= 20);
+    let mut failures = Vec::new();
+    for (fixture, want) in CASES {
+        let path = format!("tests/fixtures/invalid/{fixture}");
+        let out = common::restock()
+            .args(["validate", &path])
+            .output()
+            .expect("run restock");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let got: Vec<String> = stderr
+            .lines()
+            .filter(|l| !l.ends_with("error(s)"))
+            .map(|l| l.strip_prefix(&format!("{path}:")).unwrap_or(l).to_string())
+            .collect();
+        if out.status.code() != Some(2) {
+            failures.push(format!("{fixture}: exit {:?}, want 2", out.status.code()));
+        }
+        if got != *want {
+            failures.push(format!("{fixture}:\n  got  {got:#?}\n  want {want:#?}"));
+        }
+        assert!(
+            stderr.contains(&format!("{} error(s)", want.len())),
+            "{fixture}: missing error count in {stderr}"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn all_fixtures_at_once_report_every_file() {
+    let out = common::restock()
+        .args(["validate", "tests/fixtures/invalid"])
+        .output()
+        .expect("run restock");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let total: usize = CASES.iter().map(|(_, w)| w.len()).sum();
+    assert!(stderr.contains(&format!("{total} error(s)")), "{stderr}");
+    for (fixture, _) in CASES {
+        assert!(stderr.contains(fixture), "no error for {fixture}");
+    }
+}
+
+#[test]
+fn valid_dags_print_one_summary_line_each() {
+    let out = common::restock()
+        .args(["validate", "jobs"])
+        .output()
+        .expect("run restock");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = std::fs::read_dir("jobs")
+        .expect("jobs")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        })
+        .count();
+    assert_eq!(stdout.lines().count(), files, "{stdout}");
+    assert!(stdout.lines().all(|l| l.contains(": ok (")), "{stdout}");
+}
