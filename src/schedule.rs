@@ -45,6 +45,10 @@ pub struct Schedule {
     pub start_date: Option<DateTime<Utc>>,
 }
 
+/// How late an interval may be noticed and still count as on time for
+/// `catchup: none` (the daemon checks every second).
+pub const ON_TIME: chrono::Duration = chrono::Duration::seconds(10);
+
 /// The span of data one run covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval {
@@ -207,18 +211,16 @@ impl Schedule {
             Some(last) => match policy {
                 Catchup::Last => vec![latest],
                 Catchup::None => {
-                    // Only the interval that became due since the last one
-                    // we ran counts as "on time"; anything older is skipped.
-                    let next_after_last = self.interval_at(last);
-                    match next_after_last {
-                        Some(iv) if iv.end >= latest.start => vec![latest],
-                        _ => {
-                            if latest.end + chrono::Duration::seconds(60) >= now {
-                                vec![latest]
-                            } else {
-                                Vec::new()
-                            }
-                        }
+                    // The interval right after the newest run is on time;
+                    // an older gap is skipped, and the newest interval
+                    // runs only if it ended moments ago.
+                    let on_time = self
+                        .next_after(last)
+                        .is_some_and(|next| next >= latest.start);
+                    if on_time || latest.end + ON_TIME >= now {
+                        vec![latest]
+                    } else {
+                        Vec::new()
                     }
                 }
                 Catchup::All => {

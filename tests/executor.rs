@@ -36,6 +36,7 @@ impl Harness {
             logs_dir: dir.path().join("logs"),
             observer: Arc::new(Quiet),
             write_logs: true,
+            drain: tokio_util::sync::CancellationToken::new(),
         };
         Self { dir, exec }
     }
@@ -132,9 +133,20 @@ tasks:
     // base 600ms → [300, 600]. Allow scheduling slack above.
     let g1 = gap(&att[0], &att[1]);
     let g2 = gap(&att[1], &att[2]);
-    assert!(g1 >= Duration::from_millis(140) && g1 <= Duration::from_millis(700), "{g1:?}");
-    assert!(g2 >= Duration::from_millis(290) && g2 <= Duration::from_millis(1100), "{g2:?}");
-    assert!(att[0].error.as_deref().is_some_and(|e| e.contains("exit code 1")));
+    assert!(
+        g1 >= Duration::from_millis(140) && g1 <= Duration::from_millis(700),
+        "{g1:?}"
+    );
+    assert!(
+        g2 >= Duration::from_millis(290) && g2 <= Duration::from_millis(1100),
+        "{g2:?}"
+    );
+    assert!(
+        att[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("exit code 1"))
+    );
     // One log file per attempt.
     for a in &att {
         let p = a.log_path.as_deref().expect("log path");
@@ -198,7 +210,10 @@ tasks:
     assert_eq!(h.state(&run, "after_after"), State::UpstreamFailed);
     let att = h.attempts(&run, "broken");
     let log = std::fs::read_to_string(att[0].log_path.as_deref().expect("log")).expect("read log");
-    assert!(log.contains("boom"), "stderr goes to the attempt log: {log}");
+    assert!(
+        log.contains("boom"),
+        "stderr goes to the attempt log: {log}"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +242,10 @@ tasks:
         && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
             .unwrap_or_default()
             .contains(") Z ");
-    assert!(!alive, "the grandchild `sleep` must be killed with its group");
+    assert!(
+        !alive,
+        "the grandchild `sleep` must be killed with its group"
+    );
 }
 
 #[tokio::test]

@@ -138,6 +138,7 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
                 logs_dir: root.join(format!("logs-{name}-{r}")),
                 observer: Arc::new(Quiet),
                 write_logs: true,
+                drain: tokio_util::sync::CancellationToken::new(),
             };
             let start = "2026-11-27T00:00:00Z".parse()?;
             let end = "2026-11-28T00:00:00Z".parse()?;

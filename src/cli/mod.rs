@@ -38,6 +38,7 @@ pub fn executor(config: &Config, observer: Arc<dyn Observer>) -> Result<Executor
         logs_dir: config.logs.clone(),
         observer,
         write_logs: true,
+        drain: tokio_util::sync::CancellationToken::new(),
     })
 }
 

@@ -158,6 +158,7 @@ impl Daemon {
         // Graceful shutdown: no new runs; let attempts finish within the
         // grace period, then cancel them (they are recorded as interrupted).
         let _ = sched.shutdown().await;
+        self.executor.drain.cancel();
         let grace = self.config.shutdown_grace;
         tracing::info!(
             running = runs.len(),

@@ -155,6 +155,10 @@ pub struct Executor {
     /// Write per-attempt log files (benchmarks may turn this off to
     /// measure orchestration alone; production always logs).
     pub write_logs: bool,
+    /// Once fired, runs start no new attempts; running ones finish and the
+    /// run ends `interrupted` with its remaining tasks queued (graceful
+    /// shutdown). Cancelling a run's own token stops running attempts too.
+    pub drain: CancellationToken,
 }
 
 /// How to start a run.
@@ -438,7 +442,7 @@ impl Executor {
             }
 
             // Launch up to `parallelism` attempts.
-            while !cancelled && active < dag.parallelism {
+            while !cancelled && !self.drain.is_cancelled() && active < dag.parallelism {
                 let Some(i) = launch_queue.pop_front() else {
                     break;
                 };
@@ -546,7 +550,7 @@ impl Executor {
             };
             match done {
                 Done::RetryDue { idx } => {
-                    if cancelled || cancel.is_cancelled() {
+                    if cancelled || cancel.is_cancelled() || self.drain.is_cancelled() {
                         self.mark_interrupted(&run_id, &dag.tasks[idx].id).await?;
                     } else {
                         launch_queue.push_back(idx);
@@ -643,10 +647,12 @@ impl Executor {
                                         },
                                     );
                                     let c = cancel.clone();
+                                    let drain = self.drain.clone();
                                     running.spawn(async move {
                                         tokio::select! {
                                             _ = tokio::time::sleep(delay) => {}
                                             _ = c.cancelled() => {}
+                                            _ = drain.cancelled() => {}
                                         }
                                         Done::RetryDue { idx }
                                     });
