@@ -296,7 +296,7 @@ pub fn compile_file(file: &Path, registry: &Registry, root: &Path) -> Result<Dag
 
 /// Diagnostics in file order.
 fn sorted(mut items: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    items.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+    items.sort_by_key(|d| (d.line, d.column));
     items
 }
 

@@ -134,11 +134,9 @@ impl MarkedEventReceiver for Walker {
                     }
                 }
             },
-            Event::Alias(_) => {
-                if self.value_path(mark).is_some() {
-                    self.record_item();
-                    self.value_done();
-                }
+            Event::Alias(_) if self.value_path(mark).is_some() => {
+                self.record_item();
+                self.value_done();
             }
             Event::MappingStart(..) => {
                 let path = self.value_path(mark).unwrap_or_default();

@@ -72,12 +72,15 @@ impl Services {
     }
 }
 
+/// Receives progress lines as they are written.
+pub type Echo = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The per-attempt log file, optionally echoed to an observer (the terminal
 /// of `restock run`).
 pub struct AttemptLog {
     path: PathBuf,
     file: Mutex<Option<File>>,
-    echo: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    echo: Option<Echo>,
 }
 
 impl std::fmt::Debug for AttemptLog {
@@ -111,7 +114,7 @@ impl AttemptLog {
         }
     }
 
-    pub fn with_echo(mut self, echo: Option<Arc<dyn Fn(&str) + Send + Sync>>) -> Self {
+    pub fn with_echo(mut self, echo: Option<Echo>) -> Self {
         self.echo = echo;
         self
     }
