@@ -1,0 +1,281 @@
+//! The `restock` binary end to end: run, backfill, duplicate refusal and
+//! --force, --task, runs/show, task run, config file and environment.
+
+mod common;
+
+use common::Project;
+
+const DAG: &str = r#"id: daily
+schedule:
+  cron: "0 2 * * *"
+  timezone: Europe/Berlin
+tasks:
+  - id: extract
+    kind: command
+    command: ["sh", "-c", "echo '{\"rows\": 3, \"ds\": \"{{ ds }}\"}'"]
+  - id: load
+    kind: command
+    depends_on: [extract]
+    command: ["sh", "-c", "echo loading {{ tasks.extract.outputs.rows }} >> load.log"]
+"#;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_shows_progress_records_history_and_refuses_duplicates() {
+    let p = Project::new();
+    p.write_dag("daily.yaml", DAG);
+    let o = p
+        .restock()
+        .args(["run", "daily", "--date", "2026-11-27"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("run daily.20261127T010000Z"), "{out}");
+    assert!(out.contains("> extract started"), "{out}");
+    assert!(out.contains("ok load succeeded"), "{out}");
+    assert!(
+        out.contains("run daily.20261127T010000Z succeeded"),
+        "{out}"
+    );
+
+    let again = p
+        .restock()
+        .args(["run", "daily", "--date", "2026-11-27"])
+        .output()
+        .expect("run");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already exists (daily.20261127T010000Z, succeeded); use --force"),
+        "{}",
+        stderr(&again)
+    );
+
+    let forced = p
+        .restock()
+        .args(["run", "daily", "--date", "2026-11-27", "--force"])
+        .output()
+        .expect("run");
+    assert!(forced.status.success());
+    assert!(
+        stdout(&forced).contains("run daily.20261127T010000Z.2"),
+        "{}",
+        stdout(&forced)
+    );
+
+    let runs = p.restock().args(["runs"]).output().expect("runs");
+    let table = stdout(&runs);
+    assert!(
+        table.lines().next().is_some_and(|h| h.starts_with("RUN")),
+        "{table}"
+    );
+    assert_eq!(
+        table.matches("daily.20261127T010000Z").count(),
+        2,
+        "{table}"
+    );
+
+    let show = p
+        .restock()
+        .args(["show", "daily.20261127T010000Z"])
+        .output()
+        .expect("show");
+    let s = stdout(&show);
+    assert!(s.contains("state     succeeded"), "{s}");
+    assert!(
+        s.contains(r#"outputs: {"ds":"2026-11-27","rows":3}"#),
+        "{s}"
+    );
+    assert!(
+        s.contains("log: .restock/logs/daily/daily.20261127T010000Z/extract/1.log"),
+        "{s}"
+    );
+
+    let json = p
+        .restock()
+        .args(["show", "daily.20261127T010000Z", "--json"])
+        .output()
+        .expect("show");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(v["run"]["state"], "succeeded");
+    assert_eq!(v["attempts"].as_array().map(Vec::len), Some(2));
+
+    let missing = p.restock().args(["show", "nope"]).output().expect("show");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("no run `nope`"));
+}
+
+#[test]
+fn backfill_runs_every_interval_in_order_and_fails_on_failure() {
+    let p = Project::new();
+    p.write_dag("daily.yaml", DAG);
+    let o = p
+        .restock()
+        .args(["run", "daily", "--from", "2026-11-20", "--to", "2026-11-23"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = p.query("SELECT ds, run_type, state FROM dag_runs ORDER BY rowid");
+    let ds: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ds, ["2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"]);
+    assert!(
+        rows.iter()
+            .all(|r| r[1] == "backfill" && r[2] == "succeeded")
+    );
+    let log = std::fs::read_to_string(p.path().join("load.log")).expect("load.log");
+    assert_eq!(log.lines().count(), 4);
+
+    // Existing intervals are skipped in a backfill; a failing one makes the
+    // exit code 1.
+    p.write_dag(
+        "daily.yaml",
+        &DAG.replace(
+            "echo loading",
+            "[ {{ ds_nodash }} != 20261124 ] && echo loading",
+        ),
+    );
+    let o = p
+        .restock()
+        .args(["run", "daily", "--from", "2026-11-23", "--to", "2026-11-25"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("skip: a run of `daily`"),
+        "{}",
+        stdout(&o)
+    );
+    let states = p.query("SELECT ds, state FROM dag_runs WHERE ds >= '2026-11-24' ORDER BY ds");
+    assert_eq!(states[0], ["2026-11-24", "failed"]);
+    assert_eq!(states[1], ["2026-11-25", "succeeded"]);
+}
+
+#[test]
+fn task_flag_reruns_one_task_within_the_existing_run() {
+    let p = Project::new();
+    p.write_dag("daily.yaml", DAG);
+    let o = p
+        .restock()
+        .args(["run", "daily", "--date", "2026-11-27"])
+        .output()
+        .expect("run");
+    assert!(o.status.success());
+    let o = p
+        .restock()
+        .args(["run", "daily", "--date", "2026-11-27", "--task", "load"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let tries =
+        p.query("SELECT task_id, COUNT(*) FROM task_attempts GROUP BY task_id ORDER BY task_id");
+    assert_eq!(tries, [["extract", "1"], ["load", "2"]]);
+    // The rerun saw the recorded upstream outputs.
+    let log = std::fs::read_to_string(p.path().join("load.log")).expect("load.log");
+    assert_eq!(log, "loading 3\nloading 3\n");
+
+    let bad = p
+        .restock()
+        .args(["run", "daily", "--date", "2026-11-27", "--task", "nope"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("task `nope` is not in DAG `daily`"));
+}
+
+#[test]
+fn task_run_executes_one_attempt_without_recording() {
+    let p = Project::new();
+    p.write_dag("daily.yaml", DAG);
+    let o = p
+        .restock()
+        .args(["task", "run", "daily", "extract", "--date", "2026-11-27"])
+        .output()
+        .expect("task run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(r#"{"ds":"2026-11-27","rows":3}"#),
+        "{}",
+        stdout(&o)
+    );
+    assert!(p.query("SELECT * FROM dag_runs").is_empty());
+    // Without a recorded upstream, a template naming it fails clearly.
+    let o = p
+        .restock()
+        .args(["task", "run", "daily", "load", "--date", "2026-11-27"])
+        .output()
+        .expect("task run");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("undefined"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_file_and_environment_choose_paths() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("dags")).expect("dir");
+    std::fs::write(p.path().join("dags/daily.yaml"), DAG).expect("dag");
+    std::fs::write(
+        p.path().join("restock.yaml"),
+        "jobs: dags\nstate: var/history.db\nlogs: var/logs\n",
+    )
+    .expect("config");
+    let o = p
+        .restock()
+        .args(["run", "daily", "--date", "2026-11-27"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(p.path().join("var/history.db").is_file());
+    assert!(p.path().join("var/logs/daily").is_dir());
+    // The environment wins over the file.
+    let o = p
+        .restock()
+        .env("RESTOCK_STATE", "other.db")
+        .args(["run", "daily", "--date", "2026-11-26"])
+        .output()
+        .expect("run");
+    assert!(o.status.success());
+    assert!(p.path().join("other.db").is_file());
+    // A broken config file is named.
+    std::fs::write(p.path().join("restock.yaml"), "jobs: dags\nlaek: x\n").expect("config");
+    let o = p.restock().args(["runs"]).output().expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("restock.yaml:2:1"), "{}", stderr(&o));
+}
+
+#[test]
+fn every_example_dag_in_jobs_runs() {
+    let p = Project::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(repo.join("jobs")).expect("jobs") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path.file_name().expect("name");
+            std::fs::copy(&path, p.path().join("jobs").join(name)).expect("copy");
+        }
+    }
+    let ids: Vec<String> = std::fs::read_dir(p.path().join("jobs"))
+        .expect("jobs")
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.ok()?.path()).ok()?;
+            let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+            Some(doc["id"].as_str()?.to_string())
+        })
+        .collect();
+    assert!(!ids.is_empty());
+    for id in ids {
+        let o = p
+            .restock()
+            .env("RESTOCK_ROOT", repo)
+            .args(["run", &id, "--date", "2026-11-27"])
+            .output()
+            .expect("run");
+        assert!(o.status.success(), "{id}: {}{}", stdout(&o), stderr(&o));
+    }
+}
