@@ -18,7 +18,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -176,6 +178,7 @@ pub async fn write(
 
     let schema = batches.schema();
     let (schema, keep) = without_partition_column(&schema, target);
+    let schema = plain_schema(&schema);
     let dropped_partition_column = keep.is_some();
     let staged = staging_dir.clone().join(format!("{}.parquet", unique_id()));
     let staged_name = lake.describe(&staged);
@@ -201,12 +204,9 @@ pub async fn write(
             Some(Err(e)) => break Some(PublishError::Query(e)),
             Some(Ok(b)) => b,
         };
-        let batch = match &keep {
-            Some(indices) => match batch.project(indices) {
-                Ok(b) => b,
-                Err(e) => break Some(PublishError::Query(e.into())),
-            },
-            None => batch,
+        let batch = match reshape(batch, keep.as_deref(), &schema) {
+            Ok(b) => b,
+            Err(e) => break Some(PublishError::Query(e.into())),
         };
         if let Err(e) = write_batch(&mut writer, &batch, cancel).await {
             break Some(e.map_or(PublishError::Interrupted, encode_err));
@@ -348,6 +348,49 @@ fn without_partition_column(
         Ok(s) => (Arc::new(s), Some(keep)),
         Err(_) => (Arc::clone(schema), None),
     }
+}
+
+/// View types (`Utf8View`, `BinaryView`) written as their plain
+/// counterparts, which every reader (Spark, Power BI, older pyarrow) knows.
+fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+            DataType::BinaryView => f.as_ref().clone().with_data_type(DataType::Binary),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Project away the partition column and cast columns to `schema`.
+fn reshape(
+    batch: RecordBatch,
+    keep: Option<&[usize]>,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    let batch = match keep {
+        Some(indices) => batch.project(indices)?,
+        None => batch,
+    };
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
 /// A sortable, collision-free file id: UTC time plus 64 random bits.

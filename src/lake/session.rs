@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::error::DataFusionError;
@@ -60,6 +61,14 @@ impl SessionError {
 pub fn context(lake: &Lake) -> SessionContext {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.collect_spans = true;
+    // Plain Utf8/Binary columns, not view types: the files we write carry
+    // the Arrow schema, and view types there turn into `string_view` in
+    // pyarrow and are unknown to older readers.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     let ctx = SessionContext::new_with_config(config);
     lake.register(&ctx);
     ctx
@@ -97,8 +106,9 @@ fn is_visible_parquet(dir: &Path, file: &Path) -> bool {
 }
 
 /// Register `table` on `ctx` as a listing table over its lake folder.
-/// Partition columns are strings; the schema is read from the files'
-/// footers, so a file that is not Parquet is named here.
+/// Partition columns are strings; the schema is read from the newest
+/// file's footer (a file that is not Parquet is named here; one in another
+/// partition is named when a query reads it).
 pub async fn register_table(
     ctx: &SessionContext,
     lake: &Lake,
@@ -112,7 +122,33 @@ pub async fn register_table(
             location: format!("{}/", lake.describe(&dir)),
         });
     }
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    // The schema comes from the newest file alone (the last key in order,
+    // i.e. the latest partition): inferring it from every footer would read
+    // the whole table before partition pruning could skip any of it.
+    let Some(newest) = files.iter().max_by(|a, b| a.location.cmp(&b.location)) else {
+        return Err(SessionError::NoFiles {
+            table: table.name.clone(),
+            location: format!("{}/", lake.describe(&dir)),
+        });
+    };
+    let format = ParquetFormat::default().with_force_view_types(false);
+    let state = ctx.state();
+    let schema = match format
+        .infer_schema(&state, lake.store(), std::slice::from_ref(newest))
+        .await
+    {
+        Ok(s) => s,
+        Err(source) => {
+            return Err(find_corrupt(lake, table, std::slice::from_ref(newest))
+                .await
+                .unwrap_or(SessionError::Register {
+                    table: table.name.clone(),
+                    location: lake.describe(&dir),
+                    source,
+                }));
+        }
+    };
+    let options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
         .with_table_partition_cols(
             table
@@ -122,22 +158,13 @@ pub async fn register_table(
                 .collect(),
         );
     let url = Lake::datafusion_url(&dir);
-    match ctx
-        .register_listing_table(table.name.as_str(), &url, options, None, None)
+    ctx.register_listing_table(table.name.as_str(), &url, options, Some(schema), None)
         .await
-    {
-        Ok(()) => Ok(()),
-        Err(source) => {
-            if let Some(bad) = find_corrupt(lake, table, &files).await {
-                return Err(bad);
-            }
-            Err(SessionError::Register {
-                table: table.name.clone(),
-                location: lake.describe(&dir),
-                source,
-            })
-        }
-    }
+        .map_err(|source| SessionError::Register {
+            table: table.name.clone(),
+            location: lake.describe(&dir),
+            source,
+        })
 }
 
 /// The first of `files` whose Parquet footer cannot be read, as an error
