@@ -22,7 +22,9 @@ use crate::template;
 use super::diag::{Diagnostic, Diagnostics, unknown_message};
 use super::graph;
 use super::model::{Dag, RetryPolicy, Table, Task};
-use super::raw::{RawDag, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA};
+use super::raw::{
+    RawDag, RawTable, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA,
+};
 
 /// Compile one DAG file's text. `root` is the directory relative file
 /// references (SQL files, scripts) resolve against.
@@ -54,6 +56,7 @@ pub fn compile_str(
     };
 
     let tasks_value = top.remove("tasks");
+    let tables_value = top.remove("tables");
     let header: Option<RawDag> =
         d.deserialize("", serde_yaml::Value::Mapping(top), TOP_LEVEL_EXTRA);
 
@@ -82,7 +85,7 @@ pub fn compile_str(
     let defaults = header.map(|h| &h.defaults);
     let base_retry = compile_defaults(&mut d, defaults);
     let base_rule = defaults.and_then(|x| x.trigger_rule).unwrap_or_default();
-    let tables = compile_tables(&mut d, header);
+    let tables = compile_tables(&mut d, tables_value);
 
     // Pass 1: each task's common keys and kind-specific part.
     struct Pending {
@@ -284,17 +287,39 @@ pub fn compile_str(
 }
 
 /// `tables:`: names usable in SQL, lake-relative paths, partition columns.
-fn compile_tables(d: &mut Diagnostics, header: Option<&RawDag>) -> BTreeMap<String, Table> {
+/// Each entry is deserialized on its own so one bad entry hides no other.
+fn compile_tables(
+    d: &mut Diagnostics,
+    value: Option<serde_yaml::Value>,
+) -> BTreeMap<String, Table> {
     let mut out = BTreeMap::new();
-    let Some(raw) = header.map(|h| &h.tables) else {
-        return out;
+    let entries = match value {
+        None | Some(serde_yaml::Value::Null) => return out,
+        Some(serde_yaml::Value::Mapping(m)) => m,
+        Some(_) => {
+            d.error(
+                "tables",
+                "`tables` must be a mapping from table name to `{ path, partition_by }`",
+            );
+            return out;
+        }
     };
-    let mut by_path: HashMap<String, &str> = HashMap::new();
-    for (name, t) in raw {
+    let mut raw: Vec<(String, RawTable)> = Vec::new();
+    for (k, v) in entries {
+        let Some(name) = k.as_str().map(str::to_string) else {
+            d.error("tables", "table names must be strings");
+            continue;
+        };
+        if let Some(t) = d.deserialize::<RawTable>(&format!("tables.{name}"), v, &[]) {
+            raw.push((name, t));
+        }
+    }
+    let mut by_path: HashMap<String, String> = HashMap::new();
+    for (name, t) in &raw {
         let at = format!("tables.{name}");
         let mut ok = true;
         if let Err(e) = lake::check_identifier(name) {
-            d.error(&at, format!("table {e}"));
+            d.error(&at, e.replacen("invalid name", "invalid table name", 1));
             ok = false;
         }
         if let Err(e) = lake::check_table_path(&t.path) {
@@ -309,12 +334,15 @@ fn compile_tables(d: &mut Diagnostics, header: Option<&RawDag>) -> BTreeMap<Stri
             );
             ok = false;
         } else {
-            by_path.insert(path.clone(), name);
+            by_path.insert(path.clone(), name.clone());
         }
         for (i, col) in t.partition_by.iter().enumerate() {
             let cat = format!("{at}.partition_by[{i}]");
             if let Err(e) = lake::check_identifier(col) {
-                d.error(&cat, format!("partition column: {e}"));
+                d.error(
+                    &cat,
+                    e.replacen("invalid name", "invalid partition column name", 1),
+                );
                 ok = false;
             } else if t.partition_by[..i].contains(col) {
                 d.error(&cat, format!("partition column `{col}` is listed twice"));

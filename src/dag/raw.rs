@@ -8,8 +8,9 @@ use crate::schedule::Catchup;
 
 use super::model::{Backoff, TriggerRule};
 
-/// Top-level keys other than `tasks` (which are compiled one by one so that
-/// an error in one task does not hide errors in the others).
+/// Top-level keys other than `tasks` and `tables` (which are compiled one
+/// entry at a time so that an error in one does not hide errors in the
+/// others).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDag {
@@ -28,12 +29,9 @@ pub struct RawDag {
     pub params: serde_yaml::Mapping,
     #[serde(default)]
     pub defaults: RawTaskDefaults,
-    /// Lake tables the DAG's SQL reads, by name.
-    #[serde(default)]
-    pub tables: std::collections::BTreeMap<String, RawTable>,
 }
 
-/// One entry of `tables:`.
+/// One entry of `tables:` (the lake tables the DAG's SQL reads, by name).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTable {
@@ -47,7 +45,7 @@ pub struct RawTable {
     pub format: Option<String>,
 }
 
-pub const TOP_LEVEL_EXTRA: &[&str] = &["tasks"];
+pub const TOP_LEVEL_EXTRA: &[&str] = &["tasks", "tables"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -53,7 +53,8 @@ pub enum LakeError {
 #[derive(Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
-    /// The lake URL as users write it, without a trailing slash; locations
+    /// The lake URL as users write it (no trailing slash but for
+    /// `memory://`); locations
     /// in messages and outputs are shown under it.
     display: String,
 }
@@ -114,7 +115,7 @@ impl Lake {
     pub fn memory() -> Self {
         Self {
             store: Arc::new(InMemory::new()),
-            display: "memory:/".into(),
+            display: "memory://".into(),
         }
     }
 
@@ -210,6 +211,8 @@ impl Lake {
         let rel = location.as_ref();
         if rel.is_empty() {
             self.display.clone()
+        } else if self.display.ends_with('/') {
+            format!("{}{rel}", self.display)
         } else {
             format!("{}/{rel}", self.display)
         }
@@ -373,7 +376,8 @@ mod tests {
     fn urls() {
         let no_env = |_: &str| None;
         let m = Lake::open_with_env("memory://", no_env).expect("memory");
-        assert_eq!(m.url(), "memory:/");
+        assert_eq!(m.url(), "memory://");
+        assert_eq!(m.describe(&Path::from("raw/x")), "memory://raw/x");
         assert!(Lake::open_with_env("gs://b/p", no_env).is_err());
         assert!(Lake::open_with_env("s3:///p", no_env).is_err());
         let env = |k: &str| match k {

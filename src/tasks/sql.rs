@@ -27,6 +27,8 @@ use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use serde::Deserialize;
 
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
@@ -93,7 +95,10 @@ impl TaskKind for SqlKind {
         }
         if let Some(col) = &spec.output.partition_by {
             if let Err(e) = lake::check_identifier(col) {
-                cx.error("output.partition_by", format!("partition column: {e}"));
+                cx.error(
+                    "output.partition_by",
+                    e.replacen("invalid name", "invalid partition column name", 1),
+                );
                 ok = false;
             }
         }
@@ -145,12 +150,21 @@ impl TaskRunner for SqlRunner {
         let query = cx.render(&text)?;
         let lake = &cx.services.lake;
         let ctx = session::context(lake);
-        let tables = register_tables(&ctx, lake, &file, &query, cx).await?;
-
         let state = ctx.state();
         let statement = state
             .sql_to_statement(&query, &state.config().options().sql_parser.dialect)
             .map_err(|e| TaskError::Fatal(sql_error(&file, &query, &e)))?;
+        let is_query = matches!(
+            &statement,
+            DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_))
+        );
+        if !is_query {
+            return Err(TaskError::Fatal(format!(
+                "{}: a `sql` task runs one query (SELECT or WITH …), not other statements",
+                file.display()
+            )));
+        }
+        let tables = register_tables(&ctx, lake, &file, &query, &statement, cx).await?;
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -167,14 +181,16 @@ impl TaskRunner for SqlRunner {
                     e.strip_backtrace()
                 ))
             })?;
-        let frame = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| TaskError::Fatal(sql_error(&file, &query, &e)))?;
-        let stream = frame
-            .execute_stream()
-            .await
-            .map_err(|e| TaskError::Fatal(sql_error(&file, &query, &e)))?;
+        let stream = match ctx.execute_logical_plan(plan).await {
+            Ok(frame) => frame.execute_stream().await,
+            Err(e) => Err(e),
+        };
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(publish_error(lake, &tables, &file, PublishError::Query(e)).await);
+            }
+        };
 
         let target = Target {
             table: lake::table_location(&self.table),
@@ -225,17 +241,12 @@ async fn register_tables(
     lake: &Lake,
     file: &FsPath,
     query: &str,
+    statement: &DfStatement,
     cx: &AttemptContext,
 ) -> Result<Vec<Table>, TaskError> {
-    let state = ctx.state();
-    // A query that does not parse is reported (with its position) by the
-    // caller; here it simply names no tables.
-    let Ok(statement) = state.sql_to_statement(query, &state.config().options().sql_parser.dialect)
-    else {
-        return Ok(Vec::new());
-    };
-    let refs = state
-        .resolve_table_references(&statement)
+    let refs = ctx
+        .state()
+        .resolve_table_references(statement)
         .map_err(|e| TaskError::Fatal(sql_error(file, query, &e)))?;
     let mut tables: Vec<Table> = Vec::new();
     let mut unknown = Vec::new();

@@ -1,0 +1,277 @@
+//! Bad inputs to the `sql` kind: each gives an error that names what is
+//! wrong (file, position, table, lake path) and writes nothing visible.
+
+mod lake_support;
+
+use lake_support::*;
+use object_store::ObjectStoreExt;
+use restock::lake::Lake;
+use restock::tasks::TaskError;
+
+fn dag_yaml(sql: &str) -> String {
+    format!(
+        r#"
+id: errors
+tables:
+  sales: {{ path: raw/sales, partition_by: [ds] }}
+  products: {{ path: raw/products }}
+tasks:
+  - id: t
+    kind: sql
+    sql: {sql}
+    output:
+      table: curated/out
+      partition_by: ds
+"#
+    )
+}
+
+async fn seeded() -> Lake {
+    let lake = Lake::memory();
+    put_parquet(
+        &lake,
+        "raw/sales/ds=2026-11-26/part-0.parquet",
+        &sales(&[("A", "s1", 1, 1.0)]),
+    )
+    .await;
+    put_parquet(
+        &lake,
+        "raw/sales/ds=2026-11-27/part-0.parquet",
+        &sales(&[("A", "s1", 2, 1.0)]),
+    )
+    .await;
+    lake
+}
+
+/// Run task `t` for 2026-11-27 expecting a fatal error; check that the
+/// previous output and nothing else is visible afterwards.
+async fn fails(project: &Project, lake: &Lake, sql_file: &str) -> String {
+    // A previous good output that a failed run must leave alone.
+    put_parquet(
+        lake,
+        "curated/out/ds=2026-11-27/part-00000.parquet",
+        &products(&[("old", "row")]),
+    )
+    .await;
+    let before = keys(lake).await;
+    let dag = project.dag(&dag_yaml(sql_file));
+    let services = services(lake.clone());
+    let err = run_task(&dag, "t", &services, "2026-11-27")
+        .await
+        .expect_err("the task must fail");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, TaskError::Fatal(_)),
+        "bad input is not retried: {err:?}"
+    );
+    assert_eq!(keys(lake).await, before, "a failed run changes nothing");
+    msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syntax_error_names_file_line_and_column() {
+    let project = Project::new(&[("bad.sql", "SELECT sku,\n  SUM(qty) AS units\nFROMM sales\n")]);
+    let lake = seeded().await;
+    let msg = fails(&project, &lake, "sql/bad.sql").await;
+    let file = project.path().join("sql/bad.sql");
+    assert!(
+        msg.starts_with(&format!("{}:3:1: ", file.display())),
+        "position of `FROMM`: {msg}"
+    );
+    assert!(msg.contains("FROMM"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_column_names_its_position() {
+    let project = Project::new(&[("bad.sql", "SELECT sku,\n       nope\nFROM sales\n")]);
+    let lake = seeded().await;
+    let msg = fails(&project, &lake, "sql/bad.sql").await;
+    let file = project.path().join("sql/bad.sql");
+    assert!(
+        msg.starts_with(&format!("{}:2:8: ", file.display())),
+        "position of `nope`: {msg}"
+    );
+    assert!(msg.contains("nope"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_table_is_named_with_the_declared_ones() {
+    let project = Project::new(&[("bad.sql", "SELECT *\nFROM salez\n")]);
+    let lake = seeded().await;
+    let msg = fails(&project, &lake, "sql/bad.sql").await;
+    let file = project.path().join("sql/bad.sql");
+    assert!(
+        msg.starts_with(&format!("{}:2:6: unknown table `salez`", file.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("declared tables: products, sales"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_table_without_files_names_the_lake_path() {
+    let project = Project::new(&[("q.sql", "SELECT p.sku FROM products p\n")]);
+    let lake = seeded().await;
+    let msg = fails(&project, &lake, "sql/q.sql").await;
+    assert_eq!(
+        msg,
+        "table `products`: no Parquet files under memory://raw/products/"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_parquet_file_is_named() {
+    // The newest file (read for the schema) is not Parquet.
+    let project = Project::new(&[("q.sql", "SELECT sku FROM sales WHERE ds = '{{ ds }}'\n")]);
+    let lake = seeded().await;
+    lake.store()
+        .put(
+            &object_store::path::Path::from("raw/sales/ds=2026-11-28/part-0.parquet"),
+            b"this is not parquet at all".to_vec().into(),
+        )
+        .await
+        .expect("put");
+    let msg = fails(&project, &lake, "sql/q.sql").await;
+    assert!(
+        msg.starts_with(
+            "table `sales`: memory://raw/sales/ds=2026-11-28/part-0.parquet is not a readable Parquet file"
+        ),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_file_in_the_scanned_partition_is_named() {
+    // The schema file is fine; the partition the query scans is damaged
+    // (a real file cut short).
+    let project = Project::new(&[("q.sql", "SELECT sku FROM sales WHERE ds = '{{ ds }}'\n")]);
+    let lake = seeded().await;
+    let good = lake
+        .store()
+        .get(&object_store::path::Path::from(
+            "raw/sales/ds=2026-11-26/part-0.parquet",
+        ))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    lake.store()
+        .put(
+            &object_store::path::Path::from("raw/sales/ds=2026-11-27/part-0.parquet"),
+            good.slice(0..good.len() / 2).into(),
+        )
+        .await
+        .expect("put");
+    put_parquet(
+        &lake,
+        "raw/sales/ds=2026-11-29/part-0.parquet",
+        &sales(&[("Z", "s9", 1, 1.0)]),
+    )
+    .await;
+    let msg = fails(&project, &lake, "sql/q.sql").await;
+    assert!(
+        msg.starts_with(
+            "table `sales`: memory://raw/sales/ds=2026-11-27/part-0.parquet is not a readable Parquet file"
+        ),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_file_removed_after_compile() {
+    let project = Project::new(&[("gone.sql", "SELECT 1 AS one\n")]);
+    let lake = seeded().await;
+    let dag = project.dag(&dag_yaml("sql/gone.sql"));
+    std::fs::remove_file(project.path().join("sql/gone.sql")).expect("rm");
+    let err = run_task(&dag, "t", &services(lake.clone()), "2026-11-27")
+        .await
+        .expect_err("fails");
+    assert!(matches!(err, TaskError::Fatal(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "SQL file `{}` does not exist",
+            project.path().join("sql/gone.sql").display()
+        )
+    );
+    assert!(
+        visible_keys(&lake)
+            .await
+            .iter()
+            .all(|k| k.starts_with("raw/"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_other_than_queries_are_refused() {
+    let project = Project::new(&[("ddl.sql", "CREATE TABLE x AS SELECT 1 AS one\n")]);
+    let lake = seeded().await;
+    let msg = fails(&project, &lake, "sql/ddl.sql").await;
+    assert!(msg.contains("runs one query"), "{msg}");
+}
+
+#[test]
+fn compile_errors_are_located() {
+    let project = Project::new(&[
+        ("ok.sql", "SELECT 1 AS one\n"),
+        ("tpl.sql", "SELECT {{ ds \n"),
+    ]);
+    let errors = project.dag_errors(
+        r#"id: compile
+tables:
+  Sales: { path: /raw/sales }
+  stock: { path: raw/stock, partition_by: [ds, ds], format: csv }
+  dup: { path: raw/stock }
+  extra: { path: raw/x, partiton_by: [ds] }
+tasks:
+  - id: missing
+    kind: sql
+    sql: sql/nope.sql
+    output: { table: curated/a }
+  - id: badmode
+    kind: sql
+    sql: sql/ok.sql
+    output: { table: _hidden/a, mode: overwrite_partition }
+  - id: badtpl
+    kind: sql
+    sql: sql/tpl.sql
+    output: { table: curated/b, partition_by: Day }
+"#,
+    );
+    assert_eq!(
+        errors.len(),
+        11,
+        "one error per problem:\n{}",
+        errors.join("\n")
+    );
+    let text = errors.join("\n");
+    let file = project.path().join("jobs/test.yaml");
+    let f = file.display();
+    for want in [
+        format!("{f}:3:3: tables.Sales: invalid table name `Sales`"),
+        format!("{f}:3:12: tables.Sales.path: table path `/raw/sales` must be relative"),
+        format!("{f}:4:48: tables.stock.partition_by[1]: partition column `ds` is listed twice"),
+        format!("{f}:4:53: tables.stock.format: unsupported table format `csv`"),
+        format!("{f}:5:10: tables.dup.path: path `raw/stock` is already the path of table `stock`"),
+        format!(
+            "{f}:6:25: tables.extra.partiton_by: unknown field `partiton_by`, did you mean `partition_by`?"
+        ),
+        format!(
+            "{f}:10:5: tasks[0].sql: file `{}` does not exist",
+            project.path().join("sql/nope.sql").display()
+        ),
+        format!(
+            "{f}:15:15: tasks[1].output.table: table path `_hidden/a`: segment `_hidden` starts with `_`"
+        ),
+        format!(
+            "{f}:15:33: tasks[1].output.mode: mode `overwrite_partition` needs `output.partition_by`"
+        ),
+        format!(
+            "{f}:18:5: tasks[2].sql: `{}`: template does not parse",
+            project.path().join("sql/tpl.sql").display()
+        ),
+        format!("{f}:19:33: tasks[2].output.partition_by: invalid partition column name `Day`"),
+    ] {
+        assert!(text.contains(&want), "missing `{want}` in:\n{text}");
+    }
+}
