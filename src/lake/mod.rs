@@ -54,9 +54,11 @@ pub enum LakeError {
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     /// The lake URL as users write it (no trailing slash but for
-    /// `memory://`); locations
-    /// in messages and outputs are shown under it.
+    /// `memory://`); locations in messages and outputs are shown under it.
     display: String,
+    /// The folder of a local lake (where a killed process can leave
+    /// partial upload files that the store's listing does not show).
+    local_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -116,6 +118,7 @@ impl Lake {
         Self {
             store: Arc::new(InMemory::new()),
             display: "memory://".into(),
+            local_root: None,
         }
     }
 
@@ -138,6 +141,7 @@ impl Lake {
         Ok(Self {
             store: Arc::new(store),
             display: abs.display().to_string().trim_end_matches('/').to_string(),
+            local_root: Some(abs),
         })
     }
 
@@ -193,12 +197,21 @@ impl Lake {
         } else {
             format!("s3://{bucket}/{prefix}")
         };
-        Ok(Self { store, display })
+        Ok(Self {
+            store,
+            display,
+            local_root: None,
+        })
     }
 
     /// The store, rooted at the lake: paths are lake-relative.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The folder of a local lake; `None` for S3 and memory.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     /// The lake URL as shown in messages (no trailing slash).
@@ -224,6 +237,7 @@ impl Lake {
         Self {
             store: f(self.store),
             display: self.display,
+            local_root: self.local_root,
         }
     }
 

@@ -295,6 +295,28 @@ async fn abandon(lake: &Lake, writer: AsyncArrowWriter<BufWriter>, staged: &Path
 
 /// Remove everything under a staging folder (leftovers of crashed writes).
 async fn clear(lake: &Lake, dir: &Path) -> Result<(), PublishError> {
+    if let Some(root) = lake.local_root() {
+        // A killed process leaves its upload as `<key>#<n>`, which the
+        // local store neither lists nor deletes; remove the folder itself.
+        let folder = dir
+            .parts()
+            .fold(root.to_path_buf(), |p, part| p.join(part.as_ref()));
+        let result = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&folder) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((folder, e)),
+            _ => Ok(()),
+        })
+        .await;
+        if let Ok(Err((folder, e))) = result {
+            return Err(PublishError::Store {
+                action: "removing leftover",
+                location: folder.display().to_string(),
+                source: object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            });
+        }
+    }
     let store = lake.store();
     let old: Vec<Path> = store
         .list(Some(dir))
