@@ -277,6 +277,9 @@ async fn register_tables(
             cx.dag.file.display()
         )));
     }
+    // In name order, so that the first problem reported does not depend
+    // on how the query is written.
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
     for t in &tables {
         session::register_table(ctx, lake, t)
             .await
