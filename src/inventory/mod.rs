@@ -3,6 +3,7 @@
 //! replenishment policies that turn a forecast and a stock position into an
 //! order. Pure functions; the `reorder` task reads tables and calls them.
 
+pub mod monitor;
 pub mod normal;
 pub mod policy;
 
