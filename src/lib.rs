@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod dag;
 pub mod executor;
 pub mod inventory;
+pub mod lake;
 pub mod schedule;
 pub mod store;
 pub mod tasks;

@@ -6,7 +6,7 @@
 //! semantic checks (cron, time zone, durations, references, cycles,
 //! templates) run on whatever parsed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +14,14 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
+use crate::lake;
 use crate::schedule::{self, Schedule};
 use crate::tasks::{KindCompileCx, Registry};
 use crate::template;
 
 use super::diag::{Diagnostic, Diagnostics, unknown_message};
 use super::graph;
-use super::model::{Dag, RetryPolicy, Task};
+use super::model::{Dag, RetryPolicy, Table, Task};
 use super::raw::{RawDag, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA};
 
 /// Compile one DAG file's text. `root` is the directory relative file
@@ -81,6 +82,7 @@ pub fn compile_str(
     let defaults = header.map(|h| &h.defaults);
     let base_retry = compile_defaults(&mut d, defaults);
     let base_rule = defaults.and_then(|x| x.trigger_rule).unwrap_or_default();
+    let tables = compile_tables(&mut d, header);
 
     // Pass 1: each task's common keys and kind-specific part.
     struct Pending {
@@ -275,9 +277,71 @@ pub fn compile_str(
         max_active_runs: header.max_active_runs.unwrap_or(1).max(1) as usize,
         parallelism,
         params,
+        tables,
         tasks,
         by_id,
     })
+}
+
+/// `tables:`: names usable in SQL, lake-relative paths, partition columns.
+fn compile_tables(d: &mut Diagnostics, header: Option<&RawDag>) -> BTreeMap<String, Table> {
+    let mut out = BTreeMap::new();
+    let Some(raw) = header.map(|h| &h.tables) else {
+        return out;
+    };
+    let mut by_path: HashMap<String, &str> = HashMap::new();
+    for (name, t) in raw {
+        let at = format!("tables.{name}");
+        let mut ok = true;
+        if let Err(e) = lake::check_identifier(name) {
+            d.error(&at, format!("table {e}"));
+            ok = false;
+        }
+        if let Err(e) = lake::check_table_path(&t.path) {
+            d.error(&format!("{at}.path"), e);
+            ok = false;
+        }
+        let path = t.path.trim_end_matches('/').to_string();
+        if let Some(other) = by_path.get(&path) {
+            d.error(
+                &format!("{at}.path"),
+                format!("path `{path}` is already the path of table `{other}`"),
+            );
+            ok = false;
+        } else {
+            by_path.insert(path.clone(), name);
+        }
+        for (i, col) in t.partition_by.iter().enumerate() {
+            let cat = format!("{at}.partition_by[{i}]");
+            if let Err(e) = lake::check_identifier(col) {
+                d.error(&cat, format!("partition column: {e}"));
+                ok = false;
+            } else if t.partition_by[..i].contains(col) {
+                d.error(&cat, format!("partition column `{col}` is listed twice"));
+                ok = false;
+            }
+        }
+        if let Some(f) = &t.format {
+            if f != "parquet" {
+                d.error(
+                    &format!("{at}.format"),
+                    format!("unsupported table format `{f}` (supported: parquet)"),
+                );
+                ok = false;
+            }
+        }
+        if ok {
+            out.insert(
+                name.clone(),
+                Table {
+                    name: name.clone(),
+                    path,
+                    partition_by: t.partition_by.clone(),
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Compile a DAG file from disk.

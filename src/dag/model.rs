@@ -1,7 +1,7 @@
 //! Validated DAGs: what the executor and the daemon run. Built only by
 //! [`super::compile`], so every value here has been checked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub struct Dag {
     pub max_active_runs: usize,
     pub parallelism: usize,
     pub params: serde_json::Value,
+    /// Lake tables declared under `tables:`, by name.
+    pub tables: BTreeMap<String, Table>,
     /// In file order; `upstream`/`downstream` index into this.
     pub tasks: Vec<Task>,
     pub by_id: HashMap<String, usize>,
@@ -34,6 +36,17 @@ impl Dag {
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.by_id.get(id).map(|&i| &self.tasks[i])
     }
+}
+
+/// A lake table a DAG's SQL may read: Parquet files under `path`, Hive
+/// partitioned by `partition_by` (string columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The name SQL uses.
+    pub name: String,
+    /// Lake-relative folder, without a trailing slash.
+    pub path: String,
+    pub partition_by: Vec<String>,
 }
 
 #[derive(Debug)]

@@ -28,6 +28,23 @@ pub struct RawDag {
     pub params: serde_yaml::Mapping,
     #[serde(default)]
     pub defaults: RawTaskDefaults,
+    /// Lake tables the DAG's SQL reads, by name.
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, RawTable>,
+}
+
+/// One entry of `tables:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTable {
+    /// Folder in the lake, e.g. `raw/sales`.
+    pub path: String,
+    /// Hive partition columns, outermost first (`ds=…/`).
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Only `parquet` for now.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 pub const TOP_LEVEL_EXTRA: &[&str] = &["tasks"];

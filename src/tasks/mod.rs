@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod empty;
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dag::diag::Diagnostics;
+use crate::lake::Lake;
 use crate::template::{RunVars, TemplateError};
 
 /// What a task attempt reports back: a small JSON object (counts, paths).
@@ -52,11 +54,13 @@ impl TaskError {
     }
 }
 
-/// Everything shared by the tasks of a process (configuration now; the
-/// lake and the mail transport plug in here).
+/// Everything shared by the tasks of a process: the configuration and the
+/// lake (the mail transport plugs in here). `Default` gives an in-memory
+/// lake.
 #[derive(Debug, Default)]
 pub struct Services {
     pub config: Config,
+    pub lake: Lake,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +72,8 @@ pub enum ServicesError {
 impl Services {
     /// Build the shared services a configuration describes.
     pub fn new(config: Config) -> Result<Self, ServicesError> {
-        Ok(Self { config })
+        let lake = Lake::open(&config.lake).map_err(|e| ServicesError::Lake(e.to_string()))?;
+        Ok(Self { config, lake })
     }
 }
 
@@ -249,6 +254,7 @@ impl Registry {
         let mut r = Self::empty();
         r.register(Arc::new(empty::EmptyKind));
         r.register(Arc::new(command::CommandKind));
+        r.register(Arc::new(sql::SqlKind));
         r
     }
 

@@ -1,0 +1,209 @@
+//! DataFusion sessions over the lake: one [`SessionContext`] per query, with
+//! the lake's store on its runtime and a DAG's declared tables registered as
+//! Hive-partitioned Parquet listing tables.
+//!
+//! Owns turning a [`Table`] into a DataFusion table and naming what is wrong
+//! with one (nothing there, a file that is not Parquet). Running queries and
+//! writing results is the `sql` kind's and [`super::publish`]'s business.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use object_store::ObjectMeta;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaDataReader;
+
+use super::{Lake, table_location};
+use crate::dag::model::Table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("table `{table}`: no Parquet files under {location}")]
+    NoFiles { table: String, location: String },
+    #[error("table `{table}`: {file} is not a readable Parquet file: {message}")]
+    CorruptFile {
+        table: String,
+        file: String,
+        message: String,
+    },
+    #[error("table `{table}`: cannot list {location}: {source}")]
+    List {
+        table: String,
+        location: String,
+        source: object_store::Error,
+    },
+    #[error("table `{table}` at {location}: {source}")]
+    Register {
+        table: String,
+        location: String,
+        source: DataFusionError,
+    },
+}
+
+impl SessionError {
+    /// Errors another attempt might not hit (a flaky store); the rest need
+    /// the data or the DAG fixed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, SessionError::List { .. })
+    }
+}
+
+/// A session whose runtime reads and writes the lake. Spans are collected
+/// so that planning errors point into the query.
+pub fn context(lake: &Lake) -> SessionContext {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.collect_spans = true;
+    let ctx = SessionContext::new_with_config(config);
+    lake.register(&ctx);
+    ctx
+}
+
+/// The Parquet files of a table (hidden `_`/`.` entries skipped, as
+/// readers do).
+pub async fn table_files(lake: &Lake, table: &Table) -> Result<Vec<ObjectMeta>, SessionError> {
+    let dir = table_location(&table.path);
+    let files: Vec<ObjectMeta> =
+        lake.store()
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|source| SessionError::List {
+                table: table.name.clone(),
+                location: lake.describe(&dir),
+                source,
+            })?;
+    Ok(files
+        .into_iter()
+        .filter(|m| is_visible_parquet(&dir, &m.location))
+        .collect())
+}
+
+fn is_visible_parquet(dir: &Path, file: &Path) -> bool {
+    let Some(rel) = file.prefix_match(dir) else {
+        return false;
+    };
+    let parts: Vec<_> = rel.collect();
+    let hidden = parts
+        .iter()
+        .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'));
+    !hidden && file.as_ref().ends_with(".parquet")
+}
+
+/// Register `table` on `ctx` as a listing table over its lake folder.
+/// Partition columns are strings; the schema is read from the files'
+/// footers, so a file that is not Parquet is named here.
+pub async fn register_table(
+    ctx: &SessionContext,
+    lake: &Lake,
+    table: &Table,
+) -> Result<(), SessionError> {
+    let dir = table_location(&table.path);
+    let files = table_files(lake, table).await?;
+    if files.is_empty() {
+        return Err(SessionError::NoFiles {
+            table: table.name.clone(),
+            location: format!("{}/", lake.describe(&dir)),
+        });
+    }
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            table
+                .partition_by
+                .iter()
+                .map(|c| (c.clone(), DataType::Utf8))
+                .collect(),
+        );
+    let url = Lake::datafusion_url(&dir);
+    match ctx
+        .register_listing_table(table.name.as_str(), &url, options, None, None)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(source) => {
+            if let Some(bad) = find_corrupt(lake, table, &files).await {
+                return Err(bad);
+            }
+            Err(SessionError::Register {
+                table: table.name.clone(),
+                location: lake.describe(&dir),
+                source,
+            })
+        }
+    }
+}
+
+/// The first of `files` whose Parquet footer cannot be read, as an error
+/// naming it.
+pub async fn find_corrupt(
+    lake: &Lake,
+    table: &Table,
+    files: &[ObjectMeta],
+) -> Option<SessionError> {
+    for meta in files {
+        if let Err(message) = read_footer(lake, meta).await {
+            return Some(SessionError::CorruptFile {
+                table: table.name.clone(),
+                file: lake.describe(&meta.location),
+                message,
+            });
+        }
+    }
+    None
+}
+
+/// Read and parse a Parquet file's footer (metadata) from the store.
+async fn read_footer(lake: &Lake, meta: &ObjectMeta) -> Result<(), String> {
+    let size = meta.size;
+    let mut want: u64 = 64 * 1024;
+    loop {
+        let start = size.saturating_sub(want);
+        let tail = lake
+            .store()
+            .get_range(&meta.location, start..size)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut reader = ParquetMetaDataReader::new();
+        match reader.try_parse_sized(&tail, size) {
+            Ok(()) => return reader.finish().map(|_| ()).map_err(|e| e.to_string()),
+            Err(ParquetError::NeedMoreData(n)) if (n as u64) > want && (n as u64) <= size => {
+                want = n as u64;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_and_foreign_files_are_skipped() {
+        let dir = Path::from("raw/sales");
+        assert!(is_visible_parquet(
+            &dir,
+            &Path::from("raw/sales/ds=2026-11-27/part-00000.parquet")
+        ));
+        assert!(!is_visible_parquet(&dir, &Path::from("raw/sales/_SUCCESS")));
+        assert!(!is_visible_parquet(
+            &dir,
+            &Path::from("raw/sales/_tmp/x.parquet")
+        ));
+        assert!(!is_visible_parquet(
+            &dir,
+            &Path::from("raw/sales/notes.txt")
+        ));
+        assert!(!is_visible_parquet(
+            &dir,
+            &Path::from("raw/salesextra/x.parquet")
+        ));
+    }
+}
