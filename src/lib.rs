@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod dag;
 pub mod executor;
+pub mod inventory;
 pub mod lake;
 pub mod schedule;
 pub mod store;

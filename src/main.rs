@@ -71,7 +71,14 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+    // The scheduler library narrates its own start-up at info level; keep
+    // it quiet unless asked for by name.
+    let directives = if args.log.contains("tokio_cron_scheduler") {
+        args.log.clone()
+    } else {
+        format!("{},tokio_cron_scheduler=warn", args.log)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

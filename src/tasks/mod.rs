@@ -10,7 +10,10 @@
 
 pub mod command;
 pub mod empty;
+pub mod monitor;
+pub mod reorder;
 pub mod sql;
+pub mod tables;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -255,6 +258,8 @@ impl Registry {
         r.register(Arc::new(empty::EmptyKind));
         r.register(Arc::new(command::CommandKind));
         r.register(Arc::new(sql::SqlKind));
+        r.register(Arc::new(reorder::ReorderKind));
+        r.register(Arc::new(monitor::MonitorKind));
         r
     }
 
