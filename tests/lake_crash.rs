@@ -139,3 +139,47 @@ fn killed_process_leaves_previous_partition() {
         "the next write to the partition removes the leftover"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_write_is_interrupted_and_cleaned_up() {
+    let project = Project::new(&[("q.sql", SMALL)]);
+    let lake_dir = project.path().join("lake");
+    let lake = Lake::open(lake_dir.to_str().expect("utf8")).expect("lake");
+    let services = services(lake.clone());
+    let dag = project.dag(DAG);
+    run_task(&dag, "q", &services, "2026-11-27")
+        .await
+        .expect("first write");
+
+    project.write("sql/q.sql", BIG);
+    let cx = attempt(&dag, "q", &services, "2026-11-27");
+    let cancel = cx.cancel.clone();
+    let d = dag.clone();
+    let handle = tokio::spawn(async move {
+        let t = d.task("q").expect("task");
+        t.runner.run(&cx).await
+    });
+    let dir = lake_dir.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(180), || upload_in_progress(&dir))
+    })
+    .await
+    .expect("poll");
+    assert!(seen, "the big write never started uploading");
+    cancel.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("stops promptly after cancel")
+        .expect("join");
+    let err = result.expect_err("a cancelled write fails");
+    assert!(
+        matches!(err, restock::tasks::TaskError::Interrupted(_)),
+        "{err:?}"
+    );
+    assert_previous_intact(&lake_dir);
+    // The aborted upload and its staged key are removed at once.
+    let clean = wait_until(Duration::from_secs(5), || {
+        local_files(&lake_dir.join("_staging")).is_empty()
+    });
+    assert!(clean, "{:?}", local_files(&lake_dir.join("_staging")));
+}

@@ -60,6 +60,7 @@ async fn fails(project: &Project, lake: &Lake, sql_file: &str) -> String {
         .await
         .expect_err("the task must fail");
     let msg = err.to_string();
+    eprintln!("{msg}");
     assert!(
         matches!(err, TaskError::Fatal(_)),
         "bad input is not retried: {err:?}"
