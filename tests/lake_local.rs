@@ -287,3 +287,110 @@ tasks:
     assert!(!shown.contains("ds=2026-11-25"), "{shown}");
     assert!(!shown.contains("ds=2026-11-27"), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restock_run_publishes_and_passes_outputs_downstream() {
+    let project = Project::new(&[("daily_sales.sql", DAILY_SQL)]);
+    let lake_dir = project.path().join("lake");
+    let lake = Lake::open(lake_dir.to_str().expect("utf8")).expect("open lake");
+    seed(&lake).await;
+    project.write(
+        "jobs/daily.yaml",
+        &format!(
+            "{}{}",
+            dag_yaml("overwrite_partition").replace("id: lake_test", "id: daily"),
+            r#"
+  - id: report
+    kind: command
+    depends_on: [daily_sales]
+    when: "tasks.daily_sales.outputs.rows > 0"
+    command: "echo {{ tasks.daily_sales.outputs.rows }} {{ tasks.daily_sales.outputs.path }} > report.txt"
+"#
+        ),
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_restock"))
+        .current_dir(project.path())
+        .env_remove("RESTOCK_CONFIG")
+        .env("RESTOCK_LAKE", &lake_dir)
+        .args(["run", "daily", "--date", "2026-11-27"])
+        .output()
+        .expect("run restock");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    let report = std::fs::read_to_string(project.path().join("report.txt")).expect("report");
+    assert_eq!(
+        report.trim(),
+        format!("2 {}/curated/daily_sales/ds=2026-11-27", lake.url())
+    );
+    let read = pyarrow_read(&lake_dir.join("curated/daily_sales/ds=2026-11-27/part-00000.parquet"));
+    assert_eq!(read["rows"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_column_stays_in_the_folder_and_empty_results_are_valid_files() {
+    let project = Project::new(&[
+        (
+            "copy.sql",
+            "SELECT * FROM sales WHERE ds = '{{ ds }}' ORDER BY store",
+        ),
+        ("none.sql", "SELECT sku, qty FROM sales WHERE qty > 1000"),
+    ]);
+    let lake_dir = project.path().join("lake");
+    let lake = Lake::open(lake_dir.to_str().expect("utf8")).expect("open lake");
+    seed(&lake).await;
+    let dag = project.dag(
+        r#"
+id: shapes
+tables:
+  sales: { path: raw/sales, partition_by: [ds] }
+tasks:
+  - id: copy
+    kind: sql
+    sql: sql/copy.sql
+    output: { table: curated/copy, partition_by: ds }
+  - id: none
+    kind: sql
+    sql: sql/none.sql
+    output: { table: curated/none }
+"#,
+    );
+    let services = services(lake);
+    let out = run_task(&dag, "copy", &services, "2026-11-26")
+        .await
+        .expect("copy");
+    assert_eq!(out["rows"], 2);
+    let read = pyarrow_read(&lake_dir.join("curated/copy/ds=2026-11-26/part-00000.parquet"));
+    assert_eq!(
+        read["schema"],
+        serde_json::json!([
+            "sku: string",
+            "store: string",
+            "qty: int64",
+            "price: double"
+        ]),
+        "`ds` is in the folder name, not the file"
+    );
+    let rows = duckdb(&format!(
+        "SELECT ds, sku, qty FROM read_parquet('{}/*/*.parquet', hive_partitioning = true) ORDER BY store",
+        lake_dir.join("curated/copy").display()
+    ));
+    assert_eq!(
+        rows,
+        serde_json::json!([["2026-11-26", "A", 100], ["2026-11-26", "C", 7]])
+    );
+
+    let out = run_task(&dag, "none", &services, "2026-11-26")
+        .await
+        .expect("empty result");
+    assert_eq!(out["rows"], 0);
+    let read = pyarrow_read(&lake_dir.join("curated/none/part-00000.parquet"));
+    assert_eq!(read["rows"], 0);
+    assert_eq!(
+        read["schema"],
+        serde_json::json!(["sku: string", "qty: int64"])
+    );
+}
