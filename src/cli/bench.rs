@@ -30,6 +30,12 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// `reorder` + `monitor` over a generated M5-sized lake.
+    Inventory {
+        /// Store×sku series.
+        #[arg(long, default_value_t = 30_000)]
+        series: usize,
+    },
 }
 
 struct Quiet;
@@ -104,11 +110,17 @@ fn stats(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
-    let BenchCmd::Scheduler {
-        tasks,
-        validate_tasks,
-        repeat,
-    } = cmd;
+    let (tasks, validate_tasks, repeat) = match cmd {
+        BenchCmd::Scheduler {
+            tasks,
+            validate_tasks,
+            repeat,
+        } => (tasks, validate_tasks, repeat),
+        BenchCmd::Inventory { series } => {
+            super::bench_inventory::bench(config, series).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let registry = Registry::builtin();
     let dir = tempfile::tempdir().context("temp dir")?;
     let root = dir.path().to_path_buf();
