@@ -42,7 +42,9 @@ fn add_days(date: &str, days: i64) -> Result<String, minijinja::Error> {
             format!("add_days: `{date}` is not a YYYY-MM-DD date ({e})"),
         )
     })?;
-    Ok((d + chrono::Duration::days(days)).format("%Y-%m-%d").to_string())
+    Ok((d + chrono::Duration::days(days))
+        .format("%Y-%m-%d")
+        .to_string())
 }
 
 fn describe(err: &minijinja::Error) -> String {

@@ -30,6 +30,19 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// The main job's SQL preparation and a whole-table aggregation against
+    /// DuckDB, over the configured lake (e.g. after `restock demo --scale m5`).
+    Lake {
+        /// Logical date of the preparation run (default: the newest
+        /// complete interval).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Only the aggregation.
+        #[arg(long)]
+        skip_prep: bool,
+    },
     /// `reorder` + `monitor` over a generated M5-sized lake.
     Inventory {
         /// Store×sku series.
@@ -116,6 +129,14 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
             validate_tasks,
             repeat,
         } => (tasks, validate_tasks, repeat),
+        BenchCmd::Lake {
+            date,
+            repeat,
+            skip_prep,
+        } => {
+            super::bench_lake::bench(config, date, repeat, skip_prep).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         BenchCmd::Inventory { series } => {
             super::bench_inventory::bench(config, series).await?;
             return Ok(ExitCode::SUCCESS);
