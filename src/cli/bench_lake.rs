@@ -212,8 +212,8 @@ print(times[0], times[len(times)//2], len(rows), int(sum(r[2] for r in rows)))
     if f.len() == 4 {
         let (db_best, db_med): (f64, f64) = (f[0].parse()?, f[1].parse()?);
         println!(
-            "aggregation, DuckDB {}: best {db_best:.3} s, median {db_med:.3} s; {} rows, {} units",
-            "(same files, same threads)", f[2], f[3]
+            "aggregation, DuckDB (same files, same threads): best {db_best:.3} s, median {db_med:.3} s; {} rows, {} units",
+            f[2], f[3]
         );
         println!(
             "restock / DuckDB (median): {:.2}x{}",
