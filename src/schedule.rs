@@ -145,14 +145,33 @@ impl Schedule {
     }
 
     /// The newest interval that has fully elapsed at `now`.
+    ///
+    /// croner's backward search places a tick that falls into a DST gap at
+    /// the last second before the gap, while its forward search places it
+    /// at the first instant after; intervals are defined by the forward
+    /// search, so this steps back a few ticks and walks forward.
     pub fn latest_complete(&self, now: DateTime<Utc>) -> Option<Interval> {
-        let end = self.prev_at_or_before(now)?;
-        let start = self
-            .cron
-            .find_previous_occurrence(&end.with_timezone(&self.tz), false)
-            .ok()?
-            .with_timezone(&Utc);
-        Some(Interval { start, end })
+        let mut t = self.prev_at_or_before(now)?;
+        for _ in 0..3 {
+            t = self
+                .cron
+                .find_previous_occurrence(&t.with_timezone(&self.tz), false)
+                .ok()?
+                .with_timezone(&Utc);
+        }
+        let mut a = self.next_from(t)?;
+        let mut b = self.next_after(a)?;
+        if b > now {
+            return None;
+        }
+        while let Some(c) = self.next_after(b) {
+            if c > now {
+                break;
+            }
+            a = b;
+            b = c;
+        }
+        Some(Interval { start: a, end: b })
     }
 
     /// The scheduled interval for a calendar date given on the command line:
@@ -344,6 +363,28 @@ mod tests {
         assert_eq!(iv.end - iv.start, chrono::Duration::hours(24));
         let iv = s.interval_at(first).expect("iv");
         assert_eq!(iv.end - iv.start, chrono::Duration::hours(25));
+    }
+
+    #[test]
+    fn the_daemon_sees_dst_ticks_when_they_come_due() {
+        let s = berlin("30 2 * * *", Catchup::Last);
+        // Spring: the 02:30 tick of 29 March happens at 03:00 CEST.
+        let before = s.latest_complete(utc("2026-03-29T00:59:00Z")).expect("iv");
+        assert_eq!(before.end, utc("2026-03-28T01:30:00Z"));
+        let after = s.latest_complete(utc("2026-03-29T01:00:05Z")).expect("iv");
+        assert_eq!(after.start, utc("2026-03-28T01:30:00Z"));
+        assert_eq!(after.end, utc("2026-03-29T01:00:00Z"));
+        // Autumn: 02:30 of 25 October comes due once, at 02:30 CEST; an hour
+        // later (02:30 CET) nothing new is due.
+        let first = s.latest_complete(utc("2026-10-25T00:30:05Z")).expect("iv");
+        assert_eq!(first.end, utc("2026-10-25T00:30:00Z"));
+        let later = s.latest_complete(utc("2026-10-25T01:30:05Z")).expect("iv");
+        assert_eq!(later, first);
+        let last = Some(first.start);
+        assert_eq!(
+            s.due(last, utc("2026-10-25T01:30:05Z"), Catchup::All, 10),
+            vec![]
+        );
     }
 
     #[test]

@@ -29,8 +29,22 @@ fn env() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("add_days", add_days);
         env
     })
+}
+
+/// `{{ ds | add_days(-7) }}`: a `YYYY-MM-DD` date moved by whole days.
+fn add_days(date: &str, days: i64) -> Result<String, minijinja::Error> {
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("add_days: `{date}` is not a YYYY-MM-DD date ({e})"),
+        )
+    })?;
+    Ok((d + chrono::Duration::days(days))
+        .format("%Y-%m-%d")
+        .to_string())
 }
 
 fn describe(err: &minijinja::Error) -> String {
@@ -170,6 +184,17 @@ mod tests {
                 .expect("render"),
             "3"
         );
+    }
+
+    #[test]
+    fn add_days_filter() {
+        let v = vars();
+        assert_eq!(
+            v.render("{{ ds | add_days(-730) }}..{{ ds | add_days(1) }}")
+                .expect("render"),
+            "2024-11-27..2026-11-28"
+        );
+        assert!(v.render("{{ 'x' | add_days(1) }}").is_err());
     }
 
     #[test]

@@ -30,6 +30,25 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// The main job's SQL preparation and a whole-table aggregation against
+    /// DuckDB, over the configured lake (e.g. after `restock demo --scale m5`).
+    Lake {
+        /// Logical date of the preparation run (default: the newest
+        /// complete interval).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Only the aggregation.
+        #[arg(long)]
+        skip_prep: bool,
+    },
+    /// `reorder` + `monitor` over a generated M5-sized lake.
+    Inventory {
+        /// Store×sku series.
+        #[arg(long, default_value_t = 30_000)]
+        series: usize,
+    },
 }
 
 struct Quiet;
@@ -104,11 +123,25 @@ fn stats(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
-    let BenchCmd::Scheduler {
-        tasks,
-        validate_tasks,
-        repeat,
-    } = cmd;
+    let (tasks, validate_tasks, repeat) = match cmd {
+        BenchCmd::Scheduler {
+            tasks,
+            validate_tasks,
+            repeat,
+        } => (tasks, validate_tasks, repeat),
+        BenchCmd::Lake {
+            date,
+            repeat,
+            skip_prep,
+        } => {
+            super::bench_lake::bench(config, date, repeat, skip_prep).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::Inventory { series } => {
+            super::bench_inventory::bench(config, series).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let registry = Registry::builtin();
     let dir = tempfile::tempdir().context("temp dir")?;
     let root = dir.path().to_path_buf();

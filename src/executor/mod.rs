@@ -376,69 +376,26 @@ impl Executor {
                     },
                     (d, _) => d,
                 };
-                match decision {
-                    Decision::Run => launch_queue.push_back(i),
-                    Decision::Skip(reason) => {
-                        self.finish_without_attempt(
-                            &dag,
-                            &run_id,
-                            i,
-                            State::Skipped,
-                            &reason,
-                            None,
-                        )
-                        .await?;
-                        self.settle(
-                            &dag,
-                            &mut slots,
-                            &mut base_vars,
-                            &mut ready,
-                            &selected,
-                            i,
-                            State::Skipped,
-                        );
+                let (state, reason, error) = match decision {
+                    Decision::Run => {
+                        launch_queue.push_back(i);
+                        continue;
                     }
-                    Decision::UpstreamFailed(reason) => {
-                        self.finish_without_attempt(
-                            &dag,
-                            &run_id,
-                            i,
-                            State::UpstreamFailed,
-                            &reason,
-                            None,
-                        )
-                        .await?;
-                        self.settle(
-                            &dag,
-                            &mut slots,
-                            &mut base_vars,
-                            &mut ready,
-                            &selected,
-                            i,
-                            State::UpstreamFailed,
-                        );
-                    }
-                    Decision::Fail(reason) => {
-                        self.finish_without_attempt(
-                            &dag,
-                            &run_id,
-                            i,
-                            State::Failed,
-                            &reason,
-                            Some(&reason),
-                        )
-                        .await?;
-                        self.settle(
-                            &dag,
-                            &mut slots,
-                            &mut base_vars,
-                            &mut ready,
-                            &selected,
-                            i,
-                            State::Failed,
-                        );
-                    }
-                }
+                    Decision::Skip(r) => (State::Skipped, r, None),
+                    Decision::UpstreamFailed(r) => (State::UpstreamFailed, r, None),
+                    Decision::Fail(r) => (State::Failed, r.clone(), Some(r)),
+                };
+                self.finish_without_attempt(&dag, &run_id, i, state, &reason, error.as_deref())
+                    .await?;
+                self.settle(
+                    &dag,
+                    &mut slots,
+                    &mut base_vars,
+                    &mut ready,
+                    &selected,
+                    i,
+                    state,
+                );
             }
 
             // Launch up to `parallelism` attempts.

@@ -26,6 +26,13 @@ pub struct Rules {
     pub tracking_signal_limit: f64,
     /// Minimum number of forecast errors before the tracking signal counts.
     pub tracking_signal_min_points: usize,
+    /// Bias is only judged for series forecast to sell at least this much
+    /// per period (intermittent series need other measures).
+    pub tracking_signal_min_demand: f64,
+    /// … and only when the mean error is at least this fraction of the
+    /// mean forecast. RSFE/MAD over n periods has a spread of about
+    /// 1.25·√n on unbiased noise, so ±4 alone flags many healthy series.
+    pub tracking_signal_min_relative_bias: f64,
     /// `demand_outside_interval` is critical when the actual exceeds the
     /// upper quantile by more than this multiple of the band's half-width.
     pub spike_critical_ratio: f64,
@@ -40,6 +47,8 @@ impl Default for Rules {
             stale_after_days: 1,
             tracking_signal_limit: 4.0,
             tracking_signal_min_points: 8,
+            tracking_signal_min_demand: 1.0,
+            tracking_signal_min_relative_bias: 0.2,
             spike_critical_ratio: 3.0,
         }
     }
@@ -127,6 +136,8 @@ pub struct SeriesState {
     pub forecast_yesterday: Option<ForecastBand>,
     /// Recent forecast errors (actual − forecast mean), oldest first.
     pub errors: Vec<f64>,
+    /// The forecast means those errors were measured against.
+    pub error_forecasts: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -303,7 +314,20 @@ pub fn evaluate(
                 );
             }
         }
-        if s.errors.len() >= rules.tracking_signal_min_points {
+        let n = s.errors.len();
+        let mean_forecast = if s.error_forecasts.is_empty() {
+            0.0
+        } else {
+            s.error_forecasts.iter().sum::<f64>() / s.error_forecasts.len() as f64
+        };
+        let mean_error = if n == 0 {
+            0.0
+        } else {
+            s.errors.iter().sum::<f64>() / n as f64
+        };
+        let material = mean_forecast >= rules.tracking_signal_min_demand
+            && mean_error.abs() >= rules.tracking_signal_min_relative_bias * mean_forecast;
+        if n >= rules.tracking_signal_min_points && material {
             if let Some(ts) =
                 tracking_signal(&s.errors).filter(|t| t.abs() > rules.tracking_signal_limit)
             {
@@ -397,6 +421,7 @@ mod tests {
         };
         let biased = SeriesState {
             errors: vec![2.0, 3.0, 1.0, 2.5, 2.0, 1.5, 3.0, 2.0],
+            error_forecasts: vec![5.0; 8],
             ..base("biased")
         };
         let fresh = [
@@ -452,6 +477,23 @@ mod tests {
         assert_eq!(parsed.stale_after_days, 2);
         assert_eq!(parsed.recent_days, 7);
         assert!(serde_yaml::from_str::<Rules>("stale_days: 2").is_err());
+    }
+
+    #[test]
+    fn bias_needs_volume_and_a_material_mean_error() {
+        let r = Rules::default();
+        let noisy = SeriesState {
+            // RSFE/MAD = 8 but the mean error is 5% of the forecast.
+            errors: vec![1.0; 8],
+            error_forecasts: vec![20.0; 8],
+            ..base("noisy")
+        };
+        let slow = SeriesState {
+            errors: vec![-0.3; 8],
+            error_forecasts: vec![0.3; 8],
+            ..base("slow")
+        };
+        assert!(evaluate(&r, day(27), &[noisy, slow], &[]).is_empty());
     }
 
     #[test]

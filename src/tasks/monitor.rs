@@ -272,6 +272,7 @@ impl TaskRunner for MonitorRunner {
                         let mean = c.f64("mean", r)?.unwrap_or(0.0);
                         if let Some(units) = c.f64("units", r)? {
                             st.errors.push(units - mean);
+                            st.error_forecasts.push(mean);
                         }
                         if date == Some(as_of) {
                             st.forecast_yesterday = Some(ForecastBand {
