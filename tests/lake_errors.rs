@@ -276,3 +276,19 @@ tasks:
         assert!(text.contains(&want), "missing `{want}` in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undefined_template_variable_names_the_file() {
+    let project = Project::new(&[(
+        "t.sql",
+        "SELECT sku FROM sales WHERE qty > {{ params.nope }}\n",
+    )]);
+    let lake = seeded().await;
+    let msg = fails(&project, &lake, "sql/t.sql").await;
+    let file = project.path().join("sql/t.sql");
+    assert!(
+        msg.starts_with(&format!("{}: template failed to render", file.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("undefined"), "{msg}");
+}

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -147,49 +148,18 @@ impl TaskRunner for SqlRunner {
                 )));
             }
         };
-        let query = cx.render(&text)?;
+        let query = cx
+            .render(&text)
+            .map_err(|e| TaskError::Fatal(format!("{}: {e}", file.display())))?;
         let lake = &cx.services.lake;
-        let ctx = session::context(lake);
-        let state = ctx.state();
-        let statement = state
-            .sql_to_statement(&query, &state.config().options().sql_parser.dialect)
-            .map_err(|e| TaskError::Fatal(sql_error(&file, &query, &e)))?;
-        let is_query = matches!(
-            &statement,
-            DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_))
-        );
-        if !is_query {
-            return Err(TaskError::Fatal(format!(
-                "{}: a `sql` task runs one query (SELECT or WITH …), not other statements",
-                file.display()
-            )));
-        }
-        let tables = register_tables(&ctx, lake, &file, &query, &statement, cx).await?;
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| TaskError::Fatal(sql_error(&file, &query, &e)))?;
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| {
-                TaskError::Fatal(format!(
-                    "{}: a `sql` task runs one query (SELECT or WITH …): {}",
-                    file.display(),
-                    e.strip_backtrace()
-                ))
-            })?;
-        let stream = match ctx.execute_logical_plan(plan).await {
-            Ok(frame) => frame.execute_stream().await,
-            Err(e) => Err(e),
-        };
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(publish_error(lake, &tables, &file, PublishError::Query(e)).await);
+        // Listing and planning can take a while on a large S3 table; a
+        // cancel must not wait for them.
+        let (stream, tables) = tokio::select! {
+            biased;
+            _ = cx.cancel.cancelled() => {
+                return Err(TaskError::Interrupted("stopped while planning the query".into()));
             }
+            r = prepare(lake, &file, &query, cx) => r?,
         };
 
         let target = Target {
@@ -232,6 +202,56 @@ impl TaskRunner for SqlRunner {
         out.insert("path".into(), lake.describe(&written.dir).into());
         out.insert("file".into(), lake.describe(&written.file).into());
         Ok(out)
+    }
+}
+
+/// Parse, check and plan the query, register the tables it names, and
+/// start executing it.
+async fn prepare(
+    lake: &Lake,
+    file: &FsPath,
+    query: &str,
+    cx: &AttemptContext,
+) -> Result<(SendableRecordBatchStream, Vec<Table>), TaskError> {
+    let ctx = session::context(lake);
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(query, &state.config().options().sql_parser.dialect)
+        .map_err(|e| TaskError::Fatal(sql_error(file, query, &e)))?;
+    let is_query = matches!(
+        &statement,
+        DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_))
+    );
+    if !is_query {
+        return Err(TaskError::Fatal(format!(
+            "{}: a `sql` task runs one query (SELECT or WITH …), not other statements",
+            file.display()
+        )));
+    }
+    let tables = register_tables(&ctx, lake, file, query, &statement, cx).await?;
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| TaskError::Fatal(sql_error(file, query, &e)))?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| {
+            TaskError::Fatal(format!(
+                "{}: a `sql` task runs one query (SELECT or WITH …): {}",
+                file.display(),
+                e.strip_backtrace()
+            ))
+        })?;
+    let stream = match ctx.execute_logical_plan(plan).await {
+        Ok(frame) => frame.execute_stream().await,
+        Err(e) => Err(e),
+    };
+    match stream {
+        Ok(s) => Ok((s, tables)),
+        Err(e) => Err(publish_error(lake, &tables, file, PublishError::Query(e)).await),
     }
 }
 
