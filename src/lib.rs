@@ -4,6 +4,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dag;
+pub mod demo;
 pub mod executor;
 pub mod inventory;
 pub mod lake;
