@@ -62,6 +62,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::task::TaskCmd,
     },
+    /// Generate the synthetic retail lake and run the main job on it.
+    Demo(cli::demo::DemoArgs),
     /// Benchmarks (orchestration overhead, validation speed).
     Bench {
         #[command(subcommand)]
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
             Cmd::Show { run_id, json } => cli::history::show(&config, &run_id, json),
             Cmd::Task { cmd } => cli::task::task(config, cmd).await,
             Cmd::Bench { cmd } => cli::bench::bench(config, cmd).await,
+            Cmd::Demo(a) => cli::demo::demo(config, a).await,
         }
     });
     match result {

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_inventory;
 pub mod bench_lake;
+pub mod demo;
 pub mod history;
 pub mod run;
 pub mod task;
