@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod rng;
 pub mod series;
+pub mod synthetic;
 pub mod train;
 
 pub use artifact::{ArtifactError, ModelMeta};
