@@ -66,7 +66,11 @@ fn candle_lstm_layer_matches_numpy_gate_equations() {
     let got: Vec<f32> = h_seq.flatten_all().unwrap().to_vec1().unwrap();
     assert_close(&got, &floats(&fx["layer0_h_seq"]), "layer 0 hidden states");
     let c_last: Vec<f32> = states[c - 1].c().flatten_all().unwrap().to_vec1().unwrap();
-    assert_close(&c_last, &floats(&fx["layer0_c_last"]), "layer 0 last cell state");
+    assert_close(
+        &c_last,
+        &floats(&fx["layer0_c_last"]),
+        "layer 0 last cell state",
+    );
 }
 
 #[test]

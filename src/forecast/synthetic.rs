@@ -111,7 +111,10 @@ pub fn generate(spec: &SyntheticSpec) -> (Vec<Series>, Vec<Vec<f64>>) {
         price.truncate(spec.days);
         promo.truncate(spec.days);
         out.push(Series {
-            key: vec![format!("STORE_{}", i % 10), format!("{group}_{dept}_{i:05}")],
+            key: vec![
+                format!("STORE_{}", i % 10),
+                format!("{group}_{dept}_{i:05}"),
+            ],
             group,
             static_feature: Some(format!("dept_{dept}")),
             dates: dates.clone(),
