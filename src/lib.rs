@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod dag;
 pub mod demo;
 pub mod executor;
+pub mod forecast;
 pub mod inventory;
 pub mod lake;
 pub mod schedule;

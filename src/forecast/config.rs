@@ -1,0 +1,160 @@
+//! The `model:` block of a training task: what the global forecasting model
+//! looks like and how it is trained. Owns parsing defaults and validation of
+//! those numbers; it does not own data preparation or the training loop.
+
+use serde::{Deserialize, Serialize};
+
+/// Errors in a model configuration. All of them are user faults.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("model.{field} must be at least {min}, got {got}")]
+    TooSmall {
+        field: &'static str,
+        min: usize,
+        got: usize,
+    },
+    #[error("model.quantiles must be non-empty, strictly increasing and inside (0, 1), got {0:?}")]
+    Quantiles(Vec<f64>),
+    #[error("model.learning_rate must be positive and finite, got {0}")]
+    LearningRate(f64),
+    #[error("model.max_grad_norm must be positive and finite, got {0}")]
+    GradNorm(f64),
+}
+
+/// Where tensors live: the CPU, a CUDA GPU, or CUDA when built with the
+/// `cuda` feature and a device is present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+    #[default]
+    Auto,
+}
+
+/// How far apart consecutive observations are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Frequency {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl Frequency {
+    /// Season length used by seasonal naive, ETS and MASE: a week of days,
+    /// a year of weeks, a year of months.
+    pub fn season(self) -> usize {
+        match self {
+            Frequency::Daily => 7,
+            Frequency::Weekly => 52,
+            Frequency::Monthly => 12,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frequency::Daily => "daily",
+            Frequency::Weekly => "weekly",
+            Frequency::Monthly => "monthly",
+        }
+    }
+}
+
+/// Hyper-parameters of the global LSTM model. Mirrors the DAG YAML `model:`
+/// block; every field has a default so `model: {}` is valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Observations the encoder reads before the forecast origin.
+    pub context: usize,
+    /// LSTM hidden size.
+    pub hidden: usize,
+    /// Stacked LSTM layers.
+    pub layers: usize,
+    /// Quantile levels predicted for every horizon step.
+    pub quantiles: Vec<f64>,
+    /// Maximum passes; early stopping may end sooner.
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Seeds weight initialisation and window sampling.
+    pub seed: u64,
+    /// Steps forecast ahead, and steps held out for the backtest.
+    pub horizon: usize,
+    /// Epochs without validation improvement before training stops.
+    pub patience: usize,
+    /// Mini-batches per epoch (windows are sampled across series).
+    pub batches_per_epoch: usize,
+    /// Global gradient norm clip.
+    pub max_grad_norm: f64,
+    pub device: DeviceChoice,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            context: 56,
+            hidden: 64,
+            layers: 1,
+            quantiles: vec![0.1, 0.5, 0.9],
+            epochs: 30,
+            batch_size: 256,
+            learning_rate: 0.001,
+            seed: 7,
+            horizon: 28,
+            patience: 5,
+            batches_per_epoch: 50,
+            max_grad_norm: 1.0,
+            device: DeviceChoice::Auto,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks every field; the first fault is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mins: [(&'static str, usize, usize); 7] = [
+            ("context", 1, self.context),
+            ("hidden", 1, self.hidden),
+            ("layers", 1, self.layers),
+            ("epochs", 1, self.epochs),
+            ("batch_size", 1, self.batch_size),
+            ("horizon", 1, self.horizon),
+            ("batches_per_epoch", 1, self.batches_per_epoch),
+        ];
+        for (field, min, got) in mins {
+            if got < min {
+                return Err(ConfigError::TooSmall { field, min, got });
+            }
+        }
+        let q = &self.quantiles;
+        let ordered = q.windows(2).all(|w| w[0] < w[1]);
+        if q.is_empty() || !ordered || q.iter().any(|&x| !(x > 0.0 && x < 1.0)) {
+            return Err(ConfigError::Quantiles(q.clone()));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(ConfigError::LearningRate(self.learning_rate));
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0) {
+            return Err(ConfigError::GradNorm(self.max_grad_norm));
+        }
+        Ok(())
+    }
+
+    /// Column names for the quantiles: 0.1 → `p10`, 0.025 → `p2_5`.
+    pub fn quantile_names(&self) -> Vec<String> {
+        quantile_names(&self.quantiles)
+    }
+}
+
+/// Column names for quantile levels: 0.1 → `p10`, 0.025 → `p2_5`.
+pub fn quantile_names(quantiles: &[f64]) -> Vec<String> {
+    quantiles
+        .iter()
+        .map(|q| {
+            let pct = format!("{}", (q * 100.0 * 1e6).round() / 1e6);
+            format!("p{}", pct.replace('.', "_"))
+        })
+        .collect()
+}

@@ -1,0 +1,192 @@
+//! Turning a prepared series into model inputs for one forecast origin:
+//! per-series scaling, the encoder sequence, static features, and the
+//! future-known covariates of each horizon step. Owns the feature list
+//! (names and order) that artifacts record and check on load.
+
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{self, CalendarError};
+use super::config::Frequency;
+use super::network::NetworkSpec;
+use super::prepare::Prepared;
+use super::series::Flag;
+
+/// Which inputs the model reads, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureLayout {
+    pub frequency: Frequency,
+    pub context: usize,
+    pub horizon: usize,
+    pub has_price: bool,
+    pub has_promo: bool,
+    /// Known values of the static feature, one-hot encoded in this order.
+    pub static_categories: Vec<String>,
+}
+
+/// Inputs of one window, ready to be copied into a batch.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// context × enc_features, row-major.
+    pub enc: Vec<f32>,
+    /// static features, then horizon × dec_features.
+    pub dec: Vec<f32>,
+    /// Mean absolute demand over the context (1.0 when that is zero).
+    pub scale: f64,
+    /// Conditions noticed while building (assumed covariates, unknown static).
+    pub flags: Vec<Flag>,
+}
+
+impl FeatureLayout {
+    /// The layout for a group: price/promotion are used when any series has
+    /// them; the static categories are the sorted distinct values.
+    pub fn for_group(series: &[Prepared], freq: Frequency, context: usize, horizon: usize) -> Self {
+        let mut cats: Vec<String> = series
+            .iter()
+            .filter_map(|s| s.static_feature.clone())
+            .collect();
+        cats.sort();
+        cats.dedup();
+        Self {
+            frequency: freq,
+            context,
+            horizon,
+            has_price: series.iter().any(|s| s.price.is_some()),
+            has_promo: series.iter().any(|s| s.promo.is_some()),
+            static_categories: cats,
+        }
+    }
+
+    fn covariate_names(&self) -> Vec<String> {
+        let mut v = calendar::feature_names(self.frequency);
+        if self.has_price {
+            v.push("price_rel".into());
+        }
+        if self.has_promo {
+            v.push("on_promo".into());
+        }
+        v
+    }
+
+    /// Names of the per-step encoder inputs.
+    pub fn enc_names(&self) -> Vec<String> {
+        let mut v = vec!["demand_scaled".to_string()];
+        v.extend(self.covariate_names());
+        v
+    }
+
+    /// Names of the per-step known future inputs.
+    pub fn dec_names(&self) -> Vec<String> {
+        self.covariate_names()
+    }
+
+    /// Names of the static inputs.
+    pub fn static_names(&self) -> Vec<String> {
+        let mut v = vec!["log_scale".to_string()];
+        v.extend(self.static_categories.iter().map(|c| format!("static={c}")));
+        v
+    }
+
+    /// Network shapes for this layout.
+    pub fn spec(&self, hidden: usize, layers: usize, quantiles: usize) -> NetworkSpec {
+        NetworkSpec {
+            enc_features: self.enc_names().len(),
+            dec_features: self.dec_names().len(),
+            static_features: self.static_names().len(),
+            hidden,
+            layers,
+            horizon: self.horizon,
+            quantiles,
+        }
+    }
+
+    /// Builds the inputs for forecast origin `t` (context `[t−C, t)`,
+    /// horizon `[t, t+H)`). Needs `t ≥ C` and `t ≤ len`. Horizon covariates
+    /// come from the history when `t + H ≤ len`, otherwise from the
+    /// series' future covariates, or last price / no promotion if absent.
+    pub fn window(&self, s: &Prepared, t: usize) -> Result<Window, CalendarError> {
+        let c = self.context;
+        let ctx = &s.values[t - c..t];
+        let mean_abs = ctx.iter().map(|v| v.abs()).sum::<f64>() / c as f64;
+        let scale = if mean_abs > 0.0 { mean_abs } else { 1.0 };
+        let price_ref = s.price.as_ref().map(|p| {
+            let m = p[t - c..t].iter().sum::<f64>() / c as f64;
+            if m > 0.0 { m } else { 1.0 }
+        });
+        let mut w = Window {
+            enc: Vec::with_capacity(c * self.enc_names().len()),
+            dec: Vec::with_capacity(self.static_names().len() + self.horizon * 16),
+            scale,
+            flags: Vec::new(),
+        };
+        let anchor = s.dates[0];
+        for i in t - c..t {
+            w.enc.push((s.values[i] / scale) as f32);
+            calendar::features(self.frequency, s.dates[i], &mut w.enc);
+            if self.has_price {
+                let p = match (&s.price, price_ref) {
+                    (Some(p), Some(r)) => p[i] / r,
+                    _ => 1.0,
+                };
+                w.enc.push(p as f32);
+            }
+            if self.has_promo {
+                w.enc.push(s.promo.as_ref().map_or(0.0, |p| p[i] as f32));
+            }
+        }
+        w.dec.push(scale.ln_1p() as f32);
+        let mut known = false;
+        for cat in &self.static_categories {
+            let hit = s.static_feature.as_deref() == Some(cat.as_str());
+            known |= hit;
+            w.dec.push(if hit { 1.0 } else { 0.0 });
+        }
+        if s.static_feature.is_some() && !known {
+            w.flags.push(Flag::UnknownStaticFeature);
+        }
+        let n = s.values.len();
+        let mut assumed = false;
+        for k in 0..self.horizon {
+            let idx = t + k;
+            let date = calendar::date_at(self.frequency, anchor, idx as i64)?;
+            calendar::features(self.frequency, date, &mut w.dec);
+            if self.has_price {
+                let r = price_ref.unwrap_or(1.0);
+                let last = s.price.as_ref().and_then(|p| p.get(t - 1)).copied();
+                let p = if idx < n {
+                    s.price.as_ref().map(|p| p[idx])
+                } else {
+                    let f = s
+                        .future_price
+                        .as_ref()
+                        .and_then(|p| p.get(idx - n))
+                        .copied();
+                    if f.is_none() && s.price.is_some() {
+                        assumed = true;
+                    }
+                    f.or(last)
+                };
+                w.dec.push(p.map_or(1.0, |p| p / r) as f32);
+            }
+            if self.has_promo {
+                let p = if idx < n {
+                    s.promo.as_ref().map(|p| p[idx])
+                } else {
+                    let f = s
+                        .future_promo
+                        .as_ref()
+                        .and_then(|p| p.get(idx - n))
+                        .copied();
+                    if f.is_none() && s.promo.is_some() {
+                        assumed = true;
+                    }
+                    f
+                };
+                w.dec.push(p.unwrap_or(0.0) as f32);
+            }
+        }
+        if assumed {
+            w.flags.push(Flag::FutureCovariatesAssumed);
+        }
+        Ok(w)
+    }
+}

@@ -1,0 +1,170 @@
+//! Forecast accuracy: pinball loss, MASE, RMSSE, WAPE, bias and empirical
+//! quantile coverage, per series and aggregated. Owns the formulas only.
+//!
+//! Definitions (y actual, f point forecast, over the evaluated horizon):
+//! - MASE = mean|y − f| / mean|y_t − y_{t−m}| in-sample, m = season length
+//!   (m = 1 when the history is not longer than a season).
+//! - RMSSE = sqrt(mean (y − f)² / mean (y_t − y_{t−1})² in-sample), as in M5.
+//!   Both scales use the history from the first non-zero value on; series
+//!   whose scale is zero are left out of these two means.
+//! - WAPE = Σ|y − f| / Σy; bias = Σ(f − y) / Σy (positive: over-forecast).
+//! - coverage(q) = share of points with y ≤ forecast quantile q.
+
+use serde::{Deserialize, Serialize};
+
+/// Mean pinball (quantile) loss of predictions `pred` at level `q`.
+pub fn pinball(actual: &[f64], pred: &[f64], q: f64) -> f64 {
+    if actual.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = actual
+        .iter()
+        .zip(pred)
+        .map(|(&y, &p)| {
+            let e = y - p;
+            (q * e).max((q - 1.0) * e)
+        })
+        .sum();
+    total / actual.len() as f64
+}
+
+/// Scales of the in-sample naive errors used by MASE and RMSSE.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scales {
+    pub mase: Option<f64>,
+    pub rmsse: Option<f64>,
+}
+
+/// Computes the MASE and RMSSE scales from the training history.
+pub fn scales(history: &[f64], season: usize) -> Scales {
+    let start = history
+        .iter()
+        .position(|&v| v != 0.0)
+        .unwrap_or(history.len());
+    let h = &history[start..];
+    let m = if h.len() > season { season } else { 1 };
+    let positive = |x: f64| {
+        if x > 0.0 && x.is_finite() {
+            Some(x)
+        } else {
+            None
+        }
+    };
+    let mean = |xs: Vec<f64>| {
+        if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
+    let mase = if h.len() > m {
+        positive(mean(
+            (m..h.len()).map(|t| (h[t] - h[t - m]).abs()).collect(),
+        ))
+    } else {
+        None
+    };
+    let rmsse = if h.len() > 1 {
+        positive(mean(
+            (1..h.len()).map(|t| (h[t] - h[t - 1]).powi(2)).collect(),
+        ))
+    } else {
+        None
+    };
+    Scales { mase, rmsse }
+}
+
+/// One series' backtest: actuals against the point forecast and quantiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesEval {
+    pub actual: Vec<f64>,
+    pub mean: Vec<f64>,
+    /// `quantiles[i][t]`: level i at step t.
+    pub quantiles: Vec<Vec<f64>>,
+    pub scales: Scales,
+}
+
+impl SeriesEval {
+    pub fn mase(&self) -> Option<f64> {
+        let s = self.scales.mase?;
+        let n = self.actual.len().max(1) as f64;
+        let mae: f64 = self
+            .actual
+            .iter()
+            .zip(&self.mean)
+            .map(|(y, f)| (y - f).abs())
+            .sum();
+        Some(mae / n / s)
+    }
+
+    pub fn rmsse(&self) -> Option<f64> {
+        let s = self.scales.rmsse?;
+        let n = self.actual.len().max(1) as f64;
+        let mse: f64 = self
+            .actual
+            .iter()
+            .zip(&self.mean)
+            .map(|(y, f)| (y - f).powi(2))
+            .sum();
+        Some((mse / n / s).sqrt())
+    }
+}
+
+/// Aggregated accuracy over a set of series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub mase: f64,
+    pub rmsse: f64,
+    pub wape: f64,
+    pub bias: f64,
+    /// Empirical coverage per quantile level, in config order.
+    pub coverage: Vec<f64>,
+    pub series: usize,
+}
+
+/// Aggregates series evaluations: MASE and RMSSE are unweighted means over
+/// series with a defined scale; WAPE, bias and coverage pool all points.
+pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
+    let mean_of = |xs: Vec<f64>| {
+        if xs.is_empty() {
+            f64::NAN
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
+    let mase = mean_of(evals.iter().filter_map(SeriesEval::mase).collect());
+    let rmsse = mean_of(evals.iter().filter_map(SeriesEval::rmsse).collect());
+    let (mut abs_err, mut err, mut total, mut points) = (0.0, 0.0, 0.0, 0usize);
+    let mut hits = vec![0usize; n_quantiles];
+    for e in evals {
+        for (t, (&y, &f)) in e.actual.iter().zip(&e.mean).enumerate() {
+            abs_err += (y - f).abs();
+            err += f - y;
+            total += y;
+            points += 1;
+            for (i, q) in e.quantiles.iter().enumerate().take(n_quantiles) {
+                if q.get(t).is_some_and(|&p| y <= p) {
+                    hits[i] += 1;
+                }
+            }
+        }
+    }
+    let ratio = |a: f64| if total > 0.0 { a / total } else { f64::NAN };
+    Metrics {
+        mase,
+        rmsse,
+        wape: ratio(abs_err),
+        bias: ratio(err),
+        coverage: hits
+            .iter()
+            .map(|&h| {
+                if points > 0 {
+                    h as f64 / points as f64
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect(),
+        series: evals.len(),
+    }
+}

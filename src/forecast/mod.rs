@@ -1,0 +1,34 @@
+//! Demand forecasting: one global LSTM model per group (candle), simple
+//! baselines (naive, seasonal naive, AutoETS), backtest metrics, the
+//! champion/challenger choice, forecast rows as Arrow, and model artifacts.
+//!
+//! Everything here is pure over in-memory data and synchronous; the task
+//! kinds that read the lake, write Parquet and run this off the async
+//! runtime live elsewhere. See docs/forecasting.md.
+
+pub mod artifact;
+pub mod baselines;
+pub mod calendar;
+pub mod config;
+pub mod device;
+pub mod features;
+pub mod metrics;
+pub mod network;
+pub mod output;
+pub mod pipeline;
+pub mod prepare;
+pub mod rng;
+pub mod series;
+pub mod synthetic;
+pub mod train;
+
+pub use artifact::{ArtifactError, ModelMeta};
+pub use baselines::ModelKind;
+pub use config::{DeviceChoice, Frequency, ModelConfig};
+pub use metrics::Metrics;
+pub use output::{ForecastRow, forecast_batch};
+pub use pipeline::{
+    GroupResult, PipelineError, forecast_with_model, overall_metrics, train_all_groups, train_group,
+};
+pub use series::{Flag, FutureCovariates, Series};
+pub use train::{EpochReport, TrainedModel};

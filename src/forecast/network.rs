@@ -1,0 +1,201 @@
+//! The global forecasting network: a stacked LSTM encoder (candle-nn) over
+//! the context window, and an MLP head that maps the final hidden state,
+//! the static features and the future-known covariates of every horizon
+//! step directly to `horizon × (quantiles + 1)` outputs (MQ-RNN style; the
+//! extra output is the mean). Owns the layer layout, tensor names and
+//! seeded initialisation; not training or data.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{LSTM, LSTMConfig, Linear, Module, RNN, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use super::rng::SplitMix64;
+
+/// Errors building or running the network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("parameter store lock poisoned")]
+    Poisoned,
+}
+
+/// Sizes that fix the network's tensor shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// Inputs per context step (scaled demand + covariates).
+    pub enc_features: usize,
+    /// Known covariates per horizon step.
+    pub dec_features: usize,
+    /// Per-series static inputs (log scale + one-hot of the static feature).
+    pub static_features: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub horizon: usize,
+    pub quantiles: usize,
+}
+
+impl NetworkSpec {
+    /// Width of the decoder input: static plus all horizon covariates.
+    pub fn dec_width(&self) -> usize {
+        self.static_features + self.horizon * self.dec_features
+    }
+
+    /// Outputs per horizon step: the quantiles, then the mean.
+    pub fn outputs(&self) -> usize {
+        self.quantiles + 1
+    }
+
+    /// Every parameter name with its shape, in a fixed order.
+    pub fn parameters(&self) -> Vec<(String, Vec<usize>)> {
+        let h = self.hidden;
+        let mut out = Vec::new();
+        for l in 0..self.layers {
+            let input = if l == 0 { self.enc_features } else { h };
+            out.push((format!("lstm.weight_ih_l{l}"), vec![4 * h, input]));
+            out.push((format!("lstm.weight_hh_l{l}"), vec![4 * h, h]));
+            out.push((format!("lstm.bias_ih_l{l}"), vec![4 * h]));
+            out.push((format!("lstm.bias_hh_l{l}"), vec![4 * h]));
+        }
+        out.push(("head1.weight".into(), vec![h, h + self.dec_width()]));
+        out.push(("head1.bias".into(), vec![h]));
+        out.push((
+            "head2.weight".into(),
+            vec![self.horizon * self.outputs(), h],
+        ));
+        out.push(("head2.bias".into(), vec![self.horizon * self.outputs()]));
+        out
+    }
+}
+
+/// LSTM encoder + direct multi-horizon MLP head.
+#[derive(Debug, Clone)]
+pub struct Network {
+    lstms: Vec<LSTM>,
+    head1: Linear,
+    head2: Linear,
+    spec: NetworkSpec,
+}
+
+impl Network {
+    /// Builds the layers from a parameter store holding every tensor of
+    /// `spec.parameters()`.
+    pub fn new(spec: NetworkSpec, vb: VarBuilder) -> Result<Self, NetworkError> {
+        let mut lstms = Vec::with_capacity(spec.layers);
+        for l in 0..spec.layers {
+            let input = if l == 0 {
+                spec.enc_features
+            } else {
+                spec.hidden
+            };
+            let cfg = LSTMConfig {
+                layer_idx: l,
+                ..LSTMConfig::default()
+            };
+            lstms.push(candle_nn::lstm(input, spec.hidden, cfg, vb.pp("lstm"))?);
+        }
+        let head1 = candle_nn::linear(spec.hidden + spec.dec_width(), spec.hidden, vb.pp("head1"))?;
+        let head2 = candle_nn::linear(spec.hidden, spec.horizon * spec.outputs(), vb.pp("head2"))?;
+        Ok(Self {
+            lstms,
+            head1,
+            head2,
+            spec,
+        })
+    }
+
+    pub fn spec(&self) -> NetworkSpec {
+        self.spec
+    }
+
+    /// `enc`: (batch, context, enc_features); `dec`: (batch, dec_width).
+    /// Returns (batch, horizon, quantiles + 1) in scaled units.
+    pub fn forward(&self, enc: &Tensor, dec: &Tensor) -> Result<Tensor, NetworkError> {
+        let mut xs = enc.clone();
+        let mut last = None;
+        for (i, lstm) in self.lstms.iter().enumerate() {
+            let states = lstm.seq(&xs)?;
+            if i + 1 < self.lstms.len() {
+                xs = lstm.states_to_tensor(&states)?;
+            }
+            last = states.last().map(|s| s.h().clone());
+        }
+        let h = match last {
+            Some(h) => h,
+            None => return Err(candle_core::Error::Msg("empty context window".into()).into()),
+        };
+        let z = Tensor::cat(&[&h, dec], 1)?;
+        let z = self.head1.forward(&z)?.relu()?;
+        let out = self.head2.forward(&z)?;
+        let batch = out.dim(0)?;
+        Ok(out.reshape((batch, self.spec.horizon, self.spec.outputs()))?)
+    }
+}
+
+/// A parameter store initialised from `seed`: weights uniform in
+/// ±1/√fan_in (PyTorch's LSTM and Linear defaults), LSTM forget-gate
+/// biases at +0.5 each so the cell starts by remembering.
+pub fn init_params(spec: &NetworkSpec, seed: u64, device: &Device) -> Result<VarMap, NetworkError> {
+    let mut rng = SplitMix64::new(seed);
+    let varmap = VarMap::new();
+    {
+        let mut data = varmap.data().lock().map_err(|_| NetworkError::Poisoned)?;
+        for (name, shape) in spec.parameters() {
+            let fan_in = if name.starts_with("lstm") {
+                spec.hidden
+            } else if name.starts_with("head1") {
+                spec.hidden + spec.dec_width()
+            } else {
+                spec.hidden
+            };
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let n: usize = shape.iter().product();
+            let mut v: Vec<f32> = (0..n)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+                .collect();
+            if name.starts_with("lstm.bias") {
+                let h = spec.hidden;
+                v[h..2 * h].iter_mut().for_each(|x| *x = 0.5);
+            }
+            let t = Tensor::from_vec(v, shape.as_slice(), device)?;
+            data.insert(name, Var::from_tensor(&t)?);
+        }
+    }
+    Ok(varmap)
+}
+
+/// A parameter store holding the given tensors (e.g. loaded from disk).
+pub fn params_from_tensors(tensors: HashMap<String, Tensor>) -> Result<VarMap, NetworkError> {
+    let varmap = VarMap::new();
+    {
+        let mut data = varmap.data().lock().map_err(|_| NetworkError::Poisoned)?;
+        for (name, t) in tensors {
+            data.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+        }
+    }
+    Ok(varmap)
+}
+
+/// Copies every parameter (sorted by name) out of the store.
+pub fn snapshot(varmap: &VarMap) -> Result<Vec<(String, Tensor)>, NetworkError> {
+    let data = varmap.data().lock().map_err(|_| NetworkError::Poisoned)?;
+    let mut out = Vec::with_capacity(data.len());
+    for (name, var) in data.iter() {
+        out.push((name.clone(), var.as_tensor().copy()?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Writes a snapshot back into the store.
+pub fn restore(varmap: &VarMap, snap: &[(String, Tensor)]) -> Result<(), NetworkError> {
+    let data = varmap.data().lock().map_err(|_| NetworkError::Poisoned)?;
+    for (name, t) in snap {
+        if let Some(var) = data.get(name) {
+            var.set(t)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Input series as the lake hands them over, and the data-quality flags
+//! attached to each series. Owns the shapes only; cleaning is `prepare.rs`.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// One demand history, e.g. one (store, sku).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Series {
+    /// Key values, e.g. `["CA_1", "FOODS_3_090"]`.
+    pub key: Vec<String>,
+    /// One global model is trained per group (e.g. category).
+    pub group: String,
+    /// A categorical attribute of the series (department, store) fed to the
+    /// model as a one-hot vector.
+    pub static_feature: Option<String>,
+    pub dates: Vec<NaiveDate>,
+    /// Demand per date. NaN means missing; negative values are returns.
+    pub values: Vec<f64>,
+    /// Selling price per date, when known.
+    pub price: Option<Vec<f64>>,
+    /// Promotion flag per date, when known.
+    pub on_promo: Option<Vec<bool>>,
+    /// Planned covariates for the forecast horizon.
+    pub future: Option<FutureCovariates>,
+}
+
+/// Covariates known in advance for the `horizon` steps after the last date.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FutureCovariates {
+    pub price: Option<Vec<f64>>,
+    pub on_promo: Option<Vec<bool>>,
+}
+
+/// A data-quality or modelling condition noted on a series; each one ends up
+/// in the `flags` column of the forecast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// Dates missing from the calendar grid were filled with zero demand.
+    GapsFilled,
+    /// Negative values (returns) were clamped to zero.
+    NegativeClamped,
+    /// NaN values were treated as missing and filled with zero.
+    MissingValues,
+    /// Several rows for one date were summed.
+    DuplicateDates,
+    /// The series never sold anything.
+    AllZero,
+    /// Average interval between sales above 1.32 (Syntetos–Boylan).
+    Intermittent,
+    /// Fewer observations than context + horizon: served by a baseline.
+    ColdStart,
+    /// The only series in its group.
+    SingleSeriesGroup,
+    /// Future price/promotion were not given; last price and no promotion
+    /// were assumed.
+    FutureCovariatesAssumed,
+    /// The static feature value was not seen in training.
+    UnknownStaticFeature,
+}
+
+impl Flag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::GapsFilled => "gaps_filled",
+            Flag::NegativeClamped => "negative_clamped",
+            Flag::MissingValues => "missing_values",
+            Flag::DuplicateDates => "duplicate_dates",
+            Flag::AllZero => "all_zero",
+            Flag::Intermittent => "intermittent",
+            Flag::ColdStart => "cold_start",
+            Flag::SingleSeriesGroup => "single_series_group",
+            Flag::FutureCovariatesAssumed => "future_covariates_assumed",
+            Flag::UnknownStaticFeature => "unknown_static_feature",
+        }
+    }
+}
+
+/// Flags plus the counts behind them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Quality {
+    pub flags: Vec<Flag>,
+    pub gaps_filled: usize,
+    pub negatives_clamped: usize,
+    pub missing: usize,
+}
+
+impl Quality {
+    pub fn add(&mut self, flag: Flag) {
+        if !self.flags.contains(&flag) {
+            self.flags.push(flag);
+            self.flags.sort();
+        }
+    }
+
+    pub fn has(&self, flag: Flag) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    /// Comma-separated flag names, sorted; empty when clean.
+    pub fn joined(&self) -> String {
+        self.flags
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}

@@ -1,0 +1,390 @@
+//! Training the global model of one group and running it: window sampling
+//! across series, pinball + squared-error loss, AdamW with global gradient
+//! clipping, early stopping on a validation window with the best weights
+//! restored, and batched inference. Synchronous and CPU-heavy: async
+//! callers run it in `tokio::task::spawn_blocking` or a thread pool.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::baselines::ModelKind;
+use super::calendar::CalendarError;
+use super::config::ModelConfig;
+use super::features::{FeatureLayout, Window};
+use super::network::{self, Network, NetworkError};
+use super::pipeline::BacktestScore;
+use super::prepare::Prepared;
+use super::rng::SplitMix64;
+use super::series::Flag;
+
+/// Errors while training or predicting.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
+    #[error(
+        "series {key:?} has {len} observations, the model needs at least {context} before the forecast origin"
+    )]
+    TooShort {
+        key: Vec<String>,
+        len: usize,
+        context: usize,
+    },
+    #[error("training diverged: loss is {0}")]
+    Diverged(f64),
+}
+
+/// Losses after one epoch, for the attempt log and the artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+}
+
+/// What data the model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingWindow {
+    /// Earliest date of any training series.
+    pub first_date: Option<NaiveDate>,
+    /// Last date visible to training (later data was held out).
+    pub last_date: Option<NaiveDate>,
+    pub series: usize,
+    /// Windows seen over all epochs.
+    pub windows_trained: usize,
+    pub train_seconds: f64,
+}
+
+/// A trained (or loaded) network with everything needed to forecast.
+#[derive(Clone)]
+pub struct TrainedModel {
+    pub group: String,
+    pub config: ModelConfig,
+    pub layout: FeatureLayout,
+    pub network: Network,
+    pub params: VarMap,
+    pub device: Device,
+    pub history: Vec<EpochReport>,
+    pub best_epoch: usize,
+    pub window: TrainingWindow,
+    /// Which model serves this group's forecast (set by the backtest).
+    pub serving: ModelKind,
+    /// Backtest scores of every candidate, when known.
+    pub backtest: Vec<BacktestScore>,
+}
+
+impl std::fmt::Debug for TrainedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainedModel")
+            .field("group", &self.group)
+            .field("layout", &self.layout)
+            .field("best_epoch", &self.best_epoch)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Batch {
+    enc: Tensor,
+    dec: Tensor,
+    target: Tensor,
+}
+
+fn make_batch(
+    layout: &FeatureLayout,
+    windows: &[(Window, &[f64])],
+    device: &Device,
+) -> Result<Batch, TrainError> {
+    let b = windows.len();
+    let c = layout.context;
+    let h = layout.horizon;
+    let fe = windows.first().map_or(0, |w| w.0.enc.len() / c.max(1));
+    let fd = windows.first().map_or(0, |w| w.0.dec.len());
+    let mut enc = Vec::with_capacity(b * c * fe);
+    let mut dec = Vec::with_capacity(b * fd);
+    let mut target = Vec::with_capacity(b * h);
+    for (w, y) in windows {
+        enc.extend_from_slice(&w.enc);
+        dec.extend_from_slice(&w.dec);
+        target.extend(y.iter().map(|v| (v / w.scale) as f32));
+    }
+    Ok(Batch {
+        enc: Tensor::from_vec(enc, (b, c, fe), device)?,
+        dec: Tensor::from_vec(dec, (b, fd), device)?,
+        target: Tensor::from_vec(target, (b, h), device)?,
+    })
+}
+
+/// Mean pinball loss over quantiles plus half the mean squared error of the
+/// mean output, in scaled units. `pred`: (B, H, Q+1), `target`: (B, H).
+pub fn loss(pred: &Tensor, target: &Tensor, quantiles: &[f64]) -> Result<Tensor, TrainError> {
+    let q = quantiles.len();
+    let qs: Vec<f32> = quantiles.iter().map(|&x| x as f32).collect();
+    let qs = Tensor::from_vec(qs, (1, 1, q), pred.device())?;
+    let qpred = pred.narrow(2, 0, q)?;
+    let mean = pred.narrow(2, q, 1)?.squeeze(2)?;
+    let e = target.unsqueeze(2)?.broadcast_sub(&qpred)?;
+    let over = e.broadcast_mul(&qs)?;
+    let under = e.broadcast_mul(&(qs - 1.0)?)?;
+    let pin = over.maximum(&under)?.mean_all()?;
+    let mse = (target - mean)?.sqr()?.mean_all()?;
+    Ok((pin + (mse * 0.5)?)?)
+}
+
+fn sorted_vars(params: &VarMap) -> Result<Vec<Var>, TrainError> {
+    let data = params
+        .data()
+        .lock()
+        .map_err(|_| TrainError::Network(NetworkError::Poisoned))?;
+    let mut named: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(named.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Trains the group's model on the first `visible[i]` observations of each
+/// series. Origins whose horizon ends in the last `horizon` visible steps
+/// form the validation set (one per series); earlier origins are sampled for
+/// training. Returns `None` when no series offers a training window.
+pub fn train(
+    group: &str,
+    series: &[Prepared],
+    visible: &[usize],
+    layout: &FeatureLayout,
+    config: &ModelConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(&EpochReport),
+) -> Result<Option<TrainedModel>, TrainError> {
+    let started = Instant::now();
+    let (c, h) = (config.context, config.horizon);
+    let mut rng = SplitMix64::new(config.seed ^ 0x5EED_0FF0_CA57);
+    // Per series: the range of training origins [c, last] and a validation origin.
+    let mut train_ranges: Vec<(usize, usize)> = Vec::new();
+    let mut val_origins: Vec<(usize, usize)> = Vec::new();
+    for (i, s) in series.iter().enumerate() {
+        let vis = visible[i].min(s.len());
+        if s.quality.has(Flag::ColdStart) || s.quality.has(Flag::AllZero) || vis < c + h {
+            continue;
+        }
+        let val_t = vis - h;
+        if val_t >= c + h {
+            val_origins.push((i, val_t));
+            train_ranges.push((i, val_t - h));
+        } else {
+            train_ranges.push((i, val_t));
+        }
+    }
+    if train_ranges.is_empty() {
+        return Ok(None);
+    }
+    rng.shuffle(&mut val_origins);
+    val_origins.truncate(2048);
+    val_origins.sort();
+
+    let spec = layout.spec(config.hidden, config.layers, config.quantiles.len());
+    let params = network::init_params(&spec, config.seed, device)?;
+    let vb = VarBuilder::from_varmap(&params, candle_core::DType::F32, device);
+    let net = Network::new(spec, vb)?;
+    let vars = sorted_vars(&params)?;
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: config.learning_rate,
+            ..ParamsAdamW::default()
+        },
+    )?;
+
+    let total_origins: usize = train_ranges.iter().map(|&(_, last)| last - c + 1).sum();
+    let per_epoch = (config.batches_per_epoch * config.batch_size)
+        .min(total_origins)
+        .max(1);
+
+    let val_batches: Vec<Batch> = {
+        let mut out = Vec::new();
+        for chunk in val_origins.chunks(config.batch_size.max(1)) {
+            let ws = chunk
+                .iter()
+                .map(|&(i, t)| Ok((layout.window(&series[i], t)?, &series[i].values[t..t + h])))
+                .collect::<Result<Vec<_>, TrainError>>()?;
+            out.push(make_batch(layout, &ws, device)?);
+        }
+        out
+    };
+
+    let mut history = Vec::new();
+    let mut best = (f64::INFINITY, 0usize);
+    let mut best_snapshot = network::snapshot(&params)?;
+    let mut windows_trained = 0usize;
+    for epoch in 1..=config.epochs {
+        let mut epoch_loss = 0.0;
+        let mut batches = 0usize;
+        let mut remaining = per_epoch;
+        while remaining > 0 {
+            let b = remaining.min(config.batch_size);
+            remaining -= b;
+            let mut ws = Vec::with_capacity(b);
+            for _ in 0..b {
+                let (i, last) = train_ranges[rng.below(train_ranges.len())];
+                let t = c + rng.below(last - c + 1);
+                ws.push((layout.window(&series[i], t)?, &series[i].values[t..t + h]));
+            }
+            let batch = make_batch(layout, &ws, device)?;
+            let pred = net.forward(&batch.enc, &batch.dec)?;
+            let l = loss(&pred, &batch.target, &config.quantiles)?;
+            let lv = f64::from(l.to_scalar::<f32>()?);
+            if !lv.is_finite() {
+                return Err(TrainError::Diverged(lv));
+            }
+            let mut grads = l.backward()?;
+            clip_gradients(&mut grads, &vars, config.max_grad_norm)?;
+            opt.step(&grads)?;
+            epoch_loss += lv;
+            batches += 1;
+            windows_trained += b;
+        }
+        let train_loss = epoch_loss / batches.max(1) as f64;
+        let val_loss = if val_batches.is_empty() {
+            None
+        } else {
+            let (mut sum, mut n) = (0.0, 0usize);
+            for vb in &val_batches {
+                let pred = net.forward(&vb.enc, &vb.dec)?;
+                let rows = vb.target.dim(0)?;
+                sum += f64::from(loss(&pred, &vb.target, &config.quantiles)?.to_scalar::<f32>()?)
+                    * rows as f64;
+                n += rows;
+            }
+            Some(sum / n.max(1) as f64)
+        };
+        let report = EpochReport {
+            epoch,
+            train_loss,
+            val_loss,
+        };
+        progress(&report);
+        history.push(report);
+        let score = val_loss.unwrap_or(train_loss);
+        if score < best.0 {
+            best = (score, epoch);
+            best_snapshot = network::snapshot(&params)?;
+        } else if epoch - best.1 >= config.patience.max(1) {
+            break;
+        }
+    }
+    network::restore(&params, &best_snapshot)?;
+
+    let first_date = series.iter().filter_map(|s| s.dates.first().copied()).min();
+    let last_date = series
+        .iter()
+        .zip(visible)
+        .filter_map(|(s, &v)| s.dates.get(v.min(s.len()).checked_sub(1)?).copied())
+        .max();
+    Ok(Some(TrainedModel {
+        group: group.to_string(),
+        config: config.clone(),
+        layout: layout.clone(),
+        network: net,
+        params,
+        device: device.clone(),
+        history,
+        best_epoch: best.1,
+        window: TrainingWindow {
+            first_date,
+            last_date,
+            series: train_ranges.len(),
+            windows_trained,
+            train_seconds: started.elapsed().as_secs_f64(),
+        },
+        serving: ModelKind::Lstm,
+        backtest: Vec::new(),
+    }))
+}
+
+/// Scales all gradients down so their global L2 norm is at most `max_norm`.
+fn clip_gradients(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[Var],
+    max_norm: f64,
+) -> Result<(), TrainError> {
+    let mut sq = 0.0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v) {
+            sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        }
+    }
+    let norm = sq.sqrt();
+    if norm > max_norm && norm.is_finite() {
+        let factor = max_norm / norm;
+        for v in vars {
+            if let Some(g) = grads.get(v) {
+                let scaled = (g * factor)?;
+                grads.insert(v, scaled);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One series' model forecast in original units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelForecast {
+    pub mean: Vec<f64>,
+    /// `quantiles[i][t]`, non-decreasing in i, non-negative.
+    pub quantiles: Vec<Vec<f64>>,
+    pub flags: Vec<Flag>,
+}
+
+impl TrainedModel {
+    /// Forecasts each `(series, origin)`: the horizon after the first
+    /// `origin` observations. Origins must be at least `context`.
+    pub fn predict(&self, jobs: &[(&Prepared, usize)]) -> Result<Vec<ModelForecast>, TrainError> {
+        let (c, h) = (self.layout.context, self.layout.horizon);
+        let nq = self.config.quantiles.len();
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(1024) {
+            let mut ws = Vec::with_capacity(chunk.len());
+            let zeros = vec![0.0; h];
+            for &(s, t) in chunk {
+                if t < c || t > s.len() {
+                    return Err(TrainError::TooShort {
+                        key: s.key.clone(),
+                        len: t.min(s.len()),
+                        context: c,
+                    });
+                }
+                ws.push((self.layout.window(s, t)?, zeros.as_slice()));
+            }
+            let batch = make_batch(&self.layout, &ws, &self.device)?;
+            let pred = self.network.forward(&batch.enc, &batch.dec)?;
+            let pred: Vec<Vec<Vec<f32>>> = pred.to_vec3()?;
+            for ((w, _), p) in ws.into_iter().zip(pred) {
+                let mut quantiles = vec![vec![0.0; h]; nq];
+                let mut mean = vec![0.0; h];
+                for (step, row) in p.iter().enumerate().take(h) {
+                    let mut qs: Vec<f64> = row[..nq]
+                        .iter()
+                        .map(|&x| (f64::from(x) * w.scale).max(0.0))
+                        .collect();
+                    qs.sort_by(f64::total_cmp);
+                    for (i, q) in qs.into_iter().enumerate() {
+                        quantiles[i][step] = q;
+                    }
+                    mean[step] = (f64::from(row[nq]) * w.scale).max(0.0);
+                }
+                out.push(ModelForecast {
+                    mean,
+                    quantiles,
+                    flags: w.flags,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
