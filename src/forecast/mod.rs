@@ -25,6 +25,7 @@ pub mod train;
 pub use artifact::{ArtifactError, ModelMeta};
 pub use baselines::ModelKind;
 pub use config::{DeviceChoice, Frequency, ModelConfig};
+pub use device::select as select_device;
 pub use metrics::Metrics;
 pub use output::{ForecastRow, forecast_batch};
 pub use pipeline::{
