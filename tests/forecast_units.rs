@@ -643,3 +643,26 @@ fn cuda_without_the_feature_is_a_clear_error_and_auto_is_cpu() {
     assert!(err.to_string().contains("without the `cuda` feature"));
     assert!(device::select(DeviceChoice::Auto).unwrap().is_cpu());
 }
+
+#[tokio::test]
+async fn async_callers_train_on_the_blocking_pool() {
+    let start = d(2024, 1, 1);
+    let data = vec![series("a", days(start, 40), wave(40, 7, 4.0))];
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let progress: restock::forecast::SharedProgress = std::sync::Arc::new(move |_, _| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let results = restock::forecast::train_all_groups_blocking(
+        data,
+        Frequency::Daily,
+        tiny(7, 14),
+        1,
+        progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].1.as_ref().unwrap().forecasts.len(), 7);
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}

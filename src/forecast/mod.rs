@@ -29,7 +29,8 @@ pub use device::select as select_device;
 pub use metrics::Metrics;
 pub use output::{ForecastRow, forecast_batch};
 pub use pipeline::{
-    GroupResult, PipelineError, forecast_with_model, overall_metrics, train_all_groups, train_group,
+    GroupResult, PipelineError, SharedProgress, forecast_with_model, overall_metrics,
+    train_all_groups, train_all_groups_blocking, train_group,
 };
 pub use series::{Flag, FutureCovariates, Series};
 pub use train::{EpochReport, TrainedModel};
