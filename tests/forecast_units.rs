@@ -666,3 +666,21 @@ async fn async_callers_train_on_the_blocking_pool() {
     assert_eq!(results[0].1.as_ref().unwrap().forecasts.len(), 7);
     assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
+
+#[test]
+fn ets_on_degenerate_histories_errors_or_forecasts_but_never_panics() {
+    let sparse: Vec<f64> = (0..60)
+        .map(|t| if t % 9 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    for h in [
+        vec![0.0; 60],
+        vec![5.0; 60],
+        sparse,
+        vec![3.0],
+        vec![1.0, 2.0],
+    ] {
+        if let Ok(f) = baselines::ets(&h, 7, 7, &[0.1, 0.5, 0.9]) {
+            assert!(f.mean.iter().all(|m| m.is_finite() && *m >= 0.0), "{h:?}");
+        }
+    }
+}

@@ -250,6 +250,18 @@ enum Fitted {
     Ets(augurs::ets::FittedAutoETS),
 }
 
+/// `ets` with a panic inside the third-party fitting code turned into an
+/// error, so one odd series cannot take a whole group down.
+fn ets_guarded(
+    history: &[f64],
+    season: usize,
+    horizon: usize,
+    quantiles: &[f64],
+) -> Result<PointForecast, BaselineError> {
+    std::panic::catch_unwind(|| ets(history, season, horizon, quantiles))
+        .unwrap_or_else(|_| Err(BaselineError::Ets("fitting panicked".into())))
+}
+
 /// Runs one baseline by kind. `Lstm` is not a baseline and yields naive.
 pub fn run(
     kind: ModelKind,
@@ -261,6 +273,6 @@ pub fn run(
     match kind {
         ModelKind::Naive | ModelKind::Lstm => naive(history, horizon, quantiles),
         ModelKind::SeasonalNaive => seasonal_naive(history, season, horizon, quantiles),
-        ModelKind::Ets => ets(history, season, horizon, quantiles),
+        ModelKind::Ets => ets_guarded(history, season, horizon, quantiles),
     }
 }
