@@ -684,3 +684,30 @@ fn ets_on_degenerate_histories_errors_or_forecasts_but_never_panics() {
         }
     }
 }
+
+#[test]
+fn stacked_layers_train_and_unknown_static_values_are_flagged() {
+    let spec = restock::forecast::synthetic::SyntheticSpec {
+        series: 6,
+        days: 50,
+        future_days: 7,
+        groups: 1,
+        seed: 2,
+        median_level: 5.0,
+        promo_rate: 0.1,
+    };
+    let (mut data, _) = restock::forecast::synthetic::generate(&spec);
+    let config = ModelConfig {
+        layers: 2,
+        ..tiny(7, 14)
+    };
+    let r = train_group("g", &data, Frequency::Daily, &config, &mut |_| {}).unwrap();
+    let mut model = r.model.unwrap();
+    assert_eq!(model.network.spec().layers, 2);
+    assert!(model.history.iter().all(|e| e.train_loss.is_finite()));
+    model.serving = ModelKind::Lstm;
+    data[0].static_feature = Some("dept_new".into());
+    let rows = restock::forecast::forecast_with_model(&model, &data, Frequency::Daily).unwrap();
+    assert!(rows[0].flags.contains("unknown_static_feature"));
+    assert!(!rows[7].flags.contains("unknown_static_feature"));
+}
