@@ -152,6 +152,21 @@ fn save_then_load_gives_identical_forecasts() {
     }
     assert!(meta.encoder_features.contains(&"on_promo".to_string()));
     let loaded = artifact::load_dir(&folder, &Device::Cpu).unwrap();
+    artifact::load_dir_for(&folder, &tiny_config(), &Device::Cpu).unwrap();
+    let longer = ModelConfig {
+        horizon: 28,
+        ..tiny_config()
+    };
+    let err = artifact::load_dir_for(&folder, &longer, &Device::Cpu).unwrap_err();
+    assert!(
+        err.to_string().contains("horizon 7 vs configured 28"),
+        "{err}"
+    );
+    let missing = artifact::load_dir(&dir.path().join("nope"), &Device::Cpu).unwrap_err();
+    assert!(
+        missing.to_string().contains("nope/model.safetensors"),
+        "{missing}"
+    );
     let after = forecast_with_model(&loaded, &data, Frequency::Daily).unwrap();
     assert_eq!(before, after);
 

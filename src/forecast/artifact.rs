@@ -272,3 +272,20 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<TrainedModel, ArtifactErr
     let meta = std::fs::read(&mp).map_err(io(&mp))?;
     from_bytes(&weights, &meta, device)
 }
+
+/// Loads a model saved by `save_dir` and checks it serves `config` (see
+/// `check_config`): what the forecast task calls.
+pub fn load_dir_for(
+    dir: &Path,
+    config: &ModelConfig,
+    device: &Device,
+) -> Result<TrainedModel, ArtifactError> {
+    let mp = dir.join(META_FILE);
+    let meta_bytes = std::fs::read(&mp).map_err(io(&mp))?;
+    let meta: ModelMeta = serde_json::from_slice(&meta_bytes)?;
+    check_meta(&meta)?;
+    check_config(&meta, config)?;
+    let wp = dir.join(WEIGHTS_FILE);
+    let weights = std::fs::read(&wp).map_err(io(&wp))?;
+    from_bytes(&weights, &meta_bytes, device)
+}

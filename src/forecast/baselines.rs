@@ -7,9 +7,10 @@
 //! the in-sample residuals, widened with the horizon as in Hyndman &
 //! Athanasopoulos (FPP3, §5.5): σ·√h for naive, σ·√(⌊(h−1)/m⌋+1) for
 //! seasonal naive. ETS quantiles come from its analytical prediction
-//! intervals. Every forecast is clamped at zero (demand is non-negative).
+//! intervals (MSTL + AutoETS, see `ets`). Every forecast is clamped at zero (demand is non-negative).
 
 use augurs::ets::AutoETS;
+use augurs::mstl::MSTLModel;
 use augurs::{Fit, Predict};
 use serde::{Deserialize, Serialize};
 
@@ -183,8 +184,11 @@ pub fn seasonal_naive(
     ))
 }
 
-/// AutoETS (augurs): seasonal when the season is at most 24 and the history
-/// holds two seasons, otherwise non-seasonal.
+/// AutoETS (augurs). `augurs-ets` has no seasonal ETS models, so when the
+/// history holds two seasons the series is first decomposed with MSTL
+/// (augurs-mstl) and AutoETS forecasts the deseasonalised part, the seasonal
+/// component being added back (augurs' recommended set-up). Shorter
+/// histories get a non-seasonal AutoETS.
 pub fn ets(
     history: &[f64],
     season: usize,
@@ -195,26 +199,30 @@ pub fn ets(
         return Err(BaselineError::Empty);
     }
     let h = &history[history.len().saturating_sub(ETS_MAX_HISTORY)..];
-    let err = |e: augurs::ets::Error| BaselineError::Ets(e.to_string());
-    let auto = if season > 1 && season <= 24 && h.len() >= 2 * season + 4 {
-        AutoETS::new(season, "ZZZ").map_err(err)?
+    let seasonal = season > 1 && h.len() >= 2 * season + 4;
+    let levels: Vec<f64> = quantiles.iter().map(|&q| (2.0 * q - 1.0).abs()).collect();
+    let err = |e: &dyn std::fmt::Display| BaselineError::Ets(e.to_string());
+    let fitted = if seasonal {
+        let model = MSTLModel::new(vec![season], AutoETS::non_seasonal().into_trend_model());
+        Fitted::Mstl(model.fit(h).map_err(|e| err(&e))?)
     } else {
-        AutoETS::non_seasonal()
+        Fitted::Ets(AutoETS::non_seasonal().fit(h).map_err(|e| err(&e))?)
     };
-    let fitted = auto.fit(h).map_err(err)?;
-    let point = fitted.predict(horizon, None).map_err(err)?.point;
-    if point.iter().any(|x| !x.is_finite()) {
+    let predict = |level: Option<f64>| match &fitted {
+        Fitted::Mstl(f) => f.predict(horizon, level).map_err(|e| err(&e)),
+        Fitted::Ets(f) => f.predict(horizon, level).map_err(|e| err(&e)),
+    };
+    let point = predict(None)?.point;
+    if point.len() != horizon || point.iter().any(|x| !x.is_finite()) {
         return Err(BaselineError::Ets("non-finite forecast".into()));
     }
     let mut out = Vec::with_capacity(quantiles.len());
-    for &q in quantiles {
-        let level = (2.0 * q - 1.0).abs();
+    for (&q, &level) in quantiles.iter().zip(&levels) {
         if level < 1e-9 {
             out.push(point.iter().map(|x| x.max(0.0)).collect());
             continue;
         }
-        let f = fitted.predict(horizon, level).map_err(err)?;
-        let iv = f
+        let iv = predict(Some(level))?
             .intervals
             .ok_or_else(|| BaselineError::Ets("no prediction intervals".into()))?;
         let side = if q < 0.5 { iv.lower } else { iv.upper };
@@ -237,6 +245,23 @@ pub fn ets(
     })
 }
 
+enum Fitted {
+    Mstl(augurs::mstl::FittedMSTLModel),
+    Ets(augurs::ets::FittedAutoETS),
+}
+
+/// `ets` with a panic inside the third-party fitting code turned into an
+/// error, so one odd series cannot take a whole group down.
+fn ets_guarded(
+    history: &[f64],
+    season: usize,
+    horizon: usize,
+    quantiles: &[f64],
+) -> Result<PointForecast, BaselineError> {
+    std::panic::catch_unwind(|| ets(history, season, horizon, quantiles))
+        .unwrap_or_else(|_| Err(BaselineError::Ets("fitting panicked".into())))
+}
+
 /// Runs one baseline by kind. `Lstm` is not a baseline and yields naive.
 pub fn run(
     kind: ModelKind,
@@ -248,6 +273,6 @@ pub fn run(
     match kind {
         ModelKind::Naive | ModelKind::Lstm => naive(history, horizon, quantiles),
         ModelKind::SeasonalNaive => seasonal_naive(history, season, horizon, quantiles),
-        ModelKind::Ets => ets(history, season, horizon, quantiles),
+        ModelKind::Ets => ets_guarded(history, season, horizon, quantiles),
     }
 }

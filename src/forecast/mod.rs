@@ -25,10 +25,12 @@ pub mod train;
 pub use artifact::{ArtifactError, ModelMeta};
 pub use baselines::ModelKind;
 pub use config::{DeviceChoice, Frequency, ModelConfig};
+pub use device::select as select_device;
 pub use metrics::Metrics;
 pub use output::{ForecastRow, forecast_batch};
 pub use pipeline::{
-    GroupResult, PipelineError, forecast_with_model, overall_metrics, train_all_groups, train_group,
+    GroupResult, PipelineError, SharedProgress, forecast_with_model, overall_metrics,
+    train_all_groups, train_all_groups_blocking, train_group,
 };
 pub use series::{Flag, FutureCovariates, Series};
 pub use train::{EpochReport, TrainedModel};

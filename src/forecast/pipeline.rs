@@ -448,3 +448,23 @@ pub fn overall_metrics(
     out.push((None, metrics::aggregate(&served, n_quantiles)));
     out
 }
+
+/// Progress sink that can cross into the blocking pool.
+pub type SharedProgress = std::sync::Arc<dyn Fn(&str, &EpochReport) + Send + Sync>;
+
+/// `train_all_groups` for async callers: the CPU-heavy work runs on
+/// tokio's blocking pool (never on the runtime's worker threads), itself
+/// spreading groups over at most `threads` threads.
+pub async fn train_all_groups_blocking(
+    series: Vec<Series>,
+    freq: Frequency,
+    config: ModelConfig,
+    threads: usize,
+    progress: SharedProgress,
+) -> Result<Vec<(String, Result<GroupResult, PipelineError>)>, PipelineError> {
+    tokio::task::spawn_blocking(move || {
+        train_all_groups(series, freq, &config, threads, &*progress)
+    })
+    .await
+    .map_err(|e| PipelineError::Panicked(format!("blocking pool: {e}")))
+}
