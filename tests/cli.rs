@@ -294,20 +294,55 @@ fn readme_main_command_runs_the_main_job_on_the_demo_lake() {
         .expect("demo");
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
-    assert!(
-        out.contains("run nightly_inventory.20261127T010000Z succeeded"),
-        "{out}"
-    );
+    assert!(out.contains("run nightly_inventory.20261126T010000Z succeeded"), "{out}");
+    assert!(out.contains("run nightly_inventory.20261127T010000Z succeeded"), "{out}");
+    assert!(out.contains("reusing the model of 2026-11-26"), "{out}");
     let lake = p.path().join("lake");
     for table in [
         "curated/daily_sales",
         "curated/inventory_position",
         "curated/product_master",
+        "forecasts",
+        "reorder_plans",
+        "anomalies",
     ] {
         let f = lake.join(table).join("ds=2026-11-27/part-00000.parquet");
         assert!(f.is_file(), "{} missing", f.display());
     }
-    // A second demo run replaces the run's outputs (forced rerun) and succeeds.
+    // The backtest is written when a model is trained (the first night).
+    let metrics = lake.join("forecast_metrics/ds=2026-11-26/part-00000.parquet");
+    assert!(metrics.is_file(), "{} missing", metrics.display());
+    // The demo's injected anomalies are each found, read back by pyarrow.
+    let script = format!(
+        r#"
+import pyarrow.parquet as pq
+rows = pq.read_table("{}/anomalies/ds=2026-11-27/part-00000.parquet").to_pylist()
+for r in rows:
+    print(r["type"], r["severity"], r["store"], r["sku"])
+f = pq.read_table("{}/forecasts/ds=2026-11-27/part-00000.parquet")
+print("forecast_columns", ",".join(f.schema.names))
+"#,
+        lake.display(),
+        lake.display()
+    );
+    let py = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(py.status.success(), "pip install pyarrow: {}", stderr(&py));
+    let found = stdout(&py);
+    for want in [
+        "demand_outside_interval critical CA_1 FOODS_1_002",
+        "negative_on_hand critical CA_1 FOODS_1_003",
+        "stale_data critical TX_1 None",
+    ] {
+        assert!(found.contains(want), "`{want}` not among the anomalies:\n{found}");
+    }
+    assert!(
+        found.contains("forecast_columns store,sku,group,forecast_date,step,p10,p50,p90,mean,model_id,model_kind,flags"),
+        "{found}"
+    );
+    // Running the demo again replaces the outputs (forced reruns).
     let again = p
         .restock()
         .env("RESTOCK_ROOT", repo)

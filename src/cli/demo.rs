@@ -71,13 +71,30 @@ pub async fn demo(config: Config, args: DemoArgs) -> Result<ExitCode> {
     if args.no_run {
         return Ok(ExitCode::SUCCESS);
     }
+    // Two nightly runs: the day before the end, then the end. The second
+    // run compares the last day's sales with the forecast the first made
+    // for it (and reuses its model, as `retrain: weekly` says).
     let run = super::run::RunArgs {
         dag: "nightly_inventory".into(),
-        date: Some(end),
-        from: None,
-        to: None,
+        date: None,
+        from: Some(end - chrono::Duration::days(1)),
+        to: Some(end),
         tasks: Vec::new(),
         force: true,
     };
-    super::run::run(config, run).await
+    let lake_dir = config.lake.clone();
+    let code = super::run::run(config, run).await?;
+    if code == ExitCode::SUCCESS {
+        println!();
+        println!("results for {end} in {lake_dir}:");
+        for (what, path) in [
+            ("forecasts", "forecasts"),
+            ("backtest metrics", "forecast_metrics"),
+            ("reorder plans", "reorder_plans"),
+            ("anomalies", "anomalies"),
+        ] {
+            println!("  {what:<17} {lake_dir}/{path}/ds={end}/");
+        }
+    }
+    Ok(code)
 }

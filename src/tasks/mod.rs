@@ -10,10 +10,13 @@
 
 pub mod command;
 pub mod empty;
+pub mod forecast;
 pub mod monitor;
 pub mod reorder;
+pub mod series_input;
 pub mod sql;
 pub mod tables;
+pub mod train;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -260,6 +263,8 @@ impl Registry {
         r.register(Arc::new(sql::SqlKind));
         r.register(Arc::new(reorder::ReorderKind));
         r.register(Arc::new(monitor::MonitorKind));
+        r.register(Arc::new(train::TrainKind));
+        r.register(Arc::new(forecast::ForecastKind));
         r
     }
 

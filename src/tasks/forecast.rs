@@ -1,0 +1,183 @@
+//! The `forecast` kind: loads the newest model of each group (on or before
+//! the run's date; the one `train` saved in the same run when it trained)
+//! and forecasts every series `horizon` steps from the run's date into
+//! `forecasts/ds=…/`: series keys, group, forecast_date, step, one column
+//! per quantile, mean, model_id, model_kind (the group's champion from the
+//! backtest: lstm or a baseline) and data-quality flags.
+//!
+//! ```yaml
+//! - id: forecast
+//!   kind: forecast
+//!   depends_on: [train]
+//!   input: daily_sales
+//!   series_key: [store, sku]
+//!   group_by: category
+//!   future: promo_plan
+//!   output: forecasts
+//! ```
+//!
+//! Outputs: `series`, `rows`, `groups`, `groups_without_model`, `by_model_kind`,
+//! `path`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::series_input::{self, InputSpec};
+use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
+use crate::forecast::{self, DeviceChoice};
+
+pub struct ForecastKind;
+
+fn d_output() -> String {
+    "forecasts".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForecastSpec {
+    #[serde(default = "d_output")]
+    output: String,
+    #[serde(default)]
+    device: Option<DeviceChoice>,
+}
+
+#[derive(Debug)]
+struct ForecastRunner {
+    input: InputSpec,
+    output: String,
+    device: DeviceChoice,
+}
+
+impl TaskKind for ForecastKind {
+    fn name(&self) -> &'static str {
+        "forecast"
+    }
+
+    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>> {
+        let (input, rest) = series_input::split(spec);
+        let input: Option<InputSpec> = cx.deserialize(input);
+        let spec: Option<ForecastSpec> = cx.deserialize(rest);
+        let (input, spec) = (input?, spec?);
+        let mut ok = input.check(cx);
+        if let Err(e) = crate::lake::check_table_path(&spec.output) {
+            cx.error("output", e);
+            ok = false;
+        }
+        ok.then(|| {
+            Arc::new(ForecastRunner {
+                input,
+                output: spec.output,
+                device: spec.device.unwrap_or(DeviceChoice::Cpu),
+            }) as Arc<dyn TaskRunner>
+        })
+    }
+}
+
+#[async_trait]
+impl TaskRunner for ForecastRunner {
+    async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
+        let ds = NaiveDate::parse_from_str(&cx.vars.ds, "%Y-%m-%d")
+            .map_err(|e| TaskError::Fatal(format!("run date: {e}")))?;
+        let store = Arc::clone(cx.services.lake.store());
+        // Models first: their horizon decides how much future to read.
+        let mut by_group: BTreeMap<String, Vec<forecast::Series>> = BTreeMap::new();
+        let mut models = BTreeMap::new();
+        let mut horizon = 0usize;
+        let probe = self.input.load(cx, 0).await?;
+        for s in probe {
+            by_group.entry(s.group.clone()).or_default().push(s);
+        }
+        if by_group.is_empty() {
+            return Err(TaskError::Fatal(format!(
+                "table `{}` has no rows for {}",
+                self.input.input, cx.vars.ds
+            )));
+        }
+        let device = forecast::select_device(self.device).map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let mut missing = Vec::new();
+        for g in by_group.keys() {
+            let dir = series_input::model_dir(&cx.dag_id, g);
+            let newest = series_input::newest_model(store.as_ref(), &dir, ds)
+                .await
+                .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
+            let Some((date, path)) = newest else {
+                missing.push(g.clone());
+                continue;
+            };
+            let (w, m) = series_input::read_model(store.as_ref(), &path)
+                .await
+                .map_err(|e| TaskError::Failed(format!("reading the model of {g}: {e}")))?;
+            let model = forecast::artifact::from_bytes(&w, &m, &device).map_err(|e| {
+                TaskError::Fatal(format!(
+                    "model {}: {e}",
+                    cx.services.lake.describe(&path)
+                ))
+            })?;
+            horizon = horizon.max(model.config.horizon);
+            cx.log.progress(&format!(
+                "group {g}: model of {date} (champion {})",
+                model.serving.as_str()
+            ));
+            models.insert(g.clone(), model);
+        }
+        if models.is_empty() {
+            return Err(TaskError::Fatal(format!(
+                "no model for any group of `{}` on or before {}; run the train task first (looked under {})",
+                self.input.input,
+                cx.vars.ds,
+                cx.services.lake.describe(&object_store::path::Path::from(format!("models/{}", cx.dag_id)))
+            )));
+        }
+        for g in &missing {
+            cx.log.progress(&format!("group {g}: no model yet; its series are not forecast"));
+        }
+        // Reload with future covariates for the models' horizon.
+        if self.input.future.is_some() {
+            by_group.clear();
+            for s in self.input.load(cx, horizon).await? {
+                by_group.entry(s.group.clone()).or_default().push(s);
+            }
+        }
+        let freq = self.input.frequency;
+        let quantiles = models
+            .values()
+            .next()
+            .map(|m| m.config.quantiles.clone())
+            .unwrap_or_default();
+        let key_names = self.input.series_key.clone();
+        let n_groups = by_group.len();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut rows = Vec::new();
+            for (g, model) in &models {
+                let Some(series) = by_group.get(g) else { continue };
+                rows.extend(forecast::forecast_with_model(model, series, freq)?);
+            }
+            let n_series = by_group
+                .iter()
+                .filter(|(g, _)| models.contains_key(*g))
+                .map(|(_, s)| s.len())
+                .sum::<usize>();
+            Ok::<_, forecast::PipelineError>((rows, n_series))
+        });
+        let (rows, n_series) = job
+            .await
+            .map_err(|e| TaskError::Failed(format!("forecast thread: {e}")))?
+            .map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.step == 1) {
+            *kinds.entry(r.model_kind.as_str()).or_default() += 1;
+        }
+        let batch = forecast::forecast_batch(&key_names, &quantiles, &rows)
+            .map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let mut out = super::tables::publish_partition(cx, &self.output, batch).await?;
+        out.insert("series".into(), n_series.into());
+        out.insert("groups".into(), (n_groups - missing.len()).into());
+        out.insert("groups_without_model".into(), serde_json::json!(missing));
+        out.insert("by_model_kind".into(), serde_json::to_value(&kinds).unwrap_or_default());
+        Ok(out)
+    }
+}

@@ -1,0 +1,324 @@
+//! The input side of the `train` and `forecast` kinds: which table holds
+//! the demand history and how its columns map onto [`Series`], plus the
+//! model artifact store in the lake.
+//!
+//! ```yaml
+//! input: daily_sales          # a declared table; read at the run's ds when partitioned by ds
+//! series_key: [store, sku]
+//! group_by: category          # one model per distinct value
+//! static_feature: department  # optional
+//! date_column: date           # default `date`
+//! value_column: units         # default `units`
+//! future: promo_plan          # optional: planned price / on_promo after ds
+//! frequency: daily            # daily | weekly | monthly
+//! ```
+//!
+//! `price` and `on_promo` columns are used as covariates when the input has
+//! them. Models live at `models/<dag>/<group>/<ds>/model.{safetensors,json}`;
+//! `model.json` is written last, so a folder without it is ignored.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Deserialize;
+
+use super::tables::{self, Cols};
+use super::{AttemptContext, KindCompileCx, TaskError};
+use crate::forecast::{Frequency, FutureCovariates, Series};
+
+fn d_date() -> String {
+    "date".into()
+}
+fn d_value() -> String {
+    "units".into()
+}
+fn d_freq() -> Frequency {
+    Frequency::Daily
+}
+
+/// Keys of [`InputSpec`], split off a task's mapping before the rest is
+/// deserialized by the kind (serde cannot deny unknown fields across a
+/// flattened struct).
+pub const INPUT_KEYS: &[&str] = &[
+    "input",
+    "series_key",
+    "group_by",
+    "static_feature",
+    "date_column",
+    "value_column",
+    "future",
+    "frequency",
+];
+
+/// Split a task's kind-specific mapping into the input part and the rest.
+pub fn split(spec: serde_yaml::Value) -> (serde_yaml::Value, serde_yaml::Value) {
+    let mut input = serde_yaml::Mapping::new();
+    let mut rest = serde_yaml::Mapping::new();
+    if let serde_yaml::Value::Mapping(m) = spec {
+        for (k, v) in m {
+            if k.as_str().is_some_and(|k| INPUT_KEYS.contains(&k)) {
+                input.insert(k, v);
+            } else {
+                rest.insert(k, v);
+            }
+        }
+    }
+    (serde_yaml::Value::Mapping(input), serde_yaml::Value::Mapping(rest))
+}
+
+/// The fields shared by `train` and `forecast`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub input: String,
+    pub series_key: Vec<String>,
+    pub group_by: String,
+    #[serde(default)]
+    pub static_feature: Option<String>,
+    #[serde(default = "d_date")]
+    pub date_column: String,
+    #[serde(default = "d_value")]
+    pub value_column: String,
+    #[serde(default)]
+    pub future: Option<String>,
+    #[serde(default = "d_freq")]
+    pub frequency: Frequency,
+}
+
+impl InputSpec {
+    pub fn check(&self, cx: &mut KindCompileCx) -> bool {
+        let mut ok = true;
+        if self.series_key.is_empty() {
+            cx.error("series_key", "needs at least one column");
+            ok = false;
+        }
+        let names = self
+            .series_key
+            .iter()
+            .chain([&self.group_by, &self.date_column, &self.value_column])
+            .chain(self.static_feature.iter());
+        for n in names {
+            if let Err(e) = crate::lake::check_identifier(n) {
+                cx.error("", format!("column `{n}`: {e}"));
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    fn partition_filter(&self, cx: &AttemptContext, table: &str) -> String {
+        match cx.dag.tables.get(table) {
+            Some(t) if t.partition_by.iter().any(|c| c == "ds") => {
+                format!("WHERE ds = '{}'", cx.vars.ds)
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Read the history into one [`Series`] per key, with future
+    /// covariates for `horizon` steps when a `future` table is given.
+    pub async fn load(&self, cx: &AttemptContext, horizon: usize) -> Result<Vec<Series>, TaskError> {
+        let optional: Vec<&str> = self.future.iter().map(String::as_str).collect();
+        let (ctx, present) = tables::session(cx, &[&self.input], &optional).await?;
+        let cols = tables::columns(&ctx, &self.input).await?;
+        let mut need: Vec<&str> = self.series_key.iter().map(String::as_str).collect();
+        need.extend([
+            self.group_by.as_str(),
+            self.date_column.as_str(),
+            self.value_column.as_str(),
+        ]);
+        if let Some(s) = &self.static_feature {
+            need.push(s);
+        }
+        tables::require(&self.input, &cols, &need)?;
+        let has_price = cols.iter().any(|c| c == "price");
+        let has_promo = cols.iter().any(|c| c == "on_promo");
+        let keys = self.series_key.join(", ");
+        let mut select = format!(
+            "SELECT {keys}, {g} AS __group, {d} AS __date, CAST({v} AS DOUBLE) AS __value",
+            g = self.group_by,
+            d = self.date_column,
+            v = self.value_column
+        );
+        if let Some(s) = &self.static_feature {
+            select.push_str(&format!(", CAST({s} AS VARCHAR) AS __static"));
+        }
+        if has_price {
+            select.push_str(", CAST(price AS DOUBLE) AS __price");
+        }
+        if has_promo {
+            select.push_str(", CAST(on_promo AS BOOLEAN) AS __promo");
+        }
+        let sql = format!(
+            "{select} FROM {} {} ORDER BY {keys}, __date",
+            self.input,
+            self.partition_filter(cx, &self.input)
+        );
+        let batches = tables::query(&ctx, &cx.task_id, &sql).await?;
+        let mut series: BTreeMap<Vec<String>, Series> = BTreeMap::new();
+        for b in &batches {
+            let c = Cols::new(b, &self.input);
+            let promo = b.column_by_name("__promo").map(|a| {
+                use arrow::array::AsArray;
+                a.as_boolean().clone()
+            });
+            for r in 0..b.num_rows() {
+                let mut key = Vec::with_capacity(self.series_key.len());
+                for k in &self.series_key {
+                    key.push(c.str(k, r)?.unwrap_or_default());
+                }
+                let Some(date) = c.date("__date", r)? else { continue };
+                let s = series.entry(key.clone()).or_insert_with(|| Series {
+                    key,
+                    group: String::new(),
+                    static_feature: None,
+                    dates: Vec::new(),
+                    values: Vec::new(),
+                    price: has_price.then(Vec::new),
+                    on_promo: has_promo.then(Vec::new),
+                    future: None,
+                });
+                if s.group.is_empty() {
+                    s.group = c.str("__group", r)?.unwrap_or_else(|| "unknown".into());
+                    if self.static_feature.is_some() {
+                        s.static_feature = c.str("__static", r)?;
+                    }
+                }
+                s.dates.push(date);
+                s.values.push(c.f64("__value", r)?.unwrap_or(f64::NAN));
+                if let Some(p) = s.price.as_mut() {
+                    p.push(c.f64("__price", r)?.unwrap_or(f64::NAN));
+                }
+                if let (Some(v), Some(a)) = (s.on_promo.as_mut(), promo.as_ref()) {
+                    use arrow::array::Array;
+                    v.push(!a.is_null(r) && a.value(r));
+                }
+            }
+        }
+        if let Some(future) = self.future.as_deref().filter(|f| present.iter().any(|p| p == f)) {
+            self.load_future(cx, &ctx, future, horizon, &mut series).await?;
+        }
+        Ok(series.into_values().collect())
+    }
+
+    async fn load_future(
+        &self,
+        cx: &AttemptContext,
+        ctx: &datafusion::prelude::SessionContext,
+        table: &str,
+        horizon: usize,
+        series: &mut BTreeMap<Vec<String>, Series>,
+    ) -> Result<(), TaskError> {
+        let cols = tables::columns(ctx, table).await?;
+        let mut need: Vec<&str> = self.series_key.iter().map(String::as_str).collect();
+        need.push("date");
+        tables::require(table, &cols, &need)?;
+        let has_price = cols.iter().any(|c| c == "price");
+        let has_promo = cols.iter().any(|c| c == "on_promo");
+        let keys = self.series_key.join(", ");
+        let end = tables::ds_minus(&cx.vars.ds, -(horizon as i64) * step_days(self.frequency));
+        let sql = format!(
+            "SELECT {keys}, date, {} AS __price, {} AS __promo FROM {table}
+             WHERE date > DATE '{ds}' AND date <= DATE '{end}' ORDER BY {keys}, date",
+            if has_price { "CAST(price AS DOUBLE)" } else { "CAST(NULL AS DOUBLE)" },
+            if has_promo { "CAST(on_promo AS BOOLEAN)" } else { "CAST(NULL AS BOOLEAN)" },
+            ds = cx.vars.ds,
+        );
+        let batches = tables::query(ctx, &cx.task_id, &sql).await?;
+        let mut plans: BTreeMap<Vec<String>, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+        for b in &batches {
+            let c = Cols::new(b, table);
+            for r in 0..b.num_rows() {
+                let mut key = Vec::with_capacity(self.series_key.len());
+                for k in &self.series_key {
+                    key.push(c.str(k, r)?.unwrap_or_default());
+                }
+                let e = plans.entry(key).or_default();
+                e.0.push(c.f64("__price", r)?.unwrap_or(f64::NAN));
+                e.1.push(c.f64("__promo", r).ok().flatten().is_some_and(|v| v > 0.0));
+            }
+        }
+        for (key, (price, promo)) in plans {
+            if price.len() < horizon {
+                continue;
+            }
+            if let Some(s) = series.get_mut(&key) {
+                s.future = Some(FutureCovariates {
+                    price: has_price.then(|| price[..horizon].to_vec()),
+                    on_promo: has_promo.then(|| promo[..horizon].to_vec()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn step_days(f: Frequency) -> i64 {
+    match f {
+        Frequency::Daily => 1,
+        Frequency::Weekly => 7,
+        Frequency::Monthly => 31,
+    }
+}
+
+/// `models/<dag>/<group>/`, with the group made path-safe.
+pub fn model_dir(dag: &str, group: &str) -> Path {
+    let safe: String = group
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    Path::from(format!("models/{dag}/{safe}"))
+}
+
+/// Save one model's files; `model.json` last.
+pub async fn save_model(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    weights: Vec<u8>,
+    meta: Vec<u8>,
+) -> Result<(), object_store::Error> {
+    store
+        .put(&dir.clone().join("model.safetensors"), PutPayload::from(Bytes::from(weights)))
+        .await?;
+    store
+        .put(&dir.clone().join("model.json"), PutPayload::from(Bytes::from(meta)))
+        .await?;
+    Ok(())
+}
+
+/// The newest model folder of a group with a date on or before `ds`.
+pub async fn newest_model(
+    store: &dyn ObjectStore,
+    group_dir: &Path,
+    ds: NaiveDate,
+) -> Result<Option<(NaiveDate, Path)>, object_store::Error> {
+    let listed: Vec<_> = store.list(Some(group_dir)).try_collect().await?;
+    let mut best: Option<(NaiveDate, Path)> = None;
+    for meta in listed {
+        let loc = meta.location;
+        if loc.filename() != Some("model.json") {
+            continue;
+        }
+        let parts: Vec<String> = loc.parts().map(|p| p.as_ref().to_string()).collect();
+        let Some(day) = parts.iter().rev().nth(1) else { continue };
+        let Ok(date) = NaiveDate::parse_from_str(day.trim_start_matches("ds="), "%Y-%m-%d") else {
+            continue;
+        };
+        if date <= ds && best.as_ref().is_none_or(|(b, _)| date > *b) {
+            let dir = Path::from_iter(parts[..parts.len() - 1].iter().map(String::as_str));
+            best = Some((date, dir));
+        }
+    }
+    Ok(best)
+}
+
+/// Both files of a model folder.
+pub async fn read_model(store: &dyn ObjectStore, dir: &Path) -> Result<(Vec<u8>, Vec<u8>), object_store::Error> {
+    let w = store.get(&dir.clone().join("model.safetensors")).await?.bytes().await?;
+    let m = store.get(&dir.clone().join("model.json")).await?.bytes().await?;
+    Ok((w.to_vec(), m.to_vec()))
+}

@@ -1,0 +1,320 @@
+//! The `train` kind: one global LSTM per group, trained off the async
+//! runtime on a bounded pool, backtested against the baselines, saved to
+//! the lake, with the backtest written to `forecast_metrics/ds=…/`.
+//!
+//! ```yaml
+//! - id: train
+//!   kind: train
+//!   depends_on: [daily_sales]
+//!   input: daily_sales
+//!   series_key: [store, sku]
+//!   group_by: category
+//!   frequency: daily
+//!   horizon: 28
+//!   model: { context: 56, hidden: 64, layers: 1, quantiles: [0.1, 0.5, 0.9], epochs: 30, batch_size: 256, learning_rate: 0.001, seed: 7 }
+//!   device: cpu               # cpu | cuda | auto
+//!   retrain: weekly           # always | weekly | monthly: otherwise reuse the newest model
+//!   metrics: forecast_metrics # lake path of the backtest table
+//! ```
+//!
+//! Outputs: `groups`, `trained`, `reused`, `series`, per-group champion and
+//! RMSSE under `champions`, `rmsse` (served models, overall) and the best
+//! baseline's, `models` (lake folder).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::series_input::{self, InputSpec};
+use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
+use crate::forecast::{self, DeviceChoice, ModelConfig, ModelKind};
+
+pub struct TrainKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Retrain {
+    #[default]
+    Always,
+    Weekly,
+    Monthly,
+}
+
+impl Retrain {
+    fn max_age_days(self) -> i64 {
+        match self {
+            Retrain::Always => 0,
+            Retrain::Weekly => 7,
+            Retrain::Monthly => 28,
+        }
+    }
+}
+
+fn d_metrics() -> String {
+    "forecast_metrics".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainSpec {
+    #[serde(default)]
+    horizon: Option<usize>,
+    #[serde(default)]
+    model: ModelConfig,
+    #[serde(default)]
+    device: Option<DeviceChoice>,
+    #[serde(default)]
+    retrain: Retrain,
+    #[serde(default = "d_metrics")]
+    metrics: String,
+}
+
+#[derive(Debug)]
+struct TrainRunner {
+    input: InputSpec,
+    config: ModelConfig,
+    retrain: Retrain,
+    metrics: String,
+}
+
+/// Model configuration of a `train`/`forecast` task: `model:` with the
+/// task-level `horizon` and `device` applied.
+fn effective(mut model: ModelConfig, horizon: Option<usize>, device: Option<DeviceChoice>) -> ModelConfig {
+    if let Some(h) = horizon {
+        model.horizon = h;
+    }
+    if let Some(d) = device {
+        model.device = d;
+    }
+    model
+}
+
+impl TaskKind for TrainKind {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>> {
+        let (input, rest) = series_input::split(spec);
+        let input: Option<InputSpec> = cx.deserialize(input);
+        let spec: Option<TrainSpec> = cx.deserialize(rest);
+        let (input, spec) = (input?, spec?);
+        let mut ok = input.check(cx);
+        let config = effective(spec.model, spec.horizon, spec.device);
+        if let Err(e) = config.validate() {
+            cx.error("model", e.to_string());
+            ok = false;
+        }
+        if let Err(e) = crate::lake::check_table_path(&spec.metrics) {
+            cx.error("metrics", e);
+            ok = false;
+        }
+        ok.then(|| {
+            Arc::new(TrainRunner {
+                input,
+                config,
+                retrain: spec.retrain,
+                metrics: spec.metrics,
+            }) as Arc<dyn TaskRunner>
+        })
+    }
+}
+
+#[async_trait]
+impl TaskRunner for TrainRunner {
+    async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
+        let ds = NaiveDate::parse_from_str(&cx.vars.ds, "%Y-%m-%d")
+            .map_err(|e| TaskError::Fatal(format!("run date: {e}")))?;
+        let store = Arc::clone(cx.services.lake.store());
+        let series = self.input.load(cx, self.config.horizon).await?;
+        if series.is_empty() {
+            return Err(TaskError::Fatal(format!(
+                "table `{}` has no rows for {}",
+                self.input.input, cx.vars.ds
+            )));
+        }
+        let mut groups: std::collections::BTreeSet<String> = series.iter().map(|s| s.group.clone()).collect();
+        let total_groups = groups.len();
+
+        // Reuse recent models per the retrain policy.
+        let mut reused = Vec::new();
+        if self.retrain != Retrain::Always {
+            for g in groups.clone() {
+                let dir = series_input::model_dir(&cx.dag_id, &g);
+                let newest = series_input::newest_model(store.as_ref(), &dir, ds)
+                    .await
+                    .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
+                if let Some((date, _)) = newest {
+                    if (ds - date).num_days() < self.retrain.max_age_days() {
+                        cx.log.progress(&format!("group {g}: reusing the model of {date}"));
+                        reused.push(g.clone());
+                        groups.remove(&g);
+                    }
+                }
+            }
+        }
+        let to_train: Vec<forecast::Series> = series.into_iter().filter(|s| groups.contains(&s.group)).collect();
+        let n_series = to_train.len();
+        cx.log.progress(&format!(
+            "training {} group(s) over {n_series} series ({} reused)",
+            groups.len(),
+            reused.len()
+        ));
+
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let config = self.config.clone();
+        let freq = self.input.frequency;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let cancel = cx.cancel.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let progress = move |group: &str, r: &forecast::EpochReport| {
+                let val = r.val_loss.map_or("-".to_string(), |v| format!("{v:.4}"));
+                let _ = tx.send(format!(
+                    "group {group}: epoch {} train loss {:.4} val loss {val}",
+                    r.epoch, r.train_loss
+                ));
+            };
+            forecast::train_all_groups(to_train, freq, &config, threads, &progress)
+        });
+        tokio::pin!(job);
+        let results = loop {
+            tokio::select! {
+                Some(line) = rx.recv() => cx.log.progress(&line),
+                r = &mut job => break r,
+                _ = cancel.cancelled() => {
+                    // Training threads finish their group; the attempt is
+                    // reported as interrupted and nothing is saved.
+                    return Err(TaskError::Interrupted("training stopped".into()));
+                }
+            }
+        };
+        while let Ok(line) = rx.try_recv() {
+            cx.log.progress(&line);
+        }
+        let results = results.map_err(|e| TaskError::Failed(format!("training thread: {e}")))?;
+
+        let mut ok_results = Vec::new();
+        let mut champions = serde_json::Map::new();
+        let mut saved = 0usize;
+        for (group, r) in results {
+            let r = r.map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
+            if let Some(model) = &r.model {
+                let (weights, meta) = forecast::artifact::to_bytes(model)
+                    .map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
+                let dir = series_input::model_dir(&cx.dag_id, &group).join(cx.vars.ds.as_str());
+                series_input::save_model(store.as_ref(), &dir, weights, meta)
+                    .await
+                    .map_err(|e| TaskError::Failed(format!("saving the model of {group}: {e}")))?;
+                saved += 1;
+            }
+            let rmsse = r.score(r.champion).map(|m| m.rmsse);
+            cx.log.progress(&format!(
+                "group {group}: champion {} (RMSSE {}), trained in {:.1} s",
+                r.champion.as_str(),
+                rmsse.map_or("-".into(), |v| format!("{v:.3}")),
+                r.timings.train
+            ));
+            champions.insert(
+                group.clone(),
+                serde_json::json!({"champion": r.champion.as_str(), "rmsse": rmsse.filter(|v| v.is_finite())}),
+            );
+            ok_results.push(r);
+        }
+        let nq = self.config.quantiles.len();
+        let overall = forecast::overall_metrics(&ok_results, nq);
+        let mut out = Outputs::new();
+        if !ok_results.is_empty() {
+            let batch = metrics_batch(&ok_results, &overall, &self.config.quantiles)
+                .map_err(|e| TaskError::Fatal(e.to_string()))?;
+            let written = super::tables::publish_partition(cx, &self.metrics, batch).await?;
+            out.insert("metrics_path".into(), written["path"].clone());
+        }
+        let served = overall.iter().find(|(k, _)| k.is_none()).map(|(_, m)| m.rmsse);
+        let best_baseline = overall
+            .iter()
+            .filter(|(k, _)| k.is_some_and(|k| k != ModelKind::Lstm))
+            .map(|(_, m)| m.rmsse)
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        out.insert("groups".into(), total_groups.into());
+        out.insert("trained".into(), saved.into());
+        out.insert("reused".into(), reused.len().into());
+        out.insert("series".into(), n_series.into());
+        out.insert("champions".into(), serde_json::Value::Object(champions));
+        if let Some(v) = served.filter(|v| v.is_finite()) {
+            out.insert("rmsse".into(), v.into());
+        }
+        if best_baseline.is_finite() {
+            out.insert("best_baseline_rmsse".into(), best_baseline.into());
+        }
+        out.insert(
+            "models".into(),
+            cx.services
+                .lake
+                .describe(&object_store::path::Path::from(format!("models/{}", cx.dag_id)))
+                .into(),
+        );
+        Ok(out)
+    }
+}
+
+fn metrics_batch(
+    results: &[forecast::GroupResult],
+    overall: &[(Option<ModelKind>, forecast::Metrics)],
+    quantiles: &[f64],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut group = Vec::new();
+    let mut kind = Vec::new();
+    let mut champion = Vec::new();
+    let mut rows: Vec<&forecast::Metrics> = Vec::new();
+    for r in results {
+        for b in &r.backtest {
+            group.push(r.group.clone());
+            kind.push(b.kind.as_str().to_string());
+            champion.push(b.kind == r.champion);
+            rows.push(&b.metrics);
+        }
+    }
+    for (k, m) in overall {
+        group.push("_overall".into());
+        kind.push(k.map_or("served", |k| k.as_str()).to_string());
+        champion.push(k.is_none());
+        rows.push(m);
+    }
+    let mut fields = vec![
+        Field::new("group", DataType::Utf8, false),
+        Field::new("model_kind", DataType::Utf8, false),
+        Field::new("champion", DataType::Boolean, false),
+        Field::new("series", DataType::Int64, false),
+        Field::new("mase", DataType::Float64, true),
+        Field::new("rmsse", DataType::Float64, true),
+        Field::new("wape", DataType::Float64, true),
+        Field::new("bias", DataType::Float64, true),
+    ];
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(group)),
+        Arc::new(StringArray::from(kind)),
+        Arc::new(arrow::array::BooleanArray::from(champion)),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|m| m.series as i64))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.mase)))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.rmsse)))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.wape)))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.bias)))),
+    ];
+    for (i, q) in quantiles.iter().enumerate() {
+        fields.push(Field::new(
+            format!("coverage_p{}", (q * 100.0).round() as i64),
+            DataType::Float64,
+            true,
+        ));
+        cols.push(Arc::new(Float64Array::from_iter(
+            rows.iter().map(|m| m.coverage.get(i).copied().and_then(finite)),
+        )));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
