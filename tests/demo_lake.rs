@@ -299,6 +299,9 @@ async fn small_lake_behaves_like_retail_and_carries_the_injected_anomalies() {
         }
     }
     assert!(stockout_days > 100, "only {stockout_days} stockout days");
+    eprintln!(
+        "weekend/weekday {ratio:.2}, promo uplift {uplift:.2}, slow movers {slow}, stockout days {stockout_days}"
+    );
 
     // Negative on_hand exactly where injected and nowhere else.
     let negatives: Vec<_> = data
