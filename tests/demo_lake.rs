@@ -480,3 +480,32 @@ print(json.dumps(out))
     assert_eq!(cal["holiday"], "string");
     assert_eq!(got["calendar"]["rows"], 90 + 90);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_any_object_store_at_the_root() {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let mut opts = DemoOptions::new(Scale::Small, 3, end_date());
+    opts.skus = Some(15);
+    opts.history_days = Some(60);
+    let summary = generate(store.clone(), &Path::default(), &opts)
+        .await
+        .expect("generate into memory");
+    let listed: Vec<_> = store
+        .list(Some(&Path::from("raw")))
+        .try_collect()
+        .await
+        .expect("list");
+    let files: u64 = summary.tables.iter().map(|t| t.files).sum();
+    assert_eq!(listed.len() as u64, files);
+    assert_eq!(files, 60 + 60 + 3);
+    let bytes: u64 = listed.iter().map(|m| m.size).sum();
+    assert_eq!(bytes, summary.total_bytes());
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.location.as_ref() == "raw/sales/ds=2025-06-30/part-00000.parquet")
+    );
+}
