@@ -433,3 +433,49 @@ pub async fn generate(
         anomalies: anomalies(&world, opts.end_date),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_parses_its_cli_names() {
+        assert_eq!("small".parse::<Scale>().ok(), Some(Scale::Small));
+        assert_eq!("Medium".parse::<Scale>().ok(), Some(Scale::Medium));
+        assert_eq!("m5".parse::<Scale>().ok(), Some(Scale::M5));
+        let err = "huge".parse::<Scale>().err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("unknown demo scale `huge` (expected small, medium or m5)")
+        );
+    }
+
+    #[test]
+    fn m5_scale_has_the_m5_shape() {
+        let end = NaiveDate::from_ymd_opt(2025, 6, 30).unwrap_or_default();
+        let world = draw_world(&DemoOptions::new(Scale::M5, 1, end));
+        let Ok(world) = world else {
+            panic!("m5 world");
+        };
+        assert_eq!(world.catalog.stores.len(), 10);
+        assert_eq!(world.catalog.products.len(), 3049);
+        assert_eq!(world.catalog.series.len(), 30_490);
+        assert_eq!(world.days, 1941);
+        let mut depts: Vec<usize> = world
+            .catalog
+            .products
+            .iter()
+            .map(|p| p.department)
+            .collect();
+        depts.dedup();
+        assert_eq!(depts.len(), 7);
+    }
+
+    #[test]
+    fn bad_sizes_are_user_errors() {
+        let end = NaiveDate::from_ymd_opt(2025, 6, 30).unwrap_or_default();
+        let mut opts = DemoOptions::new(Scale::Small, 1, end);
+        opts.stores = Some(11);
+        assert!(matches!(draw_world(&opts), Err(DemoError::Options(_))));
+    }
+}

@@ -154,8 +154,8 @@ impl<'a> Simulation<'a> {
     }
 
     /// Advances the promotion state of series `i` by one day and returns
-    /// (price, on_promo).
-    fn step_promo(&mut self, i: usize, t: i64) -> (f64, bool) {
+    /// (shelf price, regular price, on_promo).
+    fn step_promo(&mut self, i: usize, t: i64) -> (f64, f64, bool) {
         let rate = self.cat.products[self.cat.series[i].product].promo_rate;
         let st = &mut self.state[i];
         if st.promo_left > 0 {
@@ -178,9 +178,13 @@ impl<'a> Simulation<'a> {
         let on_promo = self.state[i].promo_left > 0;
         let regular = self.regular_price(i, t);
         if on_promo {
-            (cents(regular * (1.0 - self.state[i].promo_depth)), true)
+            (
+                cents(regular * (1.0 - self.state[i].promo_depth)),
+                regular,
+                true,
+            )
         } else {
-            (regular, false)
+            (regular, regular, false)
         }
     }
 
@@ -218,7 +222,7 @@ impl<'a> Simulation<'a> {
                 if !self.active(i, date) {
                     continue;
                 }
-                let (price, on_promo) = self.step_promo(i, t);
+                let (price, regular, on_promo) = self.step_promo(i, t);
                 let s = &self.cat.series[i];
                 let p = &self.cat.products[s.product];
                 let c = p.category;
@@ -237,11 +241,9 @@ impl<'a> Simulation<'a> {
                     * (1.0 + s.yearly_scale * yearly[c])
                     * ramp
                     * fade;
-                let regular = self.regular_price(i, t);
-                let mut mu =
-                    base * WEEKLY[c][wd] * holiday[c] * (price / regular).powf(-p.elasticity);
+                let mut mu = base * WEEKLY[c][wd] * holiday[c];
                 if on_promo {
-                    mu *= p.promo_lift;
+                    mu *= (price / regular).powf(-p.elasticity) * p.promo_lift;
                 }
                 let since = self.state[i].since_promo;
                 if (1..=7).contains(&since) {
@@ -343,7 +345,7 @@ impl<'a> Simulation<'a> {
                 if !self.active(i, date) {
                     continue;
                 }
-                let (price, on_promo) = self.step_promo(i, t);
+                let (price, _, on_promo) = self.step_promo(i, t);
                 plan.date.push(date);
                 plan.series.push(i as u32);
                 plan.price.push(price);
