@@ -294,8 +294,14 @@ fn readme_main_command_runs_the_main_job_on_the_demo_lake() {
         .expect("demo");
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", stderr(&o));
-    assert!(out.contains("run nightly_inventory.20261126T010000Z succeeded"), "{out}");
-    assert!(out.contains("run nightly_inventory.20261127T010000Z succeeded"), "{out}");
+    assert!(
+        out.contains("run nightly_inventory.20261126T010000Z succeeded"),
+        "{out}"
+    );
+    assert!(
+        out.contains("run nightly_inventory.20261127T010000Z succeeded"),
+        "{out}"
+    );
     assert!(out.contains("reusing the model of 2026-11-26"), "{out}");
     let lake = p.path().join("lake");
     for table in [
@@ -336,7 +342,10 @@ print("forecast_columns", ",".join(f.schema.names))
         "negative_on_hand critical CA_1 FOODS_1_003",
         "stale_data critical TX_1 None",
     ] {
-        assert!(found.contains(want), "`{want}` not among the anomalies:\n{found}");
+        assert!(
+            found.contains(want),
+            "`{want}` not among the anomalies:\n{found}"
+        );
     }
     assert!(
         found.contains("forecast_columns store,sku,group,forecast_date,step,p10,p50,p90,mean,model_id,model_kind,flags"),

@@ -57,7 +57,11 @@ impl TaskKind for ForecastKind {
         "forecast"
     }
 
-    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>> {
+    fn compile(
+        &self,
+        spec: serde_yaml::Value,
+        cx: &mut KindCompileCx,
+    ) -> Option<Arc<dyn TaskRunner>> {
         let (input, rest) = series_input::split(spec);
         let input: Option<InputSpec> = cx.deserialize(input);
         let spec: Option<ForecastSpec> = cx.deserialize(rest);
@@ -97,7 +101,8 @@ impl TaskRunner for ForecastRunner {
                 self.input.input, cx.vars.ds
             )));
         }
-        let device = forecast::select_device(self.device).map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let device =
+            forecast::select_device(self.device).map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut missing = Vec::new();
         for g in by_group.keys() {
             let dir = series_input::model_dir(&cx.dag_id, g);
@@ -112,10 +117,7 @@ impl TaskRunner for ForecastRunner {
                 .await
                 .map_err(|e| TaskError::Failed(format!("reading the model of {g}: {e}")))?;
             let model = forecast::artifact::from_bytes(&w, &m, &device).map_err(|e| {
-                TaskError::Fatal(format!(
-                    "model {}: {e}",
-                    cx.services.lake.describe(&path)
-                ))
+                TaskError::Fatal(format!("model {}: {e}", cx.services.lake.describe(&path)))
             })?;
             horizon = horizon.max(model.config.horizon);
             cx.log.progress(&format!(
@@ -129,11 +131,18 @@ impl TaskRunner for ForecastRunner {
                 "no model for any group of `{}` on or before {}; run the train task first (looked under {})",
                 self.input.input,
                 cx.vars.ds,
-                cx.services.lake.describe(&object_store::path::Path::from(format!("models/{}", cx.dag_id)))
+                cx.services
+                    .lake
+                    .describe(&object_store::path::Path::from(format!(
+                        "models/{}",
+                        cx.dag_id
+                    )))
             )));
         }
         for g in &missing {
-            cx.log.progress(&format!("group {g}: no model yet; its series are not forecast"));
+            cx.log.progress(&format!(
+                "group {g}: no model yet; its series are not forecast"
+            ));
         }
         // Reload with future covariates for the models' horizon.
         if self.input.future.is_some() {
@@ -153,7 +162,9 @@ impl TaskRunner for ForecastRunner {
         let job = tokio::task::spawn_blocking(move || {
             let mut rows = Vec::new();
             for (g, model) in &models {
-                let Some(series) = by_group.get(g) else { continue };
+                let Some(series) = by_group.get(g) else {
+                    continue;
+                };
                 rows.extend(forecast::forecast_with_model(model, series, freq)?);
             }
             let n_series = by_group
@@ -177,7 +188,10 @@ impl TaskRunner for ForecastRunner {
         out.insert("series".into(), n_series.into());
         out.insert("groups".into(), (n_groups - missing.len()).into());
         out.insert("groups_without_model".into(), serde_json::json!(missing));
-        out.insert("by_model_kind".into(), serde_json::to_value(&kinds).unwrap_or_default());
+        out.insert(
+            "by_model_kind".into(),
+            serde_json::to_value(&kinds).unwrap_or_default(),
+        );
         Ok(out)
     }
 }

@@ -67,7 +67,10 @@ pub fn split(spec: serde_yaml::Value) -> (serde_yaml::Value, serde_yaml::Value) 
             }
         }
     }
-    (serde_yaml::Value::Mapping(input), serde_yaml::Value::Mapping(rest))
+    (
+        serde_yaml::Value::Mapping(input),
+        serde_yaml::Value::Mapping(rest),
+    )
 }
 
 /// The fields shared by `train` and `forecast`.
@@ -121,7 +124,11 @@ impl InputSpec {
 
     /// Read the history into one [`Series`] per key, with future
     /// covariates for `horizon` steps when a `future` table is given.
-    pub async fn load(&self, cx: &AttemptContext, horizon: usize) -> Result<Vec<Series>, TaskError> {
+    pub async fn load(
+        &self,
+        cx: &AttemptContext,
+        horizon: usize,
+    ) -> Result<Vec<Series>, TaskError> {
         let optional: Vec<&str> = self.future.iter().map(String::as_str).collect();
         let (ctx, present) = tables::session(cx, &[&self.input], &optional).await?;
         let cols = tables::columns(&ctx, &self.input).await?;
@@ -171,7 +178,9 @@ impl InputSpec {
                 for k in &self.series_key {
                     key.push(c.str(k, r)?.unwrap_or_default());
                 }
-                let Some(date) = c.date("__date", r)? else { continue };
+                let Some(date) = c.date("__date", r)? else {
+                    continue;
+                };
                 let s = series.entry(key.clone()).or_insert_with(|| Series {
                     key,
                     group: String::new(),
@@ -199,8 +208,13 @@ impl InputSpec {
                 }
             }
         }
-        if let Some(future) = self.future.as_deref().filter(|f| present.iter().any(|p| p == f)) {
-            self.load_future(cx, &ctx, future, horizon, &mut series).await?;
+        if let Some(future) = self
+            .future
+            .as_deref()
+            .filter(|f| present.iter().any(|p| p == f))
+        {
+            self.load_future(cx, &ctx, future, horizon, &mut series)
+                .await?;
         }
         Ok(series.into_values().collect())
     }
@@ -224,8 +238,16 @@ impl InputSpec {
         let sql = format!(
             "SELECT {keys}, date, {} AS __price, {} AS __promo FROM {table}
              WHERE date > DATE '{ds}' AND date <= DATE '{end}' ORDER BY {keys}, date",
-            if has_price { "CAST(price AS DOUBLE)" } else { "CAST(NULL AS DOUBLE)" },
-            if has_promo { "CAST(on_promo AS BOOLEAN)" } else { "CAST(NULL AS BOOLEAN)" },
+            if has_price {
+                "CAST(price AS DOUBLE)"
+            } else {
+                "CAST(NULL AS DOUBLE)"
+            },
+            if has_promo {
+                "CAST(on_promo AS BOOLEAN)"
+            } else {
+                "CAST(NULL AS BOOLEAN)"
+            },
             ds = cx.vars.ds,
         );
         let batches = tables::query(ctx, &cx.task_id, &sql).await?;
@@ -269,7 +291,13 @@ fn step_days(f: Frequency) -> i64 {
 pub fn model_dir(dag: &str, group: &str) -> Path {
     let safe: String = group
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     Path::from(format!("models/{dag}/{safe}"))
 }
@@ -282,10 +310,16 @@ pub async fn save_model(
     meta: Vec<u8>,
 ) -> Result<(), object_store::Error> {
     store
-        .put(&dir.clone().join("model.safetensors"), PutPayload::from(Bytes::from(weights)))
+        .put(
+            &dir.clone().join("model.safetensors"),
+            PutPayload::from(Bytes::from(weights)),
+        )
         .await?;
     store
-        .put(&dir.clone().join("model.json"), PutPayload::from(Bytes::from(meta)))
+        .put(
+            &dir.clone().join("model.json"),
+            PutPayload::from(Bytes::from(meta)),
+        )
         .await?;
     Ok(())
 }
@@ -304,7 +338,9 @@ pub async fn newest_model(
             continue;
         }
         let parts: Vec<String> = loc.parts().map(|p| p.as_ref().to_string()).collect();
-        let Some(day) = parts.iter().rev().nth(1) else { continue };
+        let Some(day) = parts.iter().rev().nth(1) else {
+            continue;
+        };
         let Ok(date) = NaiveDate::parse_from_str(day.trim_start_matches("ds="), "%Y-%m-%d") else {
             continue;
         };
@@ -317,8 +353,19 @@ pub async fn newest_model(
 }
 
 /// Both files of a model folder.
-pub async fn read_model(store: &dyn ObjectStore, dir: &Path) -> Result<(Vec<u8>, Vec<u8>), object_store::Error> {
-    let w = store.get(&dir.clone().join("model.safetensors")).await?.bytes().await?;
-    let m = store.get(&dir.clone().join("model.json")).await?.bytes().await?;
+pub async fn read_model(
+    store: &dyn ObjectStore,
+    dir: &Path,
+) -> Result<(Vec<u8>, Vec<u8>), object_store::Error> {
+    let w = store
+        .get(&dir.clone().join("model.safetensors"))
+        .await?
+        .bytes()
+        .await?;
+    let m = store
+        .get(&dir.clone().join("model.json"))
+        .await?
+        .bytes()
+        .await?;
     Ok((w.to_vec(), m.to_vec()))
 }

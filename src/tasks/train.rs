@@ -83,7 +83,11 @@ struct TrainRunner {
 
 /// Model configuration of a `train`/`forecast` task: `model:` with the
 /// task-level `horizon` and `device` applied.
-fn effective(mut model: ModelConfig, horizon: Option<usize>, device: Option<DeviceChoice>) -> ModelConfig {
+fn effective(
+    mut model: ModelConfig,
+    horizon: Option<usize>,
+    device: Option<DeviceChoice>,
+) -> ModelConfig {
     if let Some(h) = horizon {
         model.horizon = h;
     }
@@ -98,7 +102,11 @@ impl TaskKind for TrainKind {
         "train"
     }
 
-    fn compile(&self, spec: serde_yaml::Value, cx: &mut KindCompileCx) -> Option<Arc<dyn TaskRunner>> {
+    fn compile(
+        &self,
+        spec: serde_yaml::Value,
+        cx: &mut KindCompileCx,
+    ) -> Option<Arc<dyn TaskRunner>> {
         let (input, rest) = series_input::split(spec);
         let input: Option<InputSpec> = cx.deserialize(input);
         let spec: Option<TrainSpec> = cx.deserialize(rest);
@@ -137,7 +145,8 @@ impl TaskRunner for TrainRunner {
                 self.input.input, cx.vars.ds
             )));
         }
-        let mut groups: std::collections::BTreeSet<String> = series.iter().map(|s| s.group.clone()).collect();
+        let mut groups: std::collections::BTreeSet<String> =
+            series.iter().map(|s| s.group.clone()).collect();
         let total_groups = groups.len();
 
         // Reuse recent models per the retrain policy.
@@ -150,14 +159,18 @@ impl TaskRunner for TrainRunner {
                     .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
                 if let Some((date, _)) = newest {
                     if (ds - date).num_days() < self.retrain.max_age_days() {
-                        cx.log.progress(&format!("group {g}: reusing the model of {date}"));
+                        cx.log
+                            .progress(&format!("group {g}: reusing the model of {date}"));
                         reused.push(g.clone());
                         groups.remove(&g);
                     }
                 }
             }
         }
-        let to_train: Vec<forecast::Series> = series.into_iter().filter(|s| groups.contains(&s.group)).collect();
+        let to_train: Vec<forecast::Series> = series
+            .into_iter()
+            .filter(|s| groups.contains(&s.group))
+            .collect();
         let n_series = to_train.len();
         cx.log.progress(&format!(
             "training {} group(s) over {n_series} series ({} reused)",
@@ -233,7 +246,10 @@ impl TaskRunner for TrainRunner {
             let written = super::tables::publish_partition(cx, &self.metrics, batch).await?;
             out.insert("metrics_path".into(), written["path"].clone());
         }
-        let served = overall.iter().find(|(k, _)| k.is_none()).map(|(_, m)| m.rmsse);
+        let served = overall
+            .iter()
+            .find(|(k, _)| k.is_none())
+            .map(|(_, m)| m.rmsse);
         let best_baseline = overall
             .iter()
             .filter(|(k, _)| k.is_some_and(|k| k != ModelKind::Lstm))
@@ -255,7 +271,10 @@ impl TaskRunner for TrainRunner {
             "models".into(),
             cx.services
                 .lake
-                .describe(&object_store::path::Path::from(format!("models/{}", cx.dag_id)))
+                .describe(&object_store::path::Path::from(format!(
+                    "models/{}",
+                    cx.dag_id
+                )))
                 .into(),
         );
         Ok(out)
@@ -300,9 +319,13 @@ fn metrics_batch(
         Arc::new(StringArray::from(group)),
         Arc::new(StringArray::from(kind)),
         Arc::new(arrow::array::BooleanArray::from(champion)),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|m| m.series as i64))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|m| m.series as i64),
+        )),
         Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.mase)))),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.rmsse)))),
+        Arc::new(Float64Array::from_iter(
+            rows.iter().map(|m| finite(m.rmsse)),
+        )),
         Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.wape)))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.bias)))),
     ];
@@ -313,7 +336,8 @@ fn metrics_batch(
             true,
         ));
         cols.push(Arc::new(Float64Array::from_iter(
-            rows.iter().map(|m| m.coverage.get(i).copied().and_then(finite)),
+            rows.iter()
+                .map(|m| m.coverage.get(i).copied().and_then(finite)),
         )));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
