@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod dag;
 pub mod executor;
+pub mod mail;
 pub mod schedule;
 pub mod store;
 pub mod tasks;

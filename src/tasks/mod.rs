@@ -9,6 +9,7 @@
 //! [`Outputs`] or a [`TaskError`] and the executor records them.
 
 pub mod command;
+pub mod email;
 pub mod empty;
 
 use std::collections::BTreeMap;
@@ -249,6 +250,7 @@ impl Registry {
         let mut r = Self::empty();
         r.register(Arc::new(empty::EmptyKind));
         r.register(Arc::new(command::CommandKind));
+        r.register(Arc::new(email::EmailKind));
         r
     }
 
