@@ -328,7 +328,7 @@ pub fn render_png(series: &[SkuSeries]) -> Result<Option<Vec<u8>>, ReportError> 
         ("history", HISTORY, false),
         ("forecast median", MEDIAN, false),
         ("p10–p90", BAND, true),
-        ("today", TODAY, false),
+        ("forecast start", TODAY, false),
     ] {
         if band {
             cv.fill_rect(x as i64, 9, x as i64 + 18, 17, colour);
