@@ -247,4 +247,25 @@ mod tests {
         let bad = c.apply_env(|k| (k == "RESTOCK_SHUTDOWN_GRACE").then(|| "soon".into()));
         assert!(bad.is_err());
     }
+
+    #[test]
+    fn mail_section_is_read_and_validated() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("restock.yaml");
+        std::fs::write(
+            &path,
+            "outbox: out\nmail:\n  from: r@example.com\n  to: [p@example.com]\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path)).expect("load");
+        let mail = c.mail.expect("mail");
+        assert_eq!(mail.to, vec!["p@example.com"]);
+        std::fs::write(
+            &path,
+            "mail:\n  smtp: {host: mail.example.com, security: none}\n",
+        )
+        .expect("write");
+        let e = Config::load(Some(&path)).expect_err("clear text to a remote host");
+        assert!(e.to_string().contains("mail.smtp.security"), "{e}");
+    }
 }
