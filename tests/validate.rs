@@ -92,7 +92,7 @@ const CASES: &[(&str, &[&str])] = &[
             "4:3: schedule.timezone: unknown time zone `Nowhere/City` (expected an IANA name such as Europe/Berlin)",
             "8:18: tasks[0].depends_on[0]: depends_on unknown task `missing`, expected one of: a, c",
             "9:5: tasks[1].id: duplicate task id `a` (first defined at tasks[0])",
-            "10:5: tasks[1].kind: unknown task kind `nope` (known kinds: command, empty)",
+            "10:5: tasks[1].kind: unknown task kind `nope` (known kinds: command, email, empty)",
             "13:23: tasks[2].command[1]: template does not parse: syntax error: unexpected end of input, expected end of variable block (template line 1)",
             "14:5: tasks[2].timeout: invalid duration `forever` (expected number at 0; expected e.g. 30s, 10m, 1h)",
         ],

@@ -206,6 +206,17 @@ impl Mailer {
         }
     }
 
+    /// The mailer a process configuration describes: SMTP when a host is
+    /// configured (else the outbox), the record in the state database.
+    /// `restock mail resend` is `Mailer::from_config(&cfg)?.resend_pending()`.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, StoreError> {
+        Ok(Self::new(
+            config.mail.as_ref().and_then(|m| m.smtp.clone()),
+            config.outbox.clone(),
+            Some(Store::open(&config.state)?),
+        ))
+    }
+
     pub fn pending_dir(&self) -> PathBuf {
         self.outbox.join("pending")
     }
