@@ -27,6 +27,11 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    #[error("{path}: {source}")]
+    Mail {
+        path: PathBuf,
+        source: crate::mail::config::MailConfigError,
+    },
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -40,6 +45,7 @@ struct RawConfig {
     outbox: Option<PathBuf>,
     #[serde(default)]
     daemon: RawDaemon,
+    mail: Option<crate::mail::config::RawMailConfig>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -64,6 +70,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub reload_interval: Duration,
     pub max_catchup_runs: usize,
+    /// Where reports are mailed; `None` when neither `restock.yaml` nor
+    /// the environment configures mail (reports then go to the outbox).
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl Default for Config {
@@ -78,6 +87,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             reload_interval: Duration::from_secs(2),
             max_catchup_runs: 100,
+            mail: None,
         }
     }
 }
@@ -101,6 +111,8 @@ impl Config {
                 p.is_file().then_some(p)
             }
         };
+        let mut raw_mail = None;
+        let mut mail_source = PathBuf::from("environment");
         if let Some(path) = file {
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
@@ -122,9 +134,17 @@ impl Config {
                     }
                 })?
             };
+            raw_mail = raw.mail.clone();
+            mail_source = path.clone();
             cfg.apply_file(raw, &path)?;
         }
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.mail = crate::mail::MailConfig::resolve(raw_mail, |k| std::env::var(k).ok()).map_err(
+            |source| ConfigError::Mail {
+                path: mail_source,
+                source,
+            },
+        )?;
         Ok(cfg)
     }
 
@@ -226,5 +246,26 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         let bad = c.apply_env(|k| (k == "RESTOCK_SHUTDOWN_GRACE").then(|| "soon".into()));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn mail_section_is_read_and_validated() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("restock.yaml");
+        std::fs::write(
+            &path,
+            "outbox: out\nmail:\n  from: r@example.com\n  to: [p@example.com]\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path)).expect("load");
+        let mail = c.mail.expect("mail");
+        assert_eq!(mail.to, vec!["p@example.com"]);
+        std::fs::write(
+            &path,
+            "mail:\n  smtp: {host: mail.example.com, security: none}\n",
+        )
+        .expect("write");
+        let e = Config::load(Some(&path)).expect_err("clear text to a remote host");
+        assert!(e.to_string().contains("mail.smtp.security"), "{e}");
     }
 }

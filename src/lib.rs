@@ -9,6 +9,7 @@ pub mod executor;
 pub mod forecast;
 pub mod inventory;
 pub mod lake;
+pub mod mail;
 pub mod schedule;
 pub mod store;
 pub mod tasks;

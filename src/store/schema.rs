@@ -45,6 +45,18 @@ const MIGRATIONS: &[&str] = &[
         log_path TEXT,
         PRIMARY KEY (run_id, task_id, try_number)
     );",
+    // 2: reports mailed, one row per delivered message; a (dag, ds) with a
+    // row is not mailed again unless forced.
+    "CREATE TABLE sent_mail (
+        dag_id TEXT NOT NULL,
+        ds TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        forced INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (dag_id, ds, message_id)
+    );",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

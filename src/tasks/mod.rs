@@ -9,6 +9,7 @@
 //! [`Outputs`] or a [`TaskError`] and the executor records them.
 
 pub mod command;
+pub mod email;
 pub mod empty;
 pub mod forecast;
 pub mod monitor;
@@ -265,6 +266,7 @@ impl Registry {
         r.register(Arc::new(monitor::MonitorKind));
         r.register(Arc::new(train::TrainKind));
         r.register(Arc::new(forecast::ForecastKind));
+        r.register(Arc::new(email::EmailKind));
         r
     }
 

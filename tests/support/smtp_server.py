@@ -1,0 +1,92 @@
+"""SMTP server for restock's mail tests (aiosmtpd).
+
+Listens on 127.0.0.1:PORT with STARTTLS required (certificate issued by a
+throw-away CA written to DIR/ca.pem) and AUTH PLAIN/LOGIN for one user.
+Each accepted message is written to DIR/mail/N.eml with its envelope in
+DIR/mail/N.json. Prints READY once listening; stops on SIGTERM or when
+stdin closes.
+"""
+
+import argparse
+import json
+import os
+import signal
+import ssl
+import sys
+import threading
+
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--user", required=True)
+    ap.add_argument("--password", required=True)
+    args = ap.parse_args()
+
+    mail_dir = os.path.join(args.dir, "mail")
+    os.makedirs(mail_dir, exist_ok=True)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(os.path.join(args.dir, "ca.pem"))
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(ctx)
+
+    counter = {"n": 0}
+    lock = threading.Lock()
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            with lock:
+                counter["n"] += 1
+                n = counter["n"]
+            base = os.path.join(mail_dir, str(n))
+            with open(base + ".eml.tmp", "wb") as f:
+                f.write(envelope.original_content or envelope.content)
+            with open(base + ".json", "w") as f:
+                json.dump(
+                    {
+                        "mail_from": envelope.mail_from,
+                        "rcpt_tos": envelope.rcpt_tos,
+                        "tls": session.ssl is not None,
+                        "user": session.auth_data.decode() if isinstance(session.auth_data, bytes) else None,
+                    },
+                    f,
+                )
+            os.rename(base + ".eml.tmp", base + ".eml")
+            return "250 Message accepted for delivery"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == args.user
+            and auth_data.password.decode() == args.password
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
+
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=args.port,
+        tls_context=ctx,
+        require_starttls=True,
+        auth_required=True,
+        auth_require_tls=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    print("READY", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop.wait()
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()
