@@ -346,3 +346,88 @@ async fn rejected_login_names_server_and_user_and_keeps_the_message() {
     assert_eq!(summary.delivered.len(), 1);
     wait_for("the message", || server.received().len() == 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_reply_is_retried_and_a_5xx_reply_is_not() {
+    let server = SmtpServer::start_with(free_port(), "451,250,554");
+    let s = Scratch::new();
+    let mailer = Mailer::new(
+        Some(server.config(PASSWORD)),
+        s.outbox(),
+        Some(s.store.clone()),
+    );
+    let o = send_report(
+        &mailer,
+        &sample_report(),
+        &RenderOptions::default(),
+        &addressing(),
+        false,
+    )
+    .await
+    .expect("delivered on the second attempt");
+    let Outcome::Delivered(d) = o else {
+        panic!("expected a delivery, got {o:?}");
+    };
+    assert_eq!(d.attempts, 2, "451 was retried");
+
+    // The 554 that follows is final: one attempt, message kept.
+    let mut next_day = sample_report();
+    next_day.ds = "2026-11-28".into();
+    let err = send_report(
+        &mailer,
+        &next_day,
+        &RenderOptions::default(),
+        &addressing(),
+        false,
+    )
+    .await
+    .expect_err("refused");
+    assert!(!err.retryable(), "{err}");
+    assert!(
+        matches!(err, SendReportError::Mail(MailError::Rejected { .. })),
+        "{err:?}"
+    );
+    let pending = mailer.pending().await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].1.attempts, 1);
+    assert!(pending[0].1.error.contains("554"), "{}", pending[0].1.error);
+    wait_for("one message", || server.received().len() == 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out_and_is_retried() {
+    // Accepts connections and stays silent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in listener.incoming().take(2) {
+            conns.push(c);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    });
+    let s = Scratch::new();
+    let mut cfg = smtp_config(port, None, PASSWORD);
+    cfg.timeout = std::time::Duration::from_millis(300);
+    let mailer = Mailer::new(Some(cfg), s.outbox(), Some(s.store.clone()));
+    let started = std::time::Instant::now();
+    let err = send_report(
+        &mailer,
+        &sample_report(),
+        &RenderOptions::default(),
+        &addressing(),
+        false,
+    )
+    .await
+    .expect_err("timed out");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the timeout applies"
+    );
+    let SendReportError::Mail(MailError::Transient { attempts, .. }) = &err else {
+        panic!("a timeout is transient, got {err:?}");
+    };
+    assert_eq!(*attempts, 2);
+    assert_eq!(mailer.pending().await.expect("pending").len(), 1);
+    let _ = held.join();
+}

@@ -326,9 +326,21 @@ impl Mailer {
         let mut delay = smtp.backoff;
         let mut attempt = 1;
         loop {
-            match transport.send_raw(envelope, raw).await {
-                Ok(_) => return Ok(attempt),
-                Err(e) => {
+            // lettre's timeout covers single commands; a server that
+            // accepts and never answers is bounded by this deadline.
+            let deadline = smtp.timeout.saturating_mul(4);
+            let result = tokio::time::timeout(deadline, transport.send_raw(envelope, raw))
+                .await
+                .map_err(|_| format!("no answer within {}", humantime::format_duration(deadline)));
+            match result {
+                Ok(Ok(_)) => return Ok(attempt),
+                Err(elapsed) => {
+                    tracing::warn!(server = %self.server(smtp), attempt, error = %elapsed, "mail delivery timed out");
+                    if attempt >= smtp.attempts {
+                        return Err((Failure::Transient(elapsed), attempt));
+                    }
+                }
+                Ok(Err(e)) => {
                     let failure = classify(&e);
                     let transient = matches!(failure, Failure::Transient(_));
                     tracing::warn!(

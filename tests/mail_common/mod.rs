@@ -37,6 +37,12 @@ impl SmtpServer {
     }
 
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, "")
+    }
+
+    /// A server answering the first DATA commands with `data_replies`
+    /// (e.g. `451,250,554`), then accepting.
+    pub fn start_with(port: u16, data_replies: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new("python3")
             .arg(support("smtp_server.py"))
@@ -44,6 +50,7 @@ impl SmtpServer {
             .arg("--dir")
             .arg(dir.path())
             .args(["--user", USER, "--password", PASSWORD])
+            .args(["--data-replies", data_replies])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -2,7 +2,8 @@
 
 Listens on 127.0.0.1:PORT with STARTTLS required (certificate issued by a
 throw-away CA written to DIR/ca.pem) and AUTH PLAIN/LOGIN for one user.
-Each accepted message is written to DIR/mail/N.eml with its envelope in
+--data-replies scripts the replies to the first DATA commands (4xx or
+5xx). Each accepted message is written to DIR/mail/N.eml with its envelope in
 DIR/mail/N.json. Prints READY once listening; stops on SIGTERM or when
 stdin closes.
 """
@@ -26,6 +27,11 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
+    ap.add_argument(
+        "--data-replies",
+        default="",
+        help="comma-separated replies to the first DATA commands, e.g. 451,250,554; then 250",
+    )
     args = ap.parse_args()
 
     mail_dir = os.path.join(args.dir, "mail")
@@ -36,12 +42,19 @@ def main():
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_cert.configure_cert(ctx)
 
+    scripted = [c for c in args.data_replies.split(",") if c]
     counter = {"n": 0}
     lock = threading.Lock()
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
             with lock:
+                if scripted:
+                    code = scripted.pop(0)
+                    if code.startswith("4"):
+                        return f"{code} 4.3.0 Try again later"
+                    if code.startswith("5"):
+                        return f"{code} 5.7.1 Message refused by policy"
                 counter["n"] += 1
                 n = counter["n"]
             base = os.path.join(mail_dir, str(n))
