@@ -62,6 +62,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::task::TaskCmd,
     },
+    /// Mail that could not be delivered.
+    Mail {
+        #[command(subcommand)]
+        cmd: cli::mail::MailCmd,
+    },
     /// Generate the synthetic retail lake and run the main job on it.
     Demo(cli::demo::DemoArgs),
     /// Benchmarks (orchestration overhead, validation speed).
@@ -111,6 +116,7 @@ fn main() -> ExitCode {
             Cmd::Task { cmd } => cli::task::task(config, cmd).await,
             Cmd::Bench { cmd } => cli::bench::bench(config, cmd).await,
             Cmd::Demo(a) => cli::demo::demo(config, a).await,
+            Cmd::Mail { cmd } => cli::mail::mail(config, cmd).await,
         }
     });
     match result {

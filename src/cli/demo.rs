@@ -83,18 +83,29 @@ pub async fn demo(config: Config, args: DemoArgs) -> Result<ExitCode> {
         force: true,
     };
     let lake_dir = config.lake.clone();
+    let outbox = config.outbox.clone();
+    let dag_id = "nightly_inventory";
     let code = super::run::run(config, run).await?;
     if code == ExitCode::SUCCESS {
         println!();
         println!("results for {end} in {lake_dir}:");
         for (what, path) in [
             ("forecasts", "forecasts"),
-            ("backtest metrics", "forecast_metrics"),
             ("reorder plans", "reorder_plans"),
             ("anomalies", "anomalies"),
         ] {
             println!("  {what:<17} {lake_dir}/{path}/ds={end}/");
         }
+        println!(
+            "  {:<17} {lake_dir}/forecast_metrics/ (per training date)",
+            "backtest metrics"
+        );
+        println!("  {:<17} {lake_dir}/models/{dag_id}/", "models");
+        println!(
+            "  {:<17} {}/ (no SMTP server configured; see docs/email.md)",
+            "email",
+            outbox.display()
+        );
     }
     Ok(code)
 }

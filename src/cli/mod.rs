@@ -6,6 +6,7 @@ pub mod bench_inventory;
 pub mod bench_lake;
 pub mod demo;
 pub mod history;
+pub mod mail;
 pub mod run;
 pub mod task;
 pub mod validate;

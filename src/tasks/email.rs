@@ -278,6 +278,10 @@ impl Table {
             let value = self.numbers(b, &["order_value", "value"], false)?;
             let by = self.dates(b, &["order_by", "order_by_date"])?;
             for i in 0..b.num_rows() {
+                // A plan line with nothing to order is not an order.
+                if qty[i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                    continue;
+                }
                 out.push(Order {
                     sku: sku[i].clone(),
                     store: store[i].clone(),
@@ -300,7 +304,7 @@ impl Table {
         for b in &self.batches {
             let sku = self.strings(b, &["sku", "sku_id"], true)?;
             let store = self.strings(b, &["store", "store_id"], true)?;
-            let date = self.dates(b, &["date", "target_date"])?;
+            let date = self.dates(b, &["forecast_date", "date", "target_date"])?;
             let cols = values
                 .iter()
                 .map(|v| {
