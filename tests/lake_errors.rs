@@ -54,7 +54,18 @@ async fn fails(project: &Project, lake: &Lake, sql_file: &str) -> String {
     )
     .await;
     let before = keys(lake).await;
+    // Validation already rejects most of these files; the run-time checks
+    // cover a file edited after the DAG was compiled, so compile against a
+    // good query and put the bad one back before the run.
+    let path = project.path().join(sql_file);
+    let bad = std::fs::read_to_string(&path).ok();
+    if bad.is_some() {
+        std::fs::write(&path, "SELECT 1 AS one\n").expect("write good sql");
+    }
     let dag = project.dag(&dag_yaml(sql_file));
+    if let Some(text) = bad {
+        std::fs::write(&path, text).expect("restore sql");
+    }
     let services = services(lake.clone());
     let err = run_task(&dag, "t", &services, "2026-11-27")
         .await
@@ -209,6 +220,42 @@ async fn statements_other_than_queries_are_refused() {
     let lake = seeded().await;
     let msg = fails(&project, &lake, "sql/ddl.sql").await;
     assert!(msg.contains("runs one query"), "{msg}");
+}
+
+#[test]
+fn validation_parses_the_query_and_checks_its_tables() {
+    let cases = [
+        ("SELECT sku,\n  SUM(qty) AS units\nFROMM sales\n", ":3:1: "),
+        (
+            "-- salez is a typo\nSELECT *\nFROM salez\n",
+            ":3:6: unknown table `salez` (declared tables: products, sales); declare it under `tables:`",
+        ),
+        (
+            "CREATE TABLE x AS SELECT 1 AS one\n",
+            ": a `sql` task runs one query",
+        ),
+    ];
+    for (sql, want) in cases {
+        let project = Project::new(&[("bad.sql", sql)]);
+        let errors = project.dag_errors(&dag_yaml("sql/bad.sql"));
+        let file = project.path().join("sql/bad.sql");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(&format!("tasks[0].sql: {}{want}", file.display())),
+            "{sql}: {errors:?}"
+        );
+    }
+    // CTE names and table functions need no declaration; a template that
+    // reads upstream outputs is left to run time.
+    let project = Project::new(&[
+        (
+            "cte.sql",
+            "WITH recent AS (SELECT sku FROM sales WHERE ds = '{{ ds }}')\nSELECT r.sku FROM recent r, generate_series(1, 2)\n",
+        ),
+        ("up.sql", "SELECT * FROM {{ tasks.x.outputs.table }}\n"),
+    ]);
+    project.dag(&dag_yaml("sql/cte.sql"));
+    project.dag(&dag_yaml("sql/up.sql"));
 }
 
 #[test]

@@ -111,6 +111,18 @@ const CASES: &[(&str, &[&str])] = &[
         &["5:18: tasks[0].depends_on[0]: task `t` depends on itself"],
     ),
     (
+        "sql_syntax_error.yaml",
+        &[
+            "7:5: tasks[0].sql: ./tests/fixtures/sql/syntax_error.sql:5:7: SQL error: ParserError(\"Expected: end of statement, found: BY at Line: 5, Column: 7\")",
+        ],
+    ),
+    (
+        "sql_undeclared_table.yaml",
+        &[
+            "8:5: tasks[0].sql: ./tests/fixtures/sql/undeclared_table.sql:7:6: unknown table `returns` (declared tables: sales); declare it under `tables:`",
+        ],
+    ),
+    (
         "task_not_mapping.yaml",
         &["3:5: tasks[0]: a task must be a mapping with `id` and `kind`"],
     ),

@@ -86,6 +86,11 @@ pub fn compile_str(
     let base_retry = compile_defaults(&mut d, defaults);
     let base_rule = defaults.and_then(|x| x.trigger_rule).unwrap_or_default();
     let tables = compile_tables(&mut d, tables_value);
+    // Kinds see the params as templates will (a bad mapping is reported
+    // below, where the DAG is assembled).
+    let compile_params = header
+        .and_then(|h| serde_json::to_value(&h.params).ok())
+        .unwrap_or(serde_json::Value::Null);
 
     // Pass 1: each task's common keys and kind-specific part.
     struct Pending {
@@ -136,6 +141,8 @@ pub fn compile_str(
                     path: path.clone(),
                     root,
                     common_keys: TASK_COMMON_KEYS,
+                    tables: &tables,
+                    params: &compile_params,
                 };
                 kind.compile(serde_yaml::Value::Mapping(rest), &mut cx)
             }

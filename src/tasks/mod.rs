@@ -2,7 +2,8 @@
 //!
 //! A [`TaskKind`] turns the kind-specific part of a task's YAML into a
 //! [`TaskRunner`] during the pure compile step (it may check that referenced
-//! files exist and that templates parse, nothing more). The executor calls
+//! files exist, that templates parse and that SQL parses against the DAG's
+//! declared tables, nothing that needs the lake). The executor calls
 //! [`TaskRunner::run`] once per attempt with an [`AttemptContext`]: the
 //! run's template variables, the attempt's log, a cancellation token and the
 //! shared [`Services`]. Kinds never touch the run store; they return
@@ -194,6 +195,11 @@ pub struct KindCompileCx<'a> {
     pub root: &'a Path,
     /// Keys every kind accepts (listed in unknown-field messages).
     pub common_keys: &'static [&'static str],
+    /// The DAG's declared lake tables (`tables:`), by name.
+    pub tables: &'a BTreeMap<String, crate::dag::model::Table>,
+    /// The DAG's `params`, as templates see them (`Null` when the header
+    /// did not compile).
+    pub params: &'a serde_json::Value,
 }
 
 impl KindCompileCx<'_> {

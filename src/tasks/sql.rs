@@ -11,8 +11,11 @@
 //!     mode: overwrite_partition  # | overwrite | append
 //! ```
 //!
-//! The SQL file must exist at compile time and parse as a template; at run
-//! time it is read again, rendered, parsed, and only the tables it names are
+//! The SQL file must exist at compile time and parse as a template; unless
+//! it reads upstream outputs (`tasks.…`), it is also rendered with
+//! placeholder run variables and the DAG's params, parsed, and every table
+//! it names (CTEs and table functions aside) must be declared under
+//! `tables:` (no lake access: validation stays pure). At run time it is read again, rendered, parsed, and only the tables it names are
 //! registered (from the DAG's `tables:`). The result is streamed into the
 //! lake by [`crate::lake::publish`], never collected in memory.
 //!
@@ -84,6 +87,9 @@ impl TaskKind for SqlKind {
             if let Ok(text) = std::fs::read_to_string(&file) {
                 if let Err(e) = crate::template::check_template(&text) {
                     cx.error("sql", format!("`{}`: {e}", file.display()));
+                    ok = false;
+                } else if let Err(msg) = check_query(&file, &text, cx) {
+                    cx.error("sql", msg);
                     ok = false;
                 }
             }
@@ -218,11 +224,7 @@ async fn prepare(
     let statement = state
         .sql_to_statement(query, &state.config().options().sql_parser.dialect)
         .map_err(|e| TaskError::Fatal(sql_error(file, query, &e)))?;
-    let is_query = matches!(
-        &statement,
-        DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_))
-    );
-    if !is_query {
+    if !is_query(&statement) {
         return Err(TaskError::Fatal(format!(
             "{}: a `sql` task runs one query (SELECT or WITH …), not other statements",
             file.display()
@@ -253,6 +255,14 @@ async fn prepare(
         Ok(s) => Ok((s, tables)),
         Err(e) => Err(publish_error(lake, &tables, file, PublishError::Query(e)).await),
     }
+}
+
+/// Whether a statement is a query (SELECT or WITH …).
+fn is_query(statement: &DfStatement) -> bool {
+    matches!(
+        statement,
+        DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_))
+    )
 }
 
 /// Register the declared tables the query names; name the unknown ones.
@@ -309,6 +319,68 @@ async fn register_tables(
             })?;
     }
     Ok(tables)
+}
+
+/// Validation of a SQL file without the lake: render the template with
+/// placeholder run variables and the DAG's params, parse the query, and
+/// check that every table it names is declared under `tables:`. A template
+/// that reads upstream outputs (`tasks.…`) can only be checked at run time.
+fn check_query(file: &FsPath, text: &str, cx: &KindCompileCx) -> Result<(), String> {
+    if text.contains("tasks.") {
+        return Ok(());
+    }
+    let start: chrono::DateTime<chrono::Utc> = chrono::DateTime::UNIX_EPOCH;
+    let vars = crate::template::RunVars::new(
+        "validate",
+        "validate",
+        &chrono_tz::Tz::UTC,
+        start,
+        start + chrono::Duration::days(1),
+        cx.params.clone(),
+    );
+    // A render failure (an unknown param) is reported at run time.
+    let Ok(query) = vars.render(text) else {
+        return Ok(());
+    };
+    // One line per diagnostic: the quoted source line is for run logs.
+    let one_line = |e: DataFusionError| {
+        let msg = sql_error(file, &query, &e);
+        msg.lines().next().unwrap_or_default().to_string()
+    };
+    let ctx = SessionContext::new();
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(&query, &state.config().options().sql_parser.dialect)
+        .map_err(one_line)?;
+    if !is_query(&statement) {
+        return Err(format!(
+            "{}: a `sql` task runs one query (SELECT or WITH …), not other statements",
+            file.display()
+        ));
+    }
+    let refs = state
+        .resolve_table_references(&statement)
+        .map_err(one_line)?;
+    for r in refs {
+        let name = r.table().to_string();
+        let declared = r.schema().is_none() && cx.tables.contains_key(&name);
+        let function = r.schema().is_none() && ctx.table_function(&name).is_ok();
+        if !declared && !function {
+            let name = r.to_string();
+            let (line, col) = find_word(&query, &name).unwrap_or((1, 1));
+            let known = if cx.tables.is_empty() {
+                "the DAG declares no tables".to_string()
+            } else {
+                let names: Vec<&str> = cx.tables.keys().map(String::as_str).collect();
+                format!("declared tables: {}", names.join(", "))
+            };
+            return Err(format!(
+                "{}:{line}:{col}: unknown table `{name}` ({known}); declare it under `tables:`",
+                file.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Turn a failure while the result was streamed into a task error, naming a
@@ -388,11 +460,12 @@ fn parser_position(message: &str) -> Option<(usize, usize)> {
 }
 
 /// Line and column of the first whole-word, case-insensitive occurrence of
-/// `word` in `text`.
+/// `word` in `text`, outside `--` comments.
 fn find_word(text: &str, word: &str) -> Option<(usize, usize)> {
     let lower = word.to_ascii_lowercase();
     for (n, line) in text.lines().enumerate() {
-        let l = line.to_ascii_lowercase();
+        let code = line.find("--").map_or(line, |i| &line[..i]);
+        let l = code.to_ascii_lowercase();
         let mut from = 0;
         while let Some(i) = l[from..].find(&lower) {
             let at = from + i;
@@ -429,5 +502,7 @@ mod tests {
         let q = "SELECT *\nFROM sales_x s JOIN sales ON 1=1";
         assert_eq!(find_word(q, "sales"), Some((2, 21)));
         assert_eq!(find_word(q, "nope"), None);
+        let commented = "-- sales_x is gone\nSELECT 1 FROM sales_x";
+        assert_eq!(find_word(commented, "sales_x"), Some((2, 15)));
     }
 }
