@@ -351,6 +351,63 @@ print("forecast_columns", ",".join(f.schema.names))
         found.contains("forecast_columns store,sku,group,forecast_date,step,p10,p50,p90,mean,model_id,model_kind,flags"),
         "{found}"
     );
+    // ... and each appears in the planners' email (the outbox, since no SMTP
+    // server is configured): its anomalies CSV and its HTML body.
+    let outbox = p.path().join("outbox");
+    let mut report = None;
+    for entry in std::fs::read_dir(&outbox).expect("outbox") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "eml") {
+            continue;
+        }
+        let parsed = std::process::Command::new("python3")
+            .arg(repo.join("tests/support/parse_mail.py"))
+            .arg(&path)
+            .output()
+            .expect("parse mail");
+        let v: serde_json::Value = serde_json::from_slice(&parsed.stdout).expect("mail json");
+        if v["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("2026-11-27"))
+        {
+            report = Some(v);
+        }
+    }
+    let report = report.expect("an email for 2026-11-27 in the outbox");
+    let parts = report["parts"].as_array().expect("parts");
+    let csv = parts
+        .iter()
+        .find(|p| p["filename"] == "anomalies.csv")
+        .and_then(|p| p["base64"].as_str())
+        .expect("anomalies.csv attached");
+    let csv = {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(csv)
+            .expect("base64");
+        String::from_utf8(bytes).expect("utf8 csv")
+    };
+    for (kind, store, sku) in [
+        ("demand_outside_interval", "CA_1", "FOODS_1_002"),
+        ("negative_on_hand", "CA_1", "FOODS_1_003"),
+        ("stale_data", "TX_1", ""),
+    ] {
+        assert!(
+            csv.lines()
+                .any(|l| l.contains(kind) && l.contains(store) && l.contains(sku)),
+            "{kind} {store} {sku} not in the emailed anomalies:\n{csv}"
+        );
+    }
+    let html = parts
+        .iter()
+        .find(|p| p["content_type"] == "text/html")
+        .and_then(|p| p["text"].as_str())
+        .expect("html body");
+    assert!(
+        html.contains("FOODS_1_002") || html.contains("demand_outside_interval"),
+        "{html}"
+    );
+
     // Running the demo again replaces the outputs (forced reruns).
     let again = p
         .restock()
