@@ -80,6 +80,18 @@ impl Drop for Daemon {
     }
 }
 
+/// What the state database and the daemon log say, for failure messages.
+fn diagnose(p: &Project, d: &Daemon) -> String {
+    let runs = p.query("SELECT run_id, run_type, state FROM dag_runs ORDER BY logical_date");
+    let errors = p.query(
+        "SELECT run_id, task_id, try_number, state, IFNULL(error, '') FROM task_attempts WHERE state != 'succeeded'",
+    );
+    format!(
+        "runs: {runs:?}\nattempts not succeeded: {errors:?}\ndaemon log:\n{}",
+        d.log()
+    )
+}
+
 fn every_minute() -> Schedule {
     Schedule::new("* * * * *", Tz::UTC, Catchup::All).expect("schedule")
 }
@@ -131,12 +143,12 @@ fn catchup_all_runs_every_missed_interval_in_order() {
     let p = Project::new();
     p.write_dag("c.yaml", &minute_dag("c", "all", 3, "true"));
     let seed = store::ts(seed_history(&p, "c", 5));
-    let _d = Daemon::start(&p, "5s", "1s");
-    let runs = wait_for(Duration::from_secs(30), || {
+    let d = Daemon::start(&p, "5s", "1s");
+    let runs = wait_for(Duration::from_secs(60), || {
         let r = runs_after(&p, "c", &seed);
         (r.len() >= 5 && r.iter().all(|x| x[2] == "succeeded")).then_some(r)
     })
-    .expect("five catchup runs");
+    .unwrap_or_else(|| panic!("five catchup runs expected\n{}", diagnose(&p, &d)));
     let starts: Vec<chrono::DateTime<Utc>> =
         runs.iter().map(|r| r[0].parse().expect("ts")).collect();
     let seed_t: chrono::DateTime<Utc> = seed.parse().expect("ts");
@@ -160,11 +172,11 @@ fn catchup_last_runs_only_the_newest_interval() {
     p.write_dag("l.yaml", &minute_dag("l", "last", 1, "true"));
     let seed_t = seed_history(&p, "l", 5);
     let seed = store::ts(seed_t);
-    let _d = Daemon::start(&p, "5s", "1s");
-    wait_for(Duration::from_secs(20), || {
+    let d = Daemon::start(&p, "5s", "1s");
+    wait_for(Duration::from_secs(60), || {
         (!runs_after(&p, "l", &seed).is_empty()).then_some(())
     })
-    .expect("a run");
+    .unwrap_or_else(|| panic!("a run expected\n{}", diagnose(&p, &d)));
     std::thread::sleep(Duration::from_secs(2));
     let runs = runs_after(&p, "l", &seed);
     let latest = every_minute().latest_complete(Utc::now()).expect("latest");
@@ -201,12 +213,12 @@ fn max_active_runs_serializes_runs() {
     let p = Project::new();
     p.write_dag("m.yaml", &minute_dag("m", "all", 1, "sleep 0.5"));
     let seed = store::ts(seed_history(&p, "m", 4));
-    let _d = Daemon::start(&p, "5s", "1s");
-    let runs = wait_for(Duration::from_secs(40), || {
+    let d = Daemon::start(&p, "5s", "1s");
+    let runs = wait_for(Duration::from_secs(60), || {
         let r = runs_after(&p, "m", &seed);
         (r.len() >= 4 && r.iter().all(|x| x[2] == "succeeded")).then_some(r)
     })
-    .expect("four runs");
+    .unwrap_or_else(|| panic!("four runs expected\n{}", diagnose(&p, &d)));
     let spans: Vec<(String, String)> = runs.iter().map(|r| (r[3].clone(), r[4].clone())).collect();
     for (i, a) in spans.iter().enumerate() {
         for b in spans.iter().skip(i + 1) {

@@ -295,7 +295,9 @@ impl Daemon {
                 self.config.max_catchup_runs,
             );
             for iv in due {
-                let kind = if iv.end >= started_at - chrono::Duration::seconds(2) {
+                // Intervals that ended while the daemon was down are catchup
+                // runs; one that ended moments before it started is on time.
+                let kind = if iv.end + crate::schedule::ON_TIME >= started_at {
                     RunType::Scheduled
                 } else {
                     RunType::Catchup
