@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::series_input::{self, InputSpec};
@@ -84,8 +83,7 @@ impl TaskKind for ForecastKind {
 #[async_trait]
 impl TaskRunner for ForecastRunner {
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
-        let ds = NaiveDate::parse_from_str(&cx.vars.ds, "%Y-%m-%d")
-            .map_err(|e| TaskError::Fatal(format!("run date: {e}")))?;
+        let ds = cx.ds_date()?;
         let store = Arc::clone(cx.services.lake.store());
         // Models first: their horizon decides how much future to read.
         let mut by_group: BTreeMap<String, Vec<forecast::Series>> = BTreeMap::new();

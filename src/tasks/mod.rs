@@ -175,6 +175,12 @@ pub struct AttemptContext {
 }
 
 impl AttemptContext {
+    /// The run's logical date (`ds`) as a date.
+    pub fn ds_date(&self) -> Result<chrono::NaiveDate, TaskError> {
+        chrono::NaiveDate::parse_from_str(&self.vars.ds, "%Y-%m-%d")
+            .map_err(|e| TaskError::Fatal(format!("run date `{}`: {e}", self.vars.ds)))
+    }
+
     pub fn render(&self, source: &str) -> Result<String, TaskError> {
         Ok(self.vars.render(source)?)
     }

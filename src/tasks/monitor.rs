@@ -99,8 +99,7 @@ impl TaskRunner for MonitorRunner {
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let s = &self.spec;
         let ds = cx.vars.ds.clone();
-        let as_of = NaiveDate::parse_from_str(&ds, "%Y-%m-%d")
-            .map_err(|e| TaskError::Fatal(format!("run date `{ds}`: {e}")))?;
+        let as_of = cx.ds_date()?;
         let optional: Vec<&str> = [s.plans.as_deref(), s.forecasts.as_deref()]
             .into_iter()
             .flatten()

@@ -232,8 +232,7 @@ impl TaskRunner for ReorderRunner {
                     .push(step);
             }
         }
-        let as_of = NaiveDate::parse_from_str(&cx.vars.ds, "%Y-%m-%d")
-            .map_err(|e| TaskError::Fatal(format!("run date `{}`: {e}", cx.vars.ds)))?;
+        let as_of = cx.ds_date()?;
         let holding = s.holding_rate.unwrap_or(0.25);
         let order_cost = s.order_cost.unwrap_or(20.0);
         let mut lines: Vec<Line> = Vec::new();

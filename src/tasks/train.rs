@@ -26,7 +26,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::series_input::{self, InputSpec};
@@ -135,8 +134,7 @@ impl TaskKind for TrainKind {
 #[async_trait]
 impl TaskRunner for TrainRunner {
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
-        let ds = NaiveDate::parse_from_str(&cx.vars.ds, "%Y-%m-%d")
-            .map_err(|e| TaskError::Fatal(format!("run date: {e}")))?;
+        let ds = cx.ds_date()?;
         let store = Arc::clone(cx.services.lake.store());
         let series = self.input.load(cx, self.config.horizon).await?;
         if series.is_empty() {
