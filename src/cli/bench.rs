@@ -51,9 +51,18 @@ pub enum BenchCmd {
     },
 }
 
-struct Quiet;
+/// Benchmarks measure orchestration, not terminal output.
+pub struct Quiet;
 impl Observer for Quiet {
     fn event(&self, _: &str, _: &Event) {}
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// A fan-out: one root, `n - 2` parallel tasks, one join.

@@ -16,15 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use restock::config::Config;
 use restock::dag;
-use restock::executor::{Event, Executor, Observer, RunRequest};
+use restock::executor::{Executor, RunRequest};
+
+use super::bench::{Quiet, peak_rss_mib};
 use restock::schedule::Interval;
 use restock::store::{self, RunType, State, Store};
 use restock::tasks::{Registry, Services};
-
-struct Quiet;
-impl Observer for Quiet {
-    fn event(&self, _: &str, _: &Event) {}
-}
 
 /// A small deterministic generator (xorshift64*), enough for synthetic
 /// benchmark inputs.
@@ -257,13 +254,6 @@ fn generate(lake: &Path, series: usize, as_of: NaiveDate) -> Result<usize> {
         ],
     )?;
     Ok(rows + n)
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 pub async fn bench(config: Config, series: usize) -> Result<()> {

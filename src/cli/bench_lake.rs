@@ -15,25 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use restock::config::Config;
 use restock::dag::model::Table;
-use restock::executor::{Event, Executor, Observer, RunRequest};
+use restock::executor::{Executor, RunRequest};
+
+use super::bench::{Quiet, peak_rss_mib};
 use restock::lake::{Lake, session};
 use restock::store::{self, RunType, Store};
 use restock::tasks::{Registry, Services};
-
-struct Quiet;
-impl Observer for Quiet {
-    fn event(&self, _: &str, _: &Event) {}
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 fn median(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -105,7 +92,7 @@ pub async fn bench(
             sql_tasks.len(),
             dag.parallelism,
             rows as f64 / wall,
-            peak_rss_mib()
+            peak_rss_mib().unwrap_or(f64::NAN)
         );
     }
 
@@ -146,7 +133,7 @@ pub async fn bench(
         "aggregation, restock (DataFusion): best {best:.3} s, median {med:.3} s; {} rows, {} units; peak RSS {:.0} MiB",
         checksum.0,
         checksum.1,
-        peak_rss_mib()
+        peak_rss_mib().unwrap_or(f64::NAN)
     );
 
     // The same query with DuckDB on the same files.

@@ -30,10 +30,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use serde::Deserialize;
 
-use super::tables::{self, Cols};
+use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::inventory::monitor::{self, Anomaly, ForecastBand, Freshness, Rules, SeriesState};
 
@@ -88,10 +87,6 @@ impl TaskKind for MonitorKind {
         }
         Some(Arc::new(MonitorRunner { spec }))
     }
-}
-
-fn date32(d: NaiveDate) -> i32 {
-    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
 }
 
 #[async_trait]

@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use super::tables::{self, Cols};
+use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::inventory::{Item, PlanLine, Policy, Position, Step, plan};
 
@@ -297,10 +297,6 @@ impl TaskRunner for ReorderRunner {
         );
         Ok(out)
     }
-}
-
-fn date32(d: NaiveDate) -> i32 {
-    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
 }
 
 fn to_batch(

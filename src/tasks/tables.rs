@@ -230,6 +230,11 @@ impl<'a> Cols<'a> {
     }
 }
 
+/// Days since the Unix epoch, as Arrow's Date32 stores them.
+pub fn date32(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+}
+
 /// Date arithmetic on `ds` for SQL literals.
 pub fn ds_minus(ds: &str, days: i64) -> String {
     NaiveDate::parse_from_str(ds, "%Y-%m-%d")
