@@ -318,6 +318,9 @@ fn readme_main_command_runs_the_main_job_on_the_demo_lake() {
     // The backtest is written when a model is trained (the first night).
     let metrics = lake.join("forecast_metrics/ds=2026-11-26/part-00000.parquet");
     assert!(metrics.is_file(), "{} missing", metrics.display());
+    // The second night scores the first night's forecast.
+    let accuracy = lake.join("forecast_accuracy/ds=2026-11-27/part-00000.parquet");
+    assert!(accuracy.is_file(), "{} missing", accuracy.display());
     // The demo's injected anomalies are each found, read back by pyarrow.
     let script = format!(
         r#"
@@ -327,7 +330,11 @@ for r in rows:
     print(r["type"], r["severity"], r["store"], r["sku"])
 f = pq.read_table("{}/forecasts/ds=2026-11-27/part-00000.parquet")
 print("forecast_columns", ",".join(f.schema.names))
+a = pq.read_table("{}/forecast_accuracy/ds=2026-11-27/part-00000.parquet").to_pylist()
+o = [r for r in a if r["group"] == "_overall"][0]
+print("accuracy_overall", o["forecast_ds"], o["max_step"], o["points"] > 0, o["wape"] is not None)
 "#,
+        lake.display(),
         lake.display(),
         lake.display()
     );
@@ -347,6 +354,10 @@ print("forecast_columns", ",".join(f.schema.names))
             "`{want}` not among the anomalies:\n{found}"
         );
     }
+    assert!(
+        found.contains("accuracy_overall 2026-11-26 1 True True"),
+        "{found}"
+    );
     assert!(
         found.contains("forecast_columns store,sku,group,forecast_date,step,p10,p50,p90,mean,model_id,model_kind,flags"),
         "{found}"

@@ -6,6 +6,7 @@
 //! kinds that read the lake, write Parquet and run this off the async
 //! runtime live elsewhere. See docs/forecasting.md.
 
+pub mod accuracy;
 pub mod artifact;
 pub mod baselines;
 pub mod calendar;

@@ -9,6 +9,7 @@
 //! shared [`Services`]. Kinds never touch the run store; they return
 //! [`Outputs`] or a [`TaskError`] and the executor records them.
 
+pub mod accuracy;
 pub mod command;
 pub mod email;
 pub mod empty;

@@ -352,6 +352,20 @@ pub async fn newest_model(
     Ok(best)
 }
 
+/// The `model.json` of a model folder; `None` when it does not parse
+/// (written by an incompatible version, or damaged).
+pub async fn read_model_meta(
+    store: &dyn ObjectStore,
+    dir: &Path,
+) -> Result<Option<crate::forecast::ModelMeta>, object_store::Error> {
+    let m = store
+        .get(&dir.clone().join("model.json"))
+        .await?
+        .bytes()
+        .await?;
+    Ok(serde_json::from_slice(&m).ok())
+}
+
 /// Both files of a model folder.
 pub async fn read_model(
     store: &dyn ObjectStore,

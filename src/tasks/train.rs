@@ -13,14 +13,25 @@
 //!   horizon: 28
 //!   model: { context: 56, hidden: 64, layers: 1, quantiles: [0.1, 0.5, 0.9], epochs: 30, batch_size: 256, learning_rate: 0.001, seed: 7 }
 //!   device: cpu               # cpu | cuda | auto
-//!   retrain: weekly           # always | weekly | monthly: otherwise reuse the newest model
+//!   retrain: weekly           # always | weekly | monthly | on_drift: otherwise reuse the newest model
 //!   metrics: forecast_metrics # lake path of the backtest table
+//!   forecasts: forecasts      # declared table of past forecasts: scored every run
+//!   accuracy: forecast_accuracy # lake path of the realized-accuracy table
+//!   drift_threshold: 0.25     # on_drift: retrain when realized RMSSE > backtest × 1.25
+//!   drift_min_points: 28      # ... and at least this many points were scored
 //! ```
+//!
+//! With `forecasts:`, every run first scores the previous run's forecast
+//! against the demand that has happened since and appends the result to
+//! `forecast_accuracy/ds=…/` (see [`crate::forecast::accuracy`]).
 //!
 //! Outputs: `groups`, `trained`, `reused`, `series`, per-group champion and
 //! RMSSE under `champions`, `rmsse` (served models, overall) and the best
-//! baseline's, `models` (lake folder).
+//! baseline's, `models` (lake folder); with past forecasts also
+//! `accuracy_rmsse`, `accuracy_wape` (overall), `drifted` (groups retrained
+//! on drift) and `accuracy_path`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -28,6 +39,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::accuracy;
 use super::series_input::{self, InputSpec};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::forecast::{self, DeviceChoice, ModelConfig, ModelKind};
@@ -41,16 +53,30 @@ pub enum Retrain {
     Always,
     Weekly,
     Monthly,
+    /// Reuse the newest model until its realized accuracy drifts.
+    OnDrift,
 }
 
 impl Retrain {
-    fn max_age_days(self) -> i64 {
+    /// Age below which a model is reused; `None`: age does not decide.
+    fn max_age_days(self) -> Option<i64> {
         match self {
-            Retrain::Always => 0,
-            Retrain::Weekly => 7,
-            Retrain::Monthly => 28,
+            Retrain::Always => Some(0),
+            Retrain::Weekly => Some(7),
+            Retrain::Monthly => Some(28),
+            Retrain::OnDrift => None,
         }
     }
+}
+
+fn d_accuracy() -> String {
+    "forecast_accuracy".into()
+}
+fn d_drift_threshold() -> f64 {
+    0.25
+}
+fn d_drift_min_points() -> usize {
+    28
 }
 
 fn d_metrics() -> String {
@@ -70,6 +96,14 @@ struct TrainSpec {
     retrain: Retrain,
     #[serde(default = "d_metrics")]
     metrics: String,
+    #[serde(default)]
+    forecasts: Option<String>,
+    #[serde(default = "d_accuracy")]
+    accuracy: String,
+    #[serde(default = "d_drift_threshold")]
+    drift_threshold: f64,
+    #[serde(default = "d_drift_min_points")]
+    drift_min_points: usize,
 }
 
 #[derive(Debug)]
@@ -78,6 +112,10 @@ struct TrainRunner {
     config: ModelConfig,
     retrain: Retrain,
     metrics: String,
+    forecasts: Option<String>,
+    accuracy: String,
+    drift_threshold: f64,
+    drift_min_points: usize,
 }
 
 /// Model configuration of a `train`/`forecast` task: `model:` with the
@@ -116,8 +154,24 @@ impl TaskKind for TrainKind {
             cx.error("model", e.to_string());
             ok = false;
         }
-        if let Err(e) = crate::lake::check_table_path(&spec.metrics) {
-            cx.error("metrics", e);
+        for (field, path) in [("metrics", &spec.metrics), ("accuracy", &spec.accuracy)] {
+            if let Err(e) = crate::lake::check_table_path(path) {
+                cx.error(field, e);
+                ok = false;
+            }
+        }
+        if spec.retrain == Retrain::OnDrift && spec.forecasts.is_none() {
+            cx.error(
+                "retrain",
+                "`on_drift` needs `forecasts:` (the declared table of past forecasts to score)",
+            );
+            ok = false;
+        }
+        if !(spec.drift_threshold.is_finite() && spec.drift_threshold >= 0.0) {
+            cx.error(
+                "drift_threshold",
+                "must be a number ≥ 0 (e.g. 0.25 for 25% worse)",
+            );
             ok = false;
         }
         ok.then(|| {
@@ -126,6 +180,10 @@ impl TaskKind for TrainKind {
                 config,
                 retrain: spec.retrain,
                 metrics: spec.metrics,
+                forecasts: spec.forecasts,
+                accuracy: spec.accuracy,
+                drift_threshold: spec.drift_threshold,
+                drift_min_points: spec.drift_min_points,
             }) as Arc<dyn TaskRunner>
         })
     }
@@ -147,22 +205,79 @@ impl TaskRunner for TrainRunner {
             series.iter().map(|s| s.group.clone()).collect();
         let total_groups = groups.len();
 
-        // Reuse recent models per the retrain policy.
+        // Score the previous run's forecast against what has happened since.
+        let previous = match &self.forecasts {
+            Some(t) => accuracy::previous_forecast(cx, t, &self.input.series_key).await?,
+            None => None,
+        };
+        let realized = previous.as_ref().map_or_else(Vec::new, |p| {
+            forecast::accuracy::evaluate(
+                &p.rows,
+                &series,
+                self.input.frequency.season(),
+                p.levels.len(),
+            )
+        });
+
+        // Reuse models per the retrain policy.
         let mut reused = Vec::new();
-        if self.retrain != Retrain::Always {
-            for g in groups.clone() {
-                let dir = series_input::model_dir(&cx.dag_id, &g);
-                let newest = series_input::newest_model(store.as_ref(), &dir, ds)
-                    .await
-                    .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
-                if let Some((date, _)) = newest {
-                    if (ds - date).num_days() < self.retrain.max_age_days() {
-                        cx.log
-                            .progress(&format!("group {g}: reusing the model of {date}"));
-                        reused.push(g.clone());
-                        groups.remove(&g);
-                    }
+        let mut drifted = Vec::new();
+        let mut decisions: BTreeMap<String, accuracy::GroupDecision> = BTreeMap::new();
+        for g in groups.clone() {
+            let dir = series_input::model_dir(&cx.dag_id, &g);
+            let newest = series_input::newest_model(store.as_ref(), &dir, ds)
+                .await
+                .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
+            let decision = decisions.entry(g.clone()).or_default();
+            decision.action = "trained".into();
+            let Some((date, path)) = newest else {
+                continue;
+            };
+            let meta = series_input::read_model_meta(store.as_ref(), &path)
+                .await
+                .map_err(|e| TaskError::Failed(format!("reading the model of {g}: {e}")))?;
+            // An unreadable model is replaced, not an error: training fixes it.
+            let served = meta.as_ref().map(|m| {
+                let kind = m.champion.as_str().to_string();
+                let rmsse = m
+                    .backtest
+                    .iter()
+                    .find(|b| b.kind == m.champion)
+                    .map(|b| b.metrics.rmsse);
+                (kind, rmsse)
+            });
+            let drift = served.as_ref().and_then(|(kind, expected)| {
+                realized
+                    .iter()
+                    .find(|a| {
+                        a.group.as_deref() == Some(g.as_str())
+                            && a.model_kind.as_deref() == Some(kind.as_str())
+                    })
+                    .filter(|a| a.points >= self.drift_min_points)
+                    .and_then(|a| Some((a.drift(*expected)?, a.metrics.rmsse, (*expected)?)))
+            });
+            decision.served = served;
+            let reuse = match (self.retrain.max_age_days(), drift) {
+                (Some(max_age), _) => (ds - date).num_days() < max_age,
+                (None, Some((d, realized, expected))) if d > self.drift_threshold => {
+                    cx.log.progress(&format!(
+                        "group {g}: realized RMSSE {realized:.3} is {:.0}% above the backtest's {expected:.3}; retraining",
+                        d * 100.0
+                    ));
+                    drifted.push(g.clone());
+                    decision.action = "retrained_on_drift".into();
+                    false
                 }
+                (None, _) => meta.is_some(),
+            };
+            if reuse {
+                cx.log
+                    .progress(&format!("group {g}: reusing the model of {date}"));
+                decision.action = "reused".into();
+                reused.push(g.clone());
+                groups.remove(&g);
+            } else if decision.action == "trained" && self.retrain != Retrain::Always {
+                decision.action = "retrained".into();
             }
         }
         let to_train: Vec<forecast::Series> = series
@@ -254,6 +369,29 @@ impl TaskRunner for TrainRunner {
             .map(|(_, m)| m.rmsse)
             .filter(|v| v.is_finite())
             .fold(f64::INFINITY, f64::min);
+        if let Some(p) = &previous {
+            if !realized.is_empty() {
+                let batch = accuracy::accuracy_batch(p.ds, &p.levels, &realized, &decisions)
+                    .map_err(|e| TaskError::Fatal(e.to_string()))?;
+                let written = super::tables::publish_partition(cx, &self.accuracy, batch).await?;
+                out.insert("accuracy_path".into(), written["path"].clone());
+            }
+            if let Some(all) = realized.iter().find(|a| a.group.is_none()) {
+                cx.log.progress(&format!(
+                    "forecast of {}: {} points realized, RMSSE {:.3}, WAPE {:.3}, bias {:+.3}",
+                    p.ds, all.points, all.metrics.rmsse, all.metrics.wape, all.metrics.bias
+                ));
+                for (k, v) in [
+                    ("accuracy_rmsse", all.metrics.rmsse),
+                    ("accuracy_wape", all.metrics.wape),
+                ] {
+                    if v.is_finite() {
+                        out.insert(k.into(), v.into());
+                    }
+                }
+            }
+        }
+        out.insert("drifted".into(), serde_json::json!(drifted));
         out.insert("groups".into(), total_groups.into());
         out.insert("trained".into(), saved.into());
         out.insert("reused".into(), reused.len().into());

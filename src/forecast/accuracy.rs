@@ -1,0 +1,303 @@
+//! Closing the loop: how accurate was a forecast once the demand it
+//! predicted has happened, and has accuracy drifted from what the backtest
+//! promised? Pure over in-memory rows; the `train` task reads the previous
+//! run's forecast partition and the actual demand, calls [`evaluate`], writes
+//! the result to the `forecast_accuracy` table and, with
+//! `retrain: on_drift`, retrains the groups whose [`GroupAccuracy::drift`]
+//! passes the threshold.
+//!
+//! Rules:
+//! - A forecast point is scored when its date is on or before the last
+//!   date of the series' actuals; dates inside the series' range with no
+//!   row count as zero demand (as gaps are filled for training). Points
+//!   after the series' last date (data not arrived yet, a stale store) are
+//!   not scored, so missing data does not look like a forecast error.
+//! - Scales for MASE/RMSSE come from the actuals before the forecast's
+//!   first date, as in the backtest.
+//! - Drift compares the realized RMSSE of the rows the group's model served
+//!   with that model's backtest RMSSE: `realized / backtest − 1`. The
+//!   backtest scores all `horizon` steps while a daily run scores mostly
+//!   step 1, which is easier, so drift reads low rather than high: it
+//!   errs towards keeping a model.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+
+use super::metrics::{self, Metrics, SeriesEval};
+use super::series::Series;
+
+/// One row of a past forecast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastForecast {
+    pub key: Vec<String>,
+    pub group: String,
+    pub forecast_date: NaiveDate,
+    pub step: usize,
+    pub mean: f64,
+    /// One value per quantile level, in the level order of the caller.
+    pub quantiles: Vec<f64>,
+    pub model_kind: String,
+}
+
+/// Accuracy of one group's past forecast (or of all groups, `group` =
+/// `None`), for the rows served by `model_kind` (`None`: all rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupAccuracy {
+    pub group: Option<String>,
+    pub model_kind: Option<String>,
+    pub metrics: Metrics,
+    /// Scored points (series × realized steps).
+    pub points: usize,
+    /// Largest realized step.
+    pub max_step: usize,
+    pub first_date: Option<NaiveDate>,
+    pub last_date: Option<NaiveDate>,
+}
+
+impl GroupAccuracy {
+    /// `realized RMSSE / expected − 1`, when both are known and positive.
+    pub fn drift(&self, expected_rmsse: Option<f64>) -> Option<f64> {
+        let e = expected_rmsse.filter(|e| e.is_finite() && *e > 0.0)?;
+        let r = self.metrics.rmsse;
+        r.is_finite().then(|| r / e - 1.0)
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    evals: Vec<SeriesEval>,
+    points: usize,
+    max_step: usize,
+    first: Option<NaiveDate>,
+    last: Option<NaiveDate>,
+}
+
+impl Acc {
+    fn add(&mut self, eval: &SeriesEval, dates: &[NaiveDate], max_step: usize) {
+        self.points += eval.actual.len();
+        self.max_step = self.max_step.max(max_step);
+        if let (Some(f), Some(l)) = (dates.first(), dates.last()) {
+            self.first = Some(self.first.map_or(*f, |x| x.min(*f)));
+            self.last = Some(self.last.map_or(*l, |x| x.max(*l)));
+        }
+        self.evals.push(eval.clone());
+    }
+
+    fn finish(self, group: Option<String>, model_kind: Option<String>, nq: usize) -> GroupAccuracy {
+        GroupAccuracy {
+            group,
+            model_kind,
+            metrics: metrics::aggregate(&self.evals, nq),
+            points: self.points,
+            max_step: self.max_step,
+            first_date: self.first,
+            last_date: self.last,
+        }
+    }
+}
+
+/// Scores `past` against the actual demand in `actuals` (the series'
+/// `dates`/`values`; NaN and negative values count as zero). Returns one
+/// row per (group, model kind), one per group over all kinds, and one
+/// overall row, in that order within each group; groups sorted.
+pub fn evaluate(
+    past: &[PastForecast],
+    actuals: &[Series],
+    season: usize,
+    n_quantiles: usize,
+) -> Vec<GroupAccuracy> {
+    let by_key: HashMap<&[String], &Series> =
+        actuals.iter().map(|s| (s.key.as_slice(), s)).collect();
+    let mut per_series: BTreeMap<&[String], Vec<&PastForecast>> = BTreeMap::new();
+    for p in past {
+        per_series.entry(p.key.as_slice()).or_default().push(p);
+    }
+    let mut by_kind: BTreeMap<(String, String), Acc> = BTreeMap::new();
+    let mut by_group: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut overall = Acc::default();
+    for (key, mut rows) in per_series {
+        let Some(series) = by_key.get(key) else {
+            continue;
+        };
+        let Some(&last_actual) = series.dates.iter().max() else {
+            continue;
+        };
+        rows.sort_by_key(|r| r.step);
+        let Some(origin) = rows.first().map(|r| r.forecast_date) else {
+            continue;
+        };
+        let mut day_value: HashMap<NaiveDate, f64> = HashMap::new();
+        let mut history: Vec<(NaiveDate, f64)> = Vec::new();
+        for (&d, &v) in series.dates.iter().zip(&series.values) {
+            let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
+            if d < origin {
+                history.push((d, v));
+            } else {
+                *day_value.entry(d).or_default() += v;
+            }
+        }
+        history.sort_by_key(|h| h.0);
+        let hist: Vec<f64> = history.iter().map(|h| h.1).collect();
+        let mut eval = SeriesEval {
+            actual: Vec::new(),
+            mean: Vec::new(),
+            quantiles: vec![Vec::new(); n_quantiles],
+            scales: metrics::scales(&hist, season),
+        };
+        let mut dates = Vec::new();
+        let mut max_step = 0;
+        for r in rows.iter().filter(|r| r.forecast_date <= last_actual) {
+            eval.actual
+                .push(day_value.get(&r.forecast_date).copied().unwrap_or(0.0));
+            eval.mean.push(r.mean);
+            for (i, q) in eval.quantiles.iter_mut().enumerate() {
+                q.push(r.quantiles.get(i).copied().unwrap_or(f64::NAN));
+            }
+            dates.push(r.forecast_date);
+            max_step = max_step.max(r.step);
+        }
+        if eval.actual.is_empty() {
+            continue;
+        }
+        let (group, kind) = match rows.first() {
+            Some(r) => (r.group.clone(), r.model_kind.clone()),
+            None => continue,
+        };
+        by_kind
+            .entry((group.clone(), kind))
+            .or_default()
+            .add(&eval, &dates, max_step);
+        by_group
+            .entry(group)
+            .or_default()
+            .add(&eval, &dates, max_step);
+        overall.add(&eval, &dates, max_step);
+    }
+    let mut out = Vec::new();
+    let mut kinds = by_kind.into_iter().peekable();
+    for (group, acc) in by_group {
+        while let Some(((g, _), _)) = kinds.peek() {
+            if *g != group {
+                break;
+            }
+            if let Some(((g, k), a)) = kinds.next() {
+                out.push(a.finish(Some(g), Some(k), n_quantiles));
+            }
+        }
+        out.push(acc.finish(Some(group), None, n_quantiles));
+    }
+    if overall.points > 0 {
+        out.push(overall.finish(None, None, n_quantiles));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+    }
+
+    fn series(key: &str, group: &str, start: &str, values: &[f64]) -> Series {
+        let s = d(start);
+        Series {
+            key: vec![key.into()],
+            group: group.into(),
+            static_feature: None,
+            dates: (0..values.len())
+                .map(|i| s + chrono::Days::new(i as u64))
+                .collect(),
+            values: values.to_vec(),
+            price: None,
+            on_promo: None,
+            future: None,
+        }
+    }
+
+    fn row(key: &str, group: &str, date: &str, step: usize, mean: f64, kind: &str) -> PastForecast {
+        PastForecast {
+            key: vec![key.into()],
+            group: group.into(),
+            forecast_date: d(date),
+            step,
+            mean,
+            quantiles: vec![mean - 1.0, mean, mean + 1.0],
+            model_kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn scores_only_realized_dates_and_fills_gaps_with_zero() {
+        // History 1,2,1,2 then actual 3 on 01-05; 01-06 is a gap (zero);
+        // actuals end on 01-07, so the forecast for 01-08 is not scored.
+        let mut s = series("a", "G", "2026-01-01", &[1.0, 2.0, 1.0, 2.0, 3.0, 0.0, 4.0]);
+        s.dates.remove(5);
+        s.values.remove(5);
+        let past = vec![
+            row("a", "G", "2026-01-05", 1, 2.0, "lstm"),
+            row("a", "G", "2026-01-06", 2, 2.0, "lstm"),
+            row("a", "G", "2026-01-08", 4, 2.0, "lstm"),
+        ];
+        let out = evaluate(&past, &[s], 1, 3);
+        assert_eq!(out.len(), 3, "{out:?}");
+        let kind = &out[0];
+        assert_eq!(kind.model_kind.as_deref(), Some("lstm"));
+        assert_eq!(kind.points, 2);
+        assert_eq!(kind.max_step, 2);
+        assert_eq!(kind.last_date, Some(d("2026-01-06")));
+        // |3-2| + |0-2| over actual 3: WAPE 1.0; bias (2+2-3)/3.
+        assert!((kind.metrics.wape - 1.0).abs() < 1e-12);
+        assert!((kind.metrics.bias - 1.0 / 3.0).abs() < 1e-12);
+        // In-sample naive MSE of 1,2,1,2 is 1; MSE is (1+4)/2.
+        assert!((kind.metrics.rmsse - 2.5f64.sqrt()).abs() < 1e-12);
+        // Coverage of the lower quantile (1.0): 3 > 1, 0 <= 1.
+        assert!((kind.metrics.coverage[0] - 0.5).abs() < 1e-12);
+        assert_eq!(out[2].group, None);
+    }
+
+    #[test]
+    fn separates_groups_and_kinds_and_skips_unknown_series() {
+        let a = series("a", "G1", "2026-01-01", &[1.0, 1.0, 1.0, 5.0]);
+        let b = series("b", "G2", "2026-01-01", &[2.0, 2.0, 2.0, 2.0]);
+        let past = vec![
+            row("a", "G1", "2026-01-04", 1, 1.0, "lstm"),
+            row("b", "G2", "2026-01-04", 1, 2.0, "seasonal_naive"),
+            row("zz", "G2", "2026-01-04", 1, 9.0, "seasonal_naive"),
+        ];
+        let out = evaluate(&past, &[a, b], 1, 3);
+        let names: Vec<(Option<&str>, Option<&str>)> = out
+            .iter()
+            .map(|g| (g.group.as_deref(), g.model_kind.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (Some("G1"), Some("lstm")),
+                (Some("G1"), None),
+                (Some("G2"), Some("seasonal_naive")),
+                (Some("G2"), None),
+                (None, None),
+            ]
+        );
+        assert_eq!(out[3].metrics.wape, 0.0);
+        assert_eq!(out[4].points, 2);
+        // G1's history has a zero naive-difference scale: RMSSE undefined.
+        assert!(out[0].metrics.rmsse.is_nan());
+        assert_eq!(out[0].drift(Some(0.5)), None);
+    }
+
+    #[test]
+    fn drift_is_relative_to_the_backtest() {
+        let a = series("a", "G", "2026-01-01", &[1.0, 2.0, 1.0, 2.0, 4.0]);
+        let out = evaluate(&[row("a", "G", "2026-01-05", 1, 2.0, "lstm")], &[a], 1, 3);
+        // Realized RMSSE: |4-2| / 1 = 2.
+        let g = &out[0];
+        assert!((g.metrics.rmsse - 2.0).abs() < 1e-12);
+        assert!((g.drift(Some(1.0)).expect("drift") - 1.0).abs() < 1e-12);
+        assert_eq!(g.drift(None), None);
+        assert_eq!(g.drift(Some(0.0)), None);
+    }
+}
