@@ -239,3 +239,95 @@ fn incompatible_artifacts_are_refused_with_a_clear_error() {
     assert!(msg.contains("hidden 8 vs configured 32"), "{msg}");
     artifact::check_config(&parsed, &tiny_config()).unwrap();
 }
+
+/// 40 series with a weekly profile; every 19th day is a named event that
+/// triples demand (one falls in the backtest window, one in the horizon).
+fn event_data() -> (Vec<Series>, Vec<chrono::NaiveDate>) {
+    let spec = SyntheticSpec {
+        series: 40,
+        days: 240,
+        future_days: 14,
+        groups: 1,
+        seed: 9,
+        median_level: 8.0,
+        promo_rate: 0.0,
+    };
+    let mut data = generate(&spec).0;
+    let start = data[0].dates[0];
+    let event_days: Vec<chrono::NaiveDate> = (0..14)
+        .map(|k| start + chrono::Days::new(5 + 19 * k))
+        .collect();
+    for s in &mut data {
+        for (d, v) in s.dates.iter().zip(s.values.iter_mut()) {
+            if event_days.contains(d) {
+                *v *= 3.0;
+            }
+        }
+    }
+    (data, event_days)
+}
+
+#[test]
+fn known_events_let_the_model_forecast_their_spikes() {
+    use std::sync::Arc;
+    let (plain, event_days) = event_data();
+    let calendar = Arc::new(restock::forecast::EventCalendar::new(
+        event_days.iter().map(|d| (*d, "StoreEvent".to_string())),
+    ));
+    let with: Vec<Series> = plain
+        .iter()
+        .cloned()
+        .map(|s| Series {
+            events: Some(Arc::clone(&calendar)),
+            ..s
+        })
+        .collect();
+    let config = small_config();
+    let a = train_group("g", &plain, Frequency::Daily, &config, &mut |_| {}).unwrap();
+    let b = train_group("g", &with, Frequency::Daily, &config, &mut |_| {}).unwrap();
+    let (without, knowing) = (
+        a.score(ModelKind::Lstm).unwrap().rmsse,
+        b.score(ModelKind::Lstm).unwrap().rmsse,
+    );
+    let ets = b.score(ModelKind::Ets).unwrap().rmsse;
+    eprintln!("rmsse without events {without:.3}, with {knowing:.3}, ets {ets:.3}");
+    assert!(knowing < 0.85 * without, "{knowing} vs {without}");
+    assert!(knowing < ets, "{knowing} vs ets {ets}");
+
+    // The served forecast rises on the coming event day.
+    let model = b.model.unwrap();
+    assert_eq!(model.layout.events, ["StoreEvent"]);
+    let mut serving = model.clone();
+    serving.serving = ModelKind::Lstm;
+    let rows = forecast_with_model(&serving, &with, Frequency::Daily).unwrap();
+    let event = event_days[13];
+    let mean_on = |on: bool| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter(|r| (r.forecast_date == event) == on)
+            .map(|r| r.mean)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(
+        mean_on(true) > 2.0 * mean_on(false),
+        "event day {} vs other days {}",
+        mean_on(true),
+        mean_on(false)
+    );
+
+    // The names travel in the artifact; the dates must come with the data.
+    let dir = tempfile::tempdir().unwrap();
+    let meta = artifact::save_dir(&serving, dir.path()).unwrap();
+    assert_eq!(meta.layout.events, ["StoreEvent"]);
+    let loaded = artifact::load_dir(dir.path(), &Device::Cpu).unwrap();
+    let again = forecast_with_model(&loaded, &with, Frequency::Daily).unwrap();
+    assert_eq!(again.len(), rows.len());
+    for (x, y) in rows.iter().zip(&again) {
+        assert!((x.mean - y.mean).abs() < 1e-4, "{} vs {}", x.mean, y.mean);
+    }
+    let err = forecast_with_model(&loaded, &plain, Frequency::Daily)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("trained with events (StoreEvent)"), "{err}");
+}

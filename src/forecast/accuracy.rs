@@ -214,6 +214,7 @@ mod tests {
             price: None,
             on_promo: None,
             future: None,
+            events: None,
         }
     }
 

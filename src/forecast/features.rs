@@ -3,10 +3,14 @@
 //! future-known covariates of each horizon step. Owns the feature list
 //! (names and order) that artifacts record and check on load.
 
+use std::sync::Arc;
+
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{self, CalendarError};
 use super::config::Frequency;
+use super::events::{self, EventCalendar};
 use super::network::NetworkSpec;
 use super::prepare::Prepared;
 use super::series::Flag;
@@ -21,6 +25,30 @@ pub struct FeatureLayout {
     pub has_promo: bool,
     /// Known values of the static feature, one-hot encoded in this order.
     pub static_categories: Vec<String>,
+    /// Names of the events the model reads (before/on/after flags each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// The dates behind `events`, attached at run time: artifacts keep the
+    /// names, every run reads the calendar from the lake.
+    #[serde(skip)]
+    pub event_calendar: AttachedEvents,
+}
+
+/// An [`EventCalendar`] attached to a layout. Layouts compare equal
+/// whatever calendar is attached: the names are what a model depends on.
+#[derive(Clone, Default)]
+pub struct AttachedEvents(pub Option<Arc<EventCalendar>>);
+
+impl PartialEq for AttachedEvents {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for AttachedEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "attached" } else { "none" })
+    }
 }
 
 /// Inputs of one window, ready to be copied into a batch.
@@ -53,11 +81,36 @@ impl FeatureLayout {
             has_price: series.iter().any(|s| s.price.is_some()),
             has_promo: series.iter().any(|s| s.promo.is_some()),
             static_categories: cats,
+            events: Vec::new(),
+            event_calendar: AttachedEvents::default(),
+        }
+    }
+
+    /// Reads the events of `calendar` that occur between `from` and `to`
+    /// (the group's dates and its horizon).
+    pub fn with_events(
+        mut self,
+        calendar: Option<Arc<EventCalendar>>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Self {
+        if let Some(c) = &calendar {
+            self.events = c.names_between(from, to);
+        }
+        self.event_calendar = AttachedEvents(calendar);
+        self
+    }
+
+    fn push_events(&self, date: NaiveDate, bits: &[Option<u32>], out: &mut Vec<f32>) {
+        match &self.event_calendar.0 {
+            Some(c) => c.features(self.frequency, date, bits, out),
+            None => out.extend(std::iter::repeat_n(0.0, 3 * self.events.len())),
         }
     }
 
     fn covariate_names(&self) -> Vec<String> {
         let mut v = calendar::feature_names(self.frequency);
+        v.extend(events::feature_names(&self.events));
         if self.has_price {
             v.push("price_rel".into());
         }
@@ -119,9 +172,14 @@ impl FeatureLayout {
             flags: Vec::new(),
         };
         let anchor = s.dates[0];
+        let bits = match &self.event_calendar.0 {
+            Some(c) => c.bits(&self.events),
+            None => Vec::new(),
+        };
         for i in t - c..t {
             w.enc.push((s.values[i] / scale) as f32);
             calendar::features(self.frequency, s.dates[i], &mut w.enc);
+            self.push_events(s.dates[i], &bits, &mut w.enc);
             if self.has_price {
                 let p = match (&s.price, price_ref) {
                     (Some(p), Some(r)) => p[i] / r,
@@ -149,6 +207,7 @@ impl FeatureLayout {
             let idx = t + k;
             let date = calendar::date_at(self.frequency, anchor, idx as i64)?;
             calendar::features(self.frequency, date, &mut w.dec);
+            self.push_events(date, &bits, &mut w.dec);
             if self.has_price {
                 let r = price_ref.unwrap_or(1.0);
                 let last = s.price.as_ref().and_then(|p| p.get(t - 1)).copied();

@@ -12,6 +12,7 @@ pub mod baselines;
 pub mod calendar;
 pub mod config;
 pub mod device;
+pub mod events;
 pub mod features;
 pub mod metrics;
 pub mod network;
@@ -27,6 +28,7 @@ pub use artifact::{ArtifactError, ModelMeta};
 pub use baselines::ModelKind;
 pub use config::{DeviceChoice, Frequency, ModelConfig};
 pub use device::select as select_device;
+pub use events::EventCalendar;
 pub use metrics::Metrics;
 pub use output::{ForecastRow, forecast_batch};
 pub use pipeline::{

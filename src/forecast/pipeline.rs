@@ -21,7 +21,7 @@ use super::baselines::{self, ModelKind, PointForecast};
 use super::calendar::{self, CalendarError};
 use super::config::{ConfigError, Frequency, ModelConfig};
 use super::device::{self, DeviceError};
-use super::features::FeatureLayout;
+use super::features::{AttachedEvents, FeatureLayout};
 use super::metrics::{self, Metrics, SeriesEval};
 use super::output::ForecastRow;
 use super::prepare::{self, PrepareError, Prepared};
@@ -48,6 +48,10 @@ pub enum PipelineError {
         group: String,
         source: baselines::BaselineError,
     },
+    #[error(
+        "group {group:?}: the model was trained with events ({names}); give the task the same `events:` table"
+    )]
+    MissingEvents { group: String, names: String },
     #[error("a training thread panicked for group {0:?}")]
     Panicked(String),
 }
@@ -152,7 +156,14 @@ pub fn train_group(
     let device = device::select(config.device)?;
     let (c, h) = (config.context, config.horizon);
     let prepared = prepare::prepare_group(series, freq, c + h)?;
-    let layout = FeatureLayout::for_group(&prepared, freq, c, h);
+    let mut layout = FeatureLayout::for_group(&prepared, freq, c, h);
+    let events = series.iter().find_map(|s| s.events.clone());
+    let first = prepared.iter().filter_map(|s| s.dates.first()).min();
+    let last = prepared.iter().filter_map(|s| s.dates.last()).max();
+    if let (Some(events), Some(&first), Some(&last)) = (events, first, last) {
+        let to = calendar::date_at(freq, last, h as i64)?;
+        layout = layout.with_events(Some(events), first, to);
+    }
     let bl_err = |source| PipelineError::Baseline {
         group: group.to_string(),
         source,
@@ -371,7 +382,18 @@ pub fn forecast_with_model(
     let config = &model.config;
     let prepared = prepare::prepare_group(series, freq, config.context + config.horizon)?;
     let id = artifact::model_id(model)?;
-    forecast_rows(&prepared, freq, config, model.serving, Some((model, &id)))
+    let mut model = model.clone();
+    if !model.layout.events.is_empty() {
+        let events = series.iter().find_map(|s| s.events.clone());
+        if events.is_none() && model.serving == ModelKind::Lstm {
+            return Err(PipelineError::MissingEvents {
+                group: model.group.clone(),
+                names: model.layout.events.join(", "),
+            });
+        }
+        model.layout.event_calendar = AttachedEvents(events);
+    }
+    forecast_rows(&prepared, freq, config, model.serving, Some((&model, &id)))
 }
 
 /// Trains every group (series grouped by `group`) on at most `threads`

@@ -23,6 +23,8 @@ pub struct Series {
     pub on_promo: Option<Vec<bool>>,
     /// Planned covariates for the forecast horizon.
     pub future: Option<FutureCovariates>,
+    /// Known holidays and events (one calendar shared by all series).
+    pub events: Option<std::sync::Arc<super::events::EventCalendar>>,
 }
 
 /// Covariates known in advance for the `horizon` steps after the last date.

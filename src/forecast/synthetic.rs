@@ -111,6 +111,7 @@ pub fn generate(spec: &SyntheticSpec) -> (Vec<Series>, Vec<Vec<f64>>) {
         price.truncate(spec.days);
         promo.truncate(spec.days);
         out.push(Series {
+            events: None,
             key: vec![
                 format!("STORE_{}", i % 10),
                 format!("{group}_{dept}_{i:05}"),

@@ -10,8 +10,13 @@
 //! date_column: date           # default `date`
 //! value_column: units         # default `units`
 //! future: promo_plan          # optional: planned price / on_promo after ds
+//! events: calendar            # optional: `date` + string columns naming holidays/events
 //! frequency: daily            # daily | weekly | monthly
 //! ```
+//!
+//! `events:` is read whole: every non-null value of a string column other
+//! than `date` names an event on that date (e.g. `holiday`, `event`). It
+//! should reach past the horizon, so the model sees the coming events.
 //!
 //! `price` and `on_promo` columns are used as covariates when the input has
 //! them. Models live at `models/<dag>/<group>/<ds>/model.{safetensors,json}`;
@@ -28,7 +33,7 @@ use serde::Deserialize;
 
 use super::tables::{self, Cols};
 use super::{AttemptContext, KindCompileCx, TaskError};
-use crate::forecast::{Frequency, FutureCovariates, Series};
+use crate::forecast::{EventCalendar, Frequency, FutureCovariates, Series};
 
 fn d_date() -> String {
     "date".into()
@@ -51,6 +56,7 @@ pub const INPUT_KEYS: &[&str] = &[
     "date_column",
     "value_column",
     "future",
+    "events",
     "frequency",
 ];
 
@@ -88,6 +94,8 @@ pub struct InputSpec {
     pub value_column: String,
     #[serde(default)]
     pub future: Option<String>,
+    #[serde(default)]
+    pub events: Option<String>,
     #[serde(default = "d_freq")]
     pub frequency: Frequency,
 }
@@ -130,7 +138,9 @@ impl InputSpec {
         horizon: usize,
     ) -> Result<Vec<Series>, TaskError> {
         let optional: Vec<&str> = self.future.iter().map(String::as_str).collect();
-        let (ctx, present) = tables::session(cx, &[&self.input], &optional).await?;
+        let mut required = vec![self.input.as_str()];
+        required.extend(self.events.as_deref());
+        let (ctx, present) = tables::session(cx, &required, &optional).await?;
         let cols = tables::columns(&ctx, &self.input).await?;
         let mut need: Vec<&str> = self.series_key.iter().map(String::as_str).collect();
         need.extend([
@@ -190,6 +200,7 @@ impl InputSpec {
                     price: has_price.then(Vec::new),
                     on_promo: has_promo.then(Vec::new),
                     future: None,
+                    events: None,
                 });
                 if s.group.is_empty() {
                     s.group = c.str("__group", r)?.unwrap_or_else(|| "unknown".into());
@@ -215,6 +226,19 @@ impl InputSpec {
         {
             self.load_future(cx, &ctx, future, horizon, &mut series)
                 .await?;
+        }
+        if let Some(table) = &self.events {
+            let events = std::sync::Arc::new(load_events(cx, &ctx, table).await?);
+            cx.log.line(&format!(
+                "events from `{table}`: {} name(s), known until {}",
+                events.names().len(),
+                events
+                    .last_date()
+                    .map_or_else(|| "-".to_string(), |d| d.to_string())
+            ));
+            for s in series.values_mut() {
+                s.events = Some(std::sync::Arc::clone(&events));
+            }
         }
         Ok(series.into_values().collect())
     }
@@ -277,6 +301,64 @@ impl InputSpec {
         }
         Ok(())
     }
+}
+
+/// The event calendar: `date` plus every string column's non-null values.
+async fn load_events(
+    cx: &AttemptContext,
+    ctx: &datafusion::prelude::SessionContext,
+    table: &str,
+) -> Result<EventCalendar, TaskError> {
+    use arrow::datatypes::DataType;
+    let df = ctx
+        .table(table)
+        .await
+        .map_err(|e| TaskError::Fatal(format!("table `{table}`: {}", e.strip_backtrace())))?;
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| {
+            f.name() != "date"
+                && matches!(
+                    f.data_type(),
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Dictionary(_, _)
+                )
+        })
+        .map(|f| f.name().clone())
+        .collect();
+    let cols = tables::columns(ctx, table).await?;
+    tables::require(table, &cols, &["date"])?;
+    if names.is_empty() {
+        return Err(TaskError::Fatal(format!(
+            "table `{table}` has no string column naming events (besides `date`)"
+        )));
+    }
+    let select: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let batches = tables::query(
+        ctx,
+        &cx.task_id,
+        &format!("SELECT date, {} FROM {table}", select.join(", ")),
+    )
+    .await?;
+    let mut entries = Vec::new();
+    for b in &batches {
+        let c = Cols::new(b, table);
+        for r in 0..b.num_rows() {
+            let Some(date) = c.date("date", r)? else {
+                continue;
+            };
+            for n in &names {
+                if let Some(v) = c.str(n, r)? {
+                    entries.push((date, v));
+                }
+            }
+        }
+    }
+    Ok(EventCalendar::new(entries))
 }
 
 fn step_days(f: Frequency) -> i64 {
