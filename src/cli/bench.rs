@@ -43,6 +43,14 @@ pub enum BenchCmd {
         #[arg(long)]
         skip_prep: bool,
     },
+    /// The main job's `train` and `forecast` tasks over the configured lake
+    /// (e.g. after `restock demo --scale m5`): times, throughput, RSS and
+    /// backtest RMSSE against the baselines.
+    Forecast {
+        /// Logical date of the run (default: the newest complete interval).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
     /// `reorder` + `monitor` over a generated M5-sized lake.
     Inventory {
         /// Store×sku series.
@@ -144,6 +152,10 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
             skip_prep,
         } => {
             super::bench_lake::bench(config, date, repeat, skip_prep).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::Forecast { date } => {
+            super::bench_forecast::bench(config, date).await?;
             return Ok(ExitCode::SUCCESS);
         }
         BenchCmd::Inventory { series } => {

@@ -27,7 +27,9 @@
 //!
 //! Outputs: `groups`, `trained`, `reused`, `series`, per-group champion and
 //! RMSSE under `champions`, `rmsse` (served models, overall) and the best
-//! baseline's, `models` (lake folder); with past forecasts also
+//! baseline's, `rmsse_by_kind` (overall backtest RMSSE per candidate),
+//! `windows_trained` and `train_seconds` (summed over groups), `models`
+//! (lake folder); with past forecasts also
 //! `accuracy_rmsse`, `accuracy_wape` (overall), `drifted` (groups retrained
 //! on drift) and `accuracy_path`.
 
@@ -326,9 +328,12 @@ impl TaskRunner for TrainRunner {
         let mut ok_results = Vec::new();
         let mut champions = serde_json::Map::new();
         let mut saved = 0usize;
+        let (mut windows, mut train_secs) = (0usize, 0.0f64);
         for (group, r) in results {
             let r = r.map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
             if let Some(model) = &r.model {
+                windows += model.window.windows_trained;
+                train_secs += model.window.train_seconds;
                 let (weights, meta) = forecast::artifact::to_bytes(model)
                     .map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
                 let dir = series_input::model_dir(&cx.dag_id, &group).join(cx.vars.ds.as_str());
@@ -392,6 +397,16 @@ impl TaskRunner for TrainRunner {
             }
         }
         out.insert("drifted".into(), serde_json::json!(drifted));
+        out.insert("windows_trained".into(), windows.into());
+        out.insert("train_seconds".into(), train_secs.into());
+        let by_kind: serde_json::Map<String, serde_json::Value> = overall
+            .iter()
+            .filter_map(|(k, m)| {
+                let k = k.map_or("served", |k| k.as_str());
+                m.rmsse.is_finite().then(|| (k.to_string(), m.rmsse.into()))
+            })
+            .collect();
+        out.insert("rmsse_by_kind".into(), serde_json::Value::Object(by_kind));
         out.insert("groups".into(), total_groups.into());
         out.insert("trained".into(), saved.into());
         out.insert("reused".into(), reused.len().into());
