@@ -189,12 +189,14 @@ pub fn train_group(
         scales: metrics::scales(&s.values[..s.len() - h], freq.season()),
     };
     for kind in [ModelKind::Naive, ModelKind::SeasonalNaive, ModelKind::Ets] {
-        let mut ev = Vec::with_capacity(eligible.len());
-        for &i in &eligible {
+        let fits = par_map(&eligible, |&i| {
             let s = &prepared[i];
-            let (_, f) = baseline_or_fallback(kind, &s.values[..s.len() - h], freq, config)
-                .map_err(bl_err)?;
-            ev.push(eval_of(s, f));
+            baseline_or_fallback(kind, &s.values[..s.len() - h], freq, config)
+        });
+        let mut ev = Vec::with_capacity(eligible.len());
+        for (&i, fit) in eligible.iter().zip(fits) {
+            let (_, f) = fit.map_err(bl_err)?;
+            ev.push(eval_of(&prepared[i], f));
         }
         evals.push((kind, ev));
     }
@@ -327,7 +329,19 @@ fn forecast_rows(
             lstm_preds.insert(*i, p);
         }
     }
-    for (i, s) in prepared.iter().enumerate() {
+    // Baselines are fitted per series (AutoETS dominates): spread them over
+    // the cores; the rows are then assembled in series order.
+    let baseline_fits = par_map(&(0..prepared.len()).collect::<Vec<_>>(), |&i| {
+        let s = &prepared[i];
+        if lstm_preds.contains_key(&i) {
+            None
+        } else if needs_fallback(s) || champion == ModelKind::Lstm {
+            Some(fallback(s, freq, config))
+        } else {
+            Some(baseline_or_fallback(champion, &s.values, freq, config))
+        }
+    });
+    for ((i, s), fit) in prepared.iter().enumerate().zip(baseline_fits) {
         let group = s.group.clone();
         let bl_err = |source| PipelineError::Baseline {
             group: group.clone(),
@@ -344,11 +358,11 @@ fn forecast_rows(
                 quantiles: p.quantiles,
             };
             (ModelKind::Lstm, id, f)
-        } else if needs_fallback(s) || champion == ModelKind::Lstm {
-            let (k, f) = fallback(s, freq, config).map_err(bl_err)?;
-            (k, baseline_id(k, &s.group), f)
         } else {
-            let (k, f) = baseline_or_fallback(champion, &s.values, freq, config).map_err(bl_err)?;
+            let Some(fit) = fit else {
+                continue;
+            };
+            let (k, f) = fit.map_err(bl_err)?;
             (k, baseline_id(k, &s.group), f)
         };
         let flags = quality.joined();
@@ -368,6 +382,45 @@ fn forecast_rows(
         }
     }
     Ok(out)
+}
+
+/// Maps `f` over `items` on all cores (scoped threads taking blocks of
+/// items from a shared counter, so uneven costs balance), keeping order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const BLOCK: usize = 16;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().div_ceil(BLOCK))
+        .max(1);
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let start = next.fetch_add(BLOCK, Ordering::Relaxed);
+                        if start >= items.len() {
+                            break out;
+                        }
+                        for (i, item) in items.iter().enumerate().skip(start).take(BLOCK) {
+                            out.push((i, f(item)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut all: Vec<(usize, R)> = parts.drain(..).flatten().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Forecasts with a stored model (e.g. loaded from an artifact) without
