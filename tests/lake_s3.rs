@@ -215,3 +215,141 @@ async fn large_output_is_a_multipart_upload() {
         vec!["curated/big/part-00000.parquet"]
     );
 }
+
+fn report_table(
+    cols: Vec<(&str, &[&str])>,
+    nums: Vec<(&str, &[f64])>,
+) -> arrow::array::RecordBatch {
+    use std::sync::Arc;
+    let mut all: Vec<(&str, arrow::array::ArrayRef)> = Vec::new();
+    for (n, v) in cols {
+        all.push((n, Arc::new(arrow::array::StringArray::from(v.to_vec()))));
+    }
+    for (n, v) in nums {
+        all.push((n, Arc::new(arrow::array::Float64Array::from(v.to_vec()))));
+    }
+    arrow::array::RecordBatch::try_from_iter(all).expect("batch")
+}
+
+/// The planners' email reads its tables through the lake's object store:
+/// on S3 as on a local folder, the run's partition only, and the history
+/// from its newest partition up to the run's date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_reads_report_tables_from_s3() {
+    let moto = Moto::start();
+    moto.create_bucket("mail");
+    let lake = Lake::open_with_env("s3://mail/lake", moto.env()).expect("s3 lake");
+    for (ds, sku) in [("2026-11-26", "OLD"), ("2026-11-27", "A-1")] {
+        put_parquet(
+            &lake,
+            &format!("anomalies/ds={ds}/part-0.parquet"),
+            &report_table(
+                vec![
+                    ("date", &[ds]),
+                    ("store", &["S1"]),
+                    ("sku", &[sku]),
+                    ("type", &["stockout"]),
+                    ("severity", &["critical"]),
+                    ("message", &["out of stock"]),
+                ],
+                vec![("observed", &[0.0]), ("expected", &[12.0])],
+            ),
+        )
+        .await;
+    }
+    put_parquet(
+        &lake,
+        "forecasts/ds=2026-11-27/part-0.parquet",
+        &report_table(
+            vec![
+                ("sku", &["A-1", "A-1"]),
+                ("store", &["S1", "S1"]),
+                ("forecast_date", &["2026-11-28", "2026-11-29"]),
+            ],
+            vec![
+                ("p10", &[8.0, 9.0]),
+                ("p50", &[12.0, 13.0]),
+                ("p90", &[16.0, 18.0]),
+            ],
+        ),
+    )
+    .await;
+    // History: an older partition, the run's, and a later one; only the
+    // run's is read.
+    for (ds, units) in [
+        ("2026-11-20", 1.0),
+        ("2026-11-27", 7.0),
+        ("2026-11-28", 99.0),
+    ] {
+        put_parquet(
+            &lake,
+            &format!("curated/daily_sales/ds={ds}/part-0.parquet"),
+            &report_table(
+                vec![
+                    ("sku", &["A-1", "A-1", "Z-9"]),
+                    ("store", &["S1", "S1", "S1"]),
+                    ("date", &["2026-11-26", "2026-11-27", "2026-11-27"]),
+                ],
+                vec![("units", &[units, units, 5.0])],
+            ),
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services = std::sync::Arc::new(restock::tasks::Services {
+        config: restock::config::Config {
+            outbox: dir.path().join("outbox"),
+            state: dir.path().join("state.db"),
+            ..Default::default()
+        },
+        lake,
+    });
+    let project = Project::new(&[]);
+    let dag = project.dag(
+        r#"
+id: mail_s3
+tasks:
+  - id: alert
+    kind: email
+    to: [planners@example.com]
+    anomalies: anomalies
+    forecasts: forecasts
+    history: curated/daily_sales
+"#,
+    );
+    let out = run_task(&dag, "alert", &services, "2026-11-27")
+        .await
+        .expect("email task on s3");
+    assert_eq!(out["sent"], true, "{out:?}");
+    assert_eq!(out["transport"], "outbox");
+    let eml = std::fs::read_dir(dir.path().join("outbox"))
+        .expect("outbox")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .expect("an .eml in the outbox");
+    let parsed = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/parse_mail.py"
+        ))
+        .arg(&eml)
+        .output()
+        .expect("parse mail");
+    let v: serde_json::Value = serde_json::from_slice(&parsed.stdout).expect("mail json");
+    let parts = v["parts"].as_array().expect("parts");
+    let text = parts
+        .iter()
+        .find(|p| p["content_type"] == "text/plain")
+        .and_then(|p| p["text"].as_str())
+        .expect("text body");
+    assert!(text.contains("A-1"), "{text}");
+    assert!(
+        !text.contains("OLD"),
+        "another date's anomaly leaked in:\n{text}"
+    );
+    assert!(
+        parts.iter().any(|p| p["content_type"] == "image/png"),
+        "the chart of A-1"
+    );
+}

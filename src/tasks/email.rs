@@ -1,11 +1,13 @@
 //! The `email` kind: mail the planners' report of a run.
 //!
 //! Reads the anomalies, reorder plan and forecasts (optionally a history
-//! table) from the lake, builds a [`Report`] and hands it to
-//! [`crate::mail::send_report`]. Until the lake layer lands, table paths
-//! are Parquet folders (or files) relative to a local lake root
-//! (`services.config.lake`); hive folders `ds=…` other than the run's date
-//! are skipped, and a `ds` column, when present, keeps the run's rows only.
+//! table) from the lake through its object store (local, S3 or memory),
+//! builds a [`Report`] and hands it to [`crate::mail::send_report`]. Table
+//! paths are Parquet folders (or files) relative to the lake root; hive
+//! folders `ds=…` other than the run's date are skipped, and a `ds` column,
+//! when present, keeps the run's rows only. The history table is read from
+//! its newest `ds=` partition up to the run's date (a partition holds the
+//! history window up to its date), and only for the charted SKUs.
 //!
 //! Expected columns (first name found wins):
 //! * anomalies: `date`, `store`, `sku`, `type`|`anomaly_type`|`kind`,
@@ -16,15 +18,18 @@
 //! * history: `sku`, `store`, `date`, `value`|`units`|`demand`|`on_hand`
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Deserialize;
 
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
+use crate::lake::Lake;
 use crate::mail::{
     Addressing, Anomaly, ForecastPoint, HistoryPoint, Mailer, Order, Outcome, RenderOptions,
     Report, SkuSeries,
@@ -89,61 +94,135 @@ impl TaskKind for EmailKind {
 
 #[derive(Debug, thiserror::Error)]
 enum TableError {
-    #[error("table {}: {message}", path.display())]
-    Read { path: PathBuf, message: String },
-    #[error("table {}: no column {}", path.display(), names.join(" or "))]
+    #[error("table {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("table {path}: no column {}", names.join(" or "))]
     Column {
-        path: PathBuf,
+        path: String,
         names: Vec<&'static str>,
     },
 }
 
 /// A table read into memory: batches and where they came from.
 struct Table {
-    path: PathBuf,
+    path: String,
     batches: Vec<RecordBatch>,
 }
 
-fn parquet_files(dir: &Path, ds: &str, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if dir.is_file() {
-        out.push(dir.to_path_buf());
-        return Ok(());
-    }
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if p.is_dir() {
-            if name.strip_prefix("ds=").is_some_and(|v| v != ds) {
-                continue;
-            }
-            parquet_files(&p, ds, out)?;
-        } else if name.ends_with(".parquet") {
-            out.push(p);
-        }
-    }
-    Ok(())
+/// Which `ds=` partitions of a table the report reads.
+#[derive(Clone, Copy)]
+enum Partitions {
+    /// The run's date only.
+    Run,
+    /// The newest date on or before the run's.
+    NewestUpToRun,
 }
 
-fn read_table(path: PathBuf, ds: &str) -> Result<Table, TableError> {
+/// The Parquet files of a table, fetched from the lake: bytes per file.
+struct Source {
+    path: String,
+    files: Vec<(String, bytes::Bytes)>,
+}
+
+fn ds_of(parts: &[String]) -> Option<&str> {
+    parts.iter().find_map(|p| p.strip_prefix("ds="))
+}
+
+/// Fetch the visible Parquet files of `rel` (a folder or one file).
+async fn fetch(lake: &Lake, rel: &str, ds: &str, which: Partitions) -> Result<Source, TableError> {
+    let store = lake.store();
+    let root = crate::lake::table_location(rel);
+    let path = lake.describe(&root);
     let err = |message: String| TableError::Read {
         path: path.clone(),
         message,
     };
-    let mut files = Vec::new();
-    parquet_files(&path, ds, &mut files).map_err(|e| err(e.to_string()))?;
-    let mut batches = Vec::new();
-    for f in files {
-        let file = std::fs::File::open(&f).map_err(|e| err(format!("{}: {e}", f.display())))?;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| err(format!("{}: {e}", f.display())))?;
+    let listed: Vec<ObjectMeta> = store
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut candidates: Vec<(Vec<String>, ObjectPath)> = Vec::new();
+    for m in listed {
+        let rel_parts: Vec<String> = match m.location.prefix_match(&root) {
+            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect(),
+            None => continue,
+        };
+        let hidden = rel_parts
+            .iter()
+            .any(|p| p.starts_with('_') || p.starts_with('.'));
+        if hidden || !m.location.as_ref().ends_with(".parquet") {
+            continue;
+        }
+        candidates.push((rel_parts, m.location));
+    }
+    if candidates.is_empty() && rel.ends_with(".parquet") {
+        candidates.push((Vec::new(), root.clone()));
+    }
+    let chosen: Option<String> = match which {
+        Partitions::Run => Some(ds.to_string()),
+        Partitions::NewestUpToRun => candidates
+            .iter()
+            .filter_map(|(parts, _)| ds_of(parts))
+            .filter(|d| *d <= ds)
+            .max()
+            .map(str::to_string),
+    };
+    candidates.retain(|(parts, _)| match ds_of(parts) {
+        Some(d) => chosen.as_deref() == Some(d),
+        None => true,
+    });
+    candidates.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut files = Vec::with_capacity(candidates.len());
+    for (_, loc) in candidates {
+        let bytes = match store.get(&loc).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| err(format!("{}: {e}", lake.describe(&loc))))?;
+        files.push((lake.describe(&loc), bytes));
+    }
+    if files.is_empty() {
+        return Err(err("no Parquet files".into()));
+    }
+    Ok(Source { path, files })
+}
+
+/// Selects the rows of a batch to keep.
+type RowFilter<'a> = &'a dyn Fn(&Table, &RecordBatch) -> Result<Vec<bool>, TableError>;
+
+/// Decode a source; `keep` selects rows of each batch as it is read (so a
+/// large table never sits in memory whole).
+fn decode(src: &Source, ds: &str, keep: Option<RowFilter<'_>>) -> Result<Table, TableError> {
+    let mut t = Table {
+        path: src.path.clone(),
+        batches: Vec::new(),
+    };
+    for (name, bytes) in &src.files {
+        let err = |e: String| TableError::Read {
+            path: src.path.clone(),
+            message: format!("{name}: {e}"),
+        };
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .and_then(|b| b.build())
+                .map_err(|e| err(e.to_string()))?;
         for b in reader {
-            batches.push(b.map_err(|e| err(format!("{}: {e}", f.display())))?);
+            let b = b.map_err(|e| err(e.to_string()))?;
+            let b = match keep {
+                Some(f) => {
+                    let mask: arrow::array::BooleanArray =
+                        f(&t, &b)?.into_iter().map(Some).collect();
+                    arrow::compute::filter_record_batch(&b, &mask)
+                        .map_err(|e| err(e.to_string()))?
+                }
+                None => b,
+            };
+            if b.num_rows() > 0 {
+                t.batches.push(b);
+            }
         }
     }
-    let mut t = Table { path, batches };
     t.keep_ds(ds)?;
     Ok(t)
 }
@@ -329,39 +408,100 @@ impl Table {
     }
 }
 
+/// Lake paths of the report's tables (rendered).
 struct Tables {
-    anomalies: PathBuf,
-    orders: Option<PathBuf>,
-    forecasts: Option<PathBuf>,
-    history: Option<PathBuf>,
+    anomalies: String,
+    orders: Option<String>,
+    forecasts: Option<String>,
+    history: Option<String>,
 }
 
-/// Read the tables and assemble the report (blocking: run on the pool).
+/// The fetched tables.
+struct Sources {
+    anomalies: Source,
+    orders: Option<Source>,
+    forecasts: Option<Source>,
+    history: Option<Source>,
+}
+
+async fn fetch_all(lake: &Lake, t: &Tables, ds: &str) -> Result<Sources, TableError> {
+    let run = |rel: &Option<String>| {
+        let rel = rel.clone();
+        async move {
+            match rel {
+                Some(r) => fetch(lake, &r, ds, Partitions::Run).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
+    Ok(Sources {
+        anomalies: fetch(lake, &t.anomalies, ds, Partitions::Run).await?,
+        orders: run(&t.orders).await?,
+        forecasts: run(&t.forecasts).await?,
+        history: match &t.history {
+            Some(r) => Some(fetch(lake, r, ds, Partitions::NewestUpToRun).await?),
+            None => None,
+        },
+    })
+}
+
+/// Decode the tables and assemble the report (blocking: run on the pool).
 fn build_report(
-    tables: Tables,
+    sources: Sources,
     dag_id: &str,
     run_id: &str,
     ds: &str,
 ) -> Result<Report, TableError> {
-    let anomalies = read_table(tables.anomalies, ds)?.anomalies()?;
-    let orders = match tables.orders {
-        Some(p) => read_table(p, ds)?.orders()?,
+    let anomalies = decode(&sources.anomalies, ds, None)?.anomalies()?;
+    let orders = match &sources.orders {
+        Some(src) => decode(src, ds, None)?.orders()?,
         None => Vec::new(),
     };
-    let mut forecasts = match tables.forecasts {
-        Some(p) => read_table(p, ds)?.series(&["p10", "p50", "p90"], |date, v| ForecastPoint {
-            date,
-            p10: v[0],
-            p50: v[1],
-            p90: v[2],
-        })?,
+    let mut forecasts = match &sources.forecasts {
+        Some(src) => {
+            decode(src, ds, None)?.series(&["p10", "p50", "p90"], |date, v| ForecastPoint {
+                date,
+                p10: v[0],
+                p50: v[1],
+                p90: v[2],
+            })?
+        }
         None => BTreeMap::new(),
     };
-    // History is every date up to the run's date: no `ds` filtering.
-    let mut history = match tables.history {
-        Some(p) => read_table(p, "")?.series(&["value|units|demand|on_hand"], |date, v| {
-            HistoryPoint { date, value: v[0] }
-        })?,
+    // Worst SKUs first: in the order of their worst anomaly; only those are
+    // charted, so only their history is kept.
+    let ranked = Report {
+        dag_id: String::new(),
+        run_id: String::new(),
+        ds: ds.into(),
+        anomalies: anomalies.clone(),
+        orders: Vec::new(),
+        series: Vec::new(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let worst: Vec<(String, String)> = ranked
+        .ranked_anomalies()
+        .into_iter()
+        .map(|a| (a.sku.clone(), a.store.clone()))
+        .filter(|k| seen.insert(k.clone()))
+        .take(crate::mail::chart::MAX_PANELS * 4)
+        .collect();
+    let wanted: std::collections::HashSet<(String, String)> = worst.iter().cloned().collect();
+    let keep = |t: &Table, b: &RecordBatch| -> Result<Vec<bool>, TableError> {
+        let sku = t.strings(b, &["sku", "sku_id"], true)?;
+        let store = t.strings(b, &["store", "store_id"], true)?;
+        Ok(sku
+            .into_iter()
+            .zip(store)
+            .map(|k| wanted.contains(&k))
+            .collect())
+    };
+    let mut history = match &sources.history {
+        Some(src) => {
+            decode(src, "", Some(&keep))?.series(&["value|units|demand|on_hand"], |date, v| {
+                HistoryPoint { date, value: v[0] }
+            })?
+        }
         None => BTreeMap::new(),
     };
     let mut report = Report {
@@ -372,14 +512,6 @@ fn build_report(
         orders,
         series: Vec::new(),
     };
-    // Worst SKUs: in the order of their worst anomaly.
-    let mut seen = std::collections::BTreeSet::new();
-    let worst: Vec<(String, String)> = report
-        .ranked_anomalies()
-        .into_iter()
-        .map(|a| (a.sku.clone(), a.store.clone()))
-        .filter(|k| seen.insert(k.clone()))
-        .collect();
     for key in worst {
         let f = forecasts.remove(&key).unwrap_or_default();
         let mut h: Vec<HistoryPoint> = history
@@ -407,25 +539,11 @@ fn build_report(
     Ok(report)
 }
 
-/// The lake root as a local folder (`file://` or a plain path).
-fn lake_root(lake: &str) -> Result<PathBuf, TaskError> {
-    if let Some(p) = lake.strip_prefix("file://") {
-        return Ok(PathBuf::from(p));
-    }
-    if lake.contains("://") {
-        return Err(TaskError::Fatal(format!(
-            "email: lake `{lake}` is not a local folder; this build reads report tables from local Parquet only"
-        )));
-    }
-    Ok(PathBuf::from(lake))
-}
-
 #[async_trait]
 impl TaskRunner for EmailRunner {
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let config = &cx.services.config;
-        let root = lake_root(&config.lake)?;
-        let path = |rel: &str| -> Result<PathBuf, TaskError> { Ok(root.join(cx.render(rel)?)) };
+        let path = |rel: &str| -> Result<String, TaskError> { cx.render(rel) };
         let tables = Tables {
             anomalies: path(&self.spec.anomalies)?,
             orders: self.spec.reorder_plans.as_deref().map(path).transpose()?,
@@ -433,9 +551,12 @@ impl TaskRunner for EmailRunner {
             history: self.spec.history.as_deref().map(path).transpose()?,
         };
         let (dag_id, run_id, ds) = (cx.dag_id.clone(), cx.run_id.clone(), cx.vars.ds.clone());
+        let sources = fetch_all(&cx.services.lake, &tables, &ds)
+            .await
+            .map_err(|e| TaskError::Fatal(e.to_string()))?;
         let state = config.state.clone();
         let (report, store) = tokio::task::spawn_blocking(move || {
-            let report = build_report(tables, &dag_id, &run_id, &ds)
+            let report = build_report(sources, &dag_id, &run_id, &ds)
                 .map_err(|e| TaskError::Fatal(e.to_string()))?;
             let store =
                 crate::store::Store::open(&state).map_err(|e| TaskError::Failed(e.to_string()))?;
@@ -535,7 +656,7 @@ mod tests {
     use arrow::array::Int64Array;
     use arrow::datatypes::{Field, Schema};
 
-    fn write(path: &Path, batch: RecordBatch) {
+    fn write(path: &std::path::Path, batch: RecordBatch) {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
         let f = std::fs::File::create(path).expect("file");
         let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).expect("writer");
@@ -547,8 +668,8 @@ mod tests {
         Arc::new(StringArray::from(v.to_vec()))
     }
 
-    #[test]
-    fn reads_tables_into_a_report() {
+    #[tokio::test]
+    async fn reads_tables_into_a_report() {
         let dir = tempfile::tempdir().expect("tmp");
         let schema = Arc::new(Schema::new(vec![
             Field::new("date", DataType::Utf8, false),
@@ -602,27 +723,74 @@ mod tests {
         )
         .expect("batch");
         write(&dir.path().join("forecasts/part-0.parquet"), f);
+        // History: the newest partition up to the run's date is read, for
+        // the charted SKUs only.
+        let hschema = Arc::new(Schema::new(vec![
+            Field::new("sku", DataType::Utf8, false),
+            Field::new("store", DataType::Utf8, false),
+            Field::new("date", DataType::Utf8, false),
+            Field::new("units", DataType::Float64, false),
+        ]));
+        for (ds, units) in [
+            ("2026-11-20", 1.0),
+            ("2026-11-27", 7.0),
+            ("2026-11-28", 99.0),
+        ] {
+            let h = RecordBatch::try_new(
+                hschema.clone(),
+                vec![
+                    strs(&["B", "B", "Z"]),
+                    strs(&["S2", "S2", "S9"]),
+                    strs(&["2026-11-27", "2026-11-26", "2026-11-27"]),
+                    Arc::new(Float64Array::from(vec![units, units + 1.0, 3.0])),
+                ],
+            )
+            .expect("batch");
+            write(
+                &dir.path().join(format!("history/ds={ds}/part-0.parquet")),
+                h,
+            );
+        }
+        let lake = Lake::open(dir.path().to_str().expect("utf8 path")).expect("lake");
         let tables = Tables {
-            anomalies: dir.path().join("anomalies"),
+            anomalies: "anomalies".into(),
             orders: None,
-            forecasts: Some(dir.path().join("forecasts")),
-            history: None,
+            forecasts: Some("forecasts".into()),
+            history: Some("history".into()),
         };
-        let r = build_report(tables, "d", "r", "2026-11-27").expect("report");
+        let sources = fetch_all(&lake, &tables, "2026-11-27")
+            .await
+            .expect("fetch");
+        let r = build_report(sources, "d", "r", "2026-11-27").expect("report");
         assert_eq!(r.anomalies.len(), 2);
         assert_eq!(r.anomalies[0].observed, 0.0);
         assert_eq!(r.anomalies[0].expected, 10.0);
         assert_eq!(r.series.len(), 1);
         assert_eq!(r.series[0].sku, "B");
         assert_eq!(r.series[0].forecast[0].date, "2026-11-28", "sorted by date");
+        let h: Vec<(String, f64)> = r.series[0]
+            .history
+            .iter()
+            .map(|p| (p.date.clone(), p.value))
+            .collect();
+        assert_eq!(
+            h,
+            [
+                ("2026-11-26".to_string(), 8.0),
+                ("2026-11-27".to_string(), 7.0)
+            ]
+        );
 
         let missing = Tables {
-            anomalies: dir.path().join("forecasts"),
+            anomalies: "forecasts".into(),
             orders: None,
             forecasts: None,
             history: None,
         };
-        let e = build_report(missing, "d", "r", "2026-11-27").expect_err("error");
+        let sources = fetch_all(&lake, &missing, "2026-11-27")
+            .await
+            .expect("fetch");
+        let e = build_report(sources, "d", "r", "2026-11-27").expect_err("error");
         assert!(
             e.to_string()
                 .contains("no column type or anomaly_type or kind"),
