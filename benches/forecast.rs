@@ -14,6 +14,7 @@
 
 use std::time::Instant;
 
+use restock::forecast::metrics::{self, SeriesEval};
 use restock::forecast::synthetic::{SyntheticSpec, generate};
 use restock::forecast::{
     Frequency, GroupResult, ModelConfig, ModelKind, forecast_with_model, overall_metrics,
@@ -71,7 +72,7 @@ fn main() {
         threads
     );
     let started = Instant::now();
-    let (data, _) = generate(&spec);
+    let (data, truth) = generate(&spec);
     println!("generated in {:.1}s", started.elapsed().as_secs_f64());
 
     let started = Instant::now();
@@ -169,6 +170,28 @@ fn main() {
             m.series
         );
     }
+    // The noise floor: the true expected demand as the forecast. No model
+    // can beat it on average; it shows how much of each RMSSE is noise.
+    let h = config.horizon;
+    let oracle: Vec<SeriesEval> = data
+        .iter()
+        .zip(&truth)
+        .filter(|(s, _)| s.values.len() > h && s.values.iter().any(|v| *v > 0.0))
+        .map(|(s, mu)| {
+            let n = s.values.len();
+            SeriesEval {
+                actual: s.values[n - h..].to_vec(),
+                mean: mu[n - h..].to_vec(),
+                quantiles: vec![mu[n - h..].to_vec(); config.quantiles.len()],
+                scales: metrics::scales(&s.values[..n - h], 7),
+            }
+        })
+        .collect();
+    let floor = metrics::aggregate(&oracle, config.quantiles.len());
+    println!(
+        "| oracle (true mean; the noise floor) | {:.3} | {:.3} | {:.3} | {:+.3} | - | {} |",
+        floor.mase, floor.rmsse, floor.wape, floor.bias, floor.series
+    );
     match peak_rss_mib() {
         Some(mib) => println!("\npeak RSS: {mib:.0} MiB"),
         None => println!("\npeak RSS: unavailable"),
