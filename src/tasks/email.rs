@@ -38,6 +38,21 @@ use crate::mail::{
 /// History points drawn before the forecast.
 const HISTORY_POINTS: usize = 28;
 
+/// Columns the history is read from (the rest of a wide table is skipped).
+const HISTORY_COLUMNS: &[&str] = &[
+    "sku",
+    "sku_id",
+    "store",
+    "store_id",
+    "date",
+    "forecast_date",
+    "target_date",
+    "value",
+    "units",
+    "demand",
+    "on_hand",
+];
+
 pub struct EmailKind;
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +65,10 @@ struct EmailSpec {
     reorder_plans: Option<String>,
     forecasts: Option<String>,
     history: Option<String>,
+    /// Read `history` from the `ds=` partitions of the last N days (a table
+    /// with one partition per day, like raw sales); without it, from its
+    /// newest partition up to the run's date.
+    history_days: Option<u32>,
     /// Mail even if this DAG and date were already mailed.
     #[serde(default)]
     force: bool,
@@ -116,6 +135,8 @@ enum Partitions {
     Run,
     /// The newest date on or before the run's.
     NewestUpToRun,
+    /// The dates of the last `n` days up to the run's (one partition per day).
+    LastDays(u32),
 }
 
 /// The Parquet files of a table, fetched from the lake: bytes per file.
@@ -159,18 +180,23 @@ async fn fetch(lake: &Lake, rel: &str, ds: &str, which: Partitions) -> Result<So
     if candidates.is_empty() && rel.ends_with(".parquet") {
         candidates.push((Vec::new(), root.clone()));
     }
-    let chosen: Option<String> = match which {
-        Partitions::Run => Some(ds.to_string()),
-        Partitions::NewestUpToRun => candidates
-            .iter()
-            .filter_map(|(parts, _)| ds_of(parts))
-            .filter(|d| *d <= ds)
-            .max()
-            .map(str::to_string),
+    let first = match which {
+        Partitions::Run | Partitions::NewestUpToRun => ds.to_string(),
+        Partitions::LastDays(n) => chrono::NaiveDate::parse_from_str(ds, "%Y-%m-%d")
+            .map(|d| (d - chrono::Days::new(u64::from(n.max(1) - 1))).to_string())
+            .unwrap_or_else(|_| ds.to_string()),
     };
-    candidates.retain(|(parts, _)| match ds_of(parts) {
-        Some(d) => chosen.as_deref() == Some(d),
-        None => true,
+    let newest: Option<String> = candidates
+        .iter()
+        .filter_map(|(parts, _)| ds_of(parts))
+        .filter(|d| *d <= ds)
+        .max()
+        .map(str::to_string);
+    candidates.retain(|(parts, _)| match (ds_of(parts), which) {
+        (None, _) => true,
+        (Some(d), Partitions::Run) => d == ds,
+        (Some(d), Partitions::NewestUpToRun) => newest.as_deref() == Some(d),
+        (Some(d), Partitions::LastDays(_)) => d >= first.as_str() && d <= ds,
     });
     candidates.sort_by(|a, b| a.1.cmp(&b.1));
     let mut files = Vec::with_capacity(candidates.len());
@@ -193,7 +219,12 @@ type RowFilter<'a> = &'a dyn Fn(&Table, &RecordBatch) -> Result<Vec<bool>, Table
 
 /// Decode a source; `keep` selects rows of each batch as it is read (so a
 /// large table never sits in memory whole).
-fn decode(src: &Source, ds: &str, keep: Option<RowFilter<'_>>) -> Result<Table, TableError> {
+fn decode(
+    src: &Source,
+    ds: &str,
+    columns: Option<&[&str]>,
+    keep: Option<RowFilter<'_>>,
+) -> Result<Table, TableError> {
     let mut t = Table {
         path: src.path.clone(),
         batches: Vec::new(),
@@ -205,7 +236,16 @@ fn decode(src: &Source, ds: &str, keep: Option<RowFilter<'_>>) -> Result<Table, 
         };
         let reader =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-                .and_then(|b| b.build())
+                .and_then(|b| match columns {
+                    Some(names) => {
+                        let mask = parquet::arrow::ProjectionMask::columns(
+                            b.parquet_schema(),
+                            names.iter().copied(),
+                        );
+                        b.with_projection(mask).build()
+                    }
+                    None => b.build(),
+                })
                 .map_err(|e| err(e.to_string()))?;
         for b in reader {
             let b = b.map_err(|e| err(e.to_string()))?;
@@ -424,7 +464,12 @@ struct Sources {
     history: Option<Source>,
 }
 
-async fn fetch_all(lake: &Lake, t: &Tables, ds: &str) -> Result<Sources, TableError> {
+async fn fetch_all(
+    lake: &Lake,
+    t: &Tables,
+    ds: &str,
+    history_days: Option<u32>,
+) -> Result<Sources, TableError> {
     let run = |rel: &Option<String>| {
         let rel = rel.clone();
         async move {
@@ -439,7 +484,10 @@ async fn fetch_all(lake: &Lake, t: &Tables, ds: &str) -> Result<Sources, TableEr
         orders: run(&t.orders).await?,
         forecasts: run(&t.forecasts).await?,
         history: match &t.history {
-            Some(r) => Some(fetch(lake, r, ds, Partitions::NewestUpToRun).await?),
+            Some(r) => {
+                let which = history_days.map_or(Partitions::NewestUpToRun, Partitions::LastDays);
+                Some(fetch(lake, r, ds, which).await?)
+            }
             None => None,
         },
     })
@@ -452,20 +500,20 @@ fn build_report(
     run_id: &str,
     ds: &str,
 ) -> Result<Report, TableError> {
-    let anomalies = decode(&sources.anomalies, ds, None)?.anomalies()?;
+    let anomalies = decode(&sources.anomalies, ds, None, None)?.anomalies()?;
     let orders = match &sources.orders {
-        Some(src) => decode(src, ds, None)?.orders()?,
+        Some(src) => decode(src, ds, None, None)?.orders()?,
         None => Vec::new(),
     };
     let mut forecasts = match &sources.forecasts {
-        Some(src) => {
-            decode(src, ds, None)?.series(&["p10", "p50", "p90"], |date, v| ForecastPoint {
+        Some(src) => decode(src, ds, None, None)?.series(&["p10", "p50", "p90"], |date, v| {
+            ForecastPoint {
                 date,
                 p10: v[0],
                 p50: v[1],
                 p90: v[2],
-            })?
-        }
+            }
+        })?,
         None => BTreeMap::new(),
     };
     // Worst SKUs first: in the order of their worst anomaly; only those are
@@ -497,11 +545,10 @@ fn build_report(
             .collect())
     };
     let mut history = match &sources.history {
-        Some(src) => {
-            decode(src, "", Some(&keep))?.series(&["value|units|demand|on_hand"], |date, v| {
-                HistoryPoint { date, value: v[0] }
-            })?
-        }
+        Some(src) => decode(src, "", Some(HISTORY_COLUMNS), Some(&keep))?.series(
+            &["value|units|demand|on_hand"],
+            |date, v| HistoryPoint { date, value: v[0] },
+        )?,
         None => BTreeMap::new(),
     };
     let mut report = Report {
@@ -551,7 +598,7 @@ impl TaskRunner for EmailRunner {
             history: self.spec.history.as_deref().map(path).transpose()?,
         };
         let (dag_id, run_id, ds) = (cx.dag_id.clone(), cx.run_id.clone(), cx.vars.ds.clone());
-        let sources = fetch_all(&cx.services.lake, &tables, &ds)
+        let sources = fetch_all(&cx.services.lake, &tables, &ds, self.spec.history_days)
             .await
             .map_err(|e| TaskError::Fatal(e.to_string()))?;
         let state = config.state.clone();
@@ -758,7 +805,7 @@ mod tests {
             forecasts: Some("forecasts".into()),
             history: Some("history".into()),
         };
-        let sources = fetch_all(&lake, &tables, "2026-11-27")
+        let sources = fetch_all(&lake, &tables, "2026-11-27", None)
             .await
             .expect("fetch");
         let r = build_report(sources, "d", "r", "2026-11-27").expect("report");
@@ -781,13 +828,32 @@ mod tests {
             ]
         );
 
+        // Which history partitions each mode reads.
+        for (which, n) in [
+            (Partitions::Run, 1),
+            (Partitions::NewestUpToRun, 1),
+            (Partitions::LastDays(7), 1),
+            (Partitions::LastDays(8), 2),
+        ] {
+            let src = fetch(&lake, "history", "2026-11-27", which)
+                .await
+                .expect("fetch");
+            assert_eq!(
+                src.files.len(),
+                n,
+                "{:?}",
+                src.files.iter().map(|f| &f.0).collect::<Vec<_>>()
+            );
+            assert!(src.files.iter().all(|f| !f.0.contains("2026-11-28")));
+        }
+
         let missing = Tables {
             anomalies: "forecasts".into(),
             orders: None,
             forecasts: None,
             history: None,
         };
-        let sources = fetch_all(&lake, &missing, "2026-11-27")
+        let sources = fetch_all(&lake, &missing, "2026-11-27", None)
             .await
             .expect("fetch");
         let e = build_report(sources, "d", "r", "2026-11-27").expect_err("error");
