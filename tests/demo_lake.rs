@@ -428,6 +428,8 @@ for t in ["sales", "inventory"]:
 for t in ["products", "calendar", "promo_plan"]:
     d = ds.dataset(f"{root}/raw/{t}", format="parquet")
     out[t] = {"rows": d.count_rows(), "schema": {f.name: str(f.type) for f in d.schema}}
+d = ds.dataset(f"{root}/truth/expected_demand", format="parquet", partitioning="hive")
+out["truth"] = {"rows": d.count_rows(), "schema": {f.name: str(f.type) for f in d.schema}}
 print(json.dumps(out))
 "#;
     let root = dir.path().join("lake");
@@ -493,20 +495,25 @@ async fn writes_through_any_object_store_at_the_root() {
     let summary = generate(store.clone(), &Path::default(), &opts)
         .await
         .expect("generate into memory");
-    let listed: Vec<_> = store
-        .list(Some(&Path::from("raw")))
-        .try_collect()
-        .await
-        .expect("list");
+    let listed: Vec<_> = store.list(None).try_collect().await.expect("list");
     let files: u64 = summary.tables.iter().map(|t| t.files).sum();
     assert_eq!(listed.len() as u64, files);
-    assert_eq!(files, 60 + 60 + 3);
+    // Sales and inventory per day, 3 static tables, and the ground truth
+    // of the last 90 days (here all 60).
+    assert_eq!(files, 60 + 60 + 3 + 60);
+    let truth = summary.table("truth").expect("truth table");
+    assert_eq!(truth.rows, summary.table("sales").expect("sales").rows);
     let bytes: u64 = listed.iter().map(|m| m.size).sum();
     assert_eq!(bytes, summary.total_bytes());
     assert!(
         listed
             .iter()
             .any(|m| m.location.as_ref() == "raw/sales/ds=2025-06-30/part-00000.parquet")
+    );
+    assert!(
+        listed.iter().any(
+            |m| m.location.as_ref() == "truth/expected_demand/ds=2025-06-30/part-00000.parquet"
+        )
     );
 }
 

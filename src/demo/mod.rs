@@ -272,11 +272,16 @@ fn anomalies(world: &World, end: NaiveDate) -> Vec<InjectedAnomaly> {
 }
 
 fn day_path(table: &str, date: NaiveDate) -> String {
-    format!(
-        "raw/{table}/ds={}/part-00000.parquet",
-        date.format("%Y-%m-%d")
-    )
+    let dir = if table == "truth" {
+        "truth/expected_demand".to_string()
+    } else {
+        format!("raw/{table}")
+    };
+    format!("{dir}/ds={}/part-00000.parquet", date.format("%Y-%m-%d"))
 }
+
+/// Days at the end of history with ground truth (`truth/expected_demand`).
+pub const TRUTH_DAYS: i64 = 90;
 
 /// Generates the demo lake under `prefix` in `store`.
 ///
@@ -325,21 +330,28 @@ pub async fn generate(
     });
 
     let days = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let truth_from = opts.end_date - Duration::days(TRUTH_DAYS - 1);
     let encoded = days
         .flat_map(|day| {
             let world = Arc::clone(&world);
             let day = Arc::new(day);
-            let jobs: Vec<_> = ["sales", "inventory"]
-                .into_iter()
+            let tables: &[&'static str] = if day.date >= truth_from {
+                &["sales", "inventory", "truth"]
+            } else {
+                &["sales", "inventory"]
+            };
+            let jobs: Vec<_> = tables
+                .iter()
+                .copied()
                 .map(|table| {
                     let world = Arc::clone(&world);
                     let day = Arc::clone(&day);
                     async move {
                         tokio::task::spawn_blocking(move || {
-                            let batch = if table == "sales" {
-                                write::sales_batch(&world.catalog, &day)
-                            } else {
-                                write::inventory_batch(&world.catalog, &day)
+                            let batch = match table {
+                                "sales" => write::sales_batch(&world.catalog, &day),
+                                "truth" => write::truth_batch(&world.catalog, &day),
+                                _ => write::inventory_batch(&world.catalog, &day),
                             };
                             encode_file(table, day_path(table, day.date), batch)
                         })
@@ -373,14 +385,20 @@ pub async fn generate(
     .await
     .map_err(|e| DemoError::Internal(e.to_string()))??;
 
-    let mut tables: Vec<TableSummary> =
-        ["sales", "inventory", "products", "calendar", "promo_plan"]
-            .into_iter()
-            .map(|t| TableSummary {
-                table: t.to_string(),
-                ..TableSummary::default()
-            })
-            .collect();
+    let mut tables: Vec<TableSummary> = [
+        "sales",
+        "inventory",
+        "products",
+        "calendar",
+        "promo_plan",
+        "truth",
+    ]
+    .into_iter()
+    .map(|t| TableSummary {
+        table: t.to_string(),
+        ..TableSummary::default()
+    })
+    .collect();
     let put = |file: EncodedFile| {
         let store = Arc::clone(&store);
         let path = Path::from_iter(prefix.parts().chain(Path::from(file.rel.as_str()).parts()));

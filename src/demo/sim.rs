@@ -70,6 +70,9 @@ pub struct DayRows {
     pub units: Vec<i64>,
     pub price: Vec<f64>,
     pub on_promo: Vec<bool>,
+    /// Mean of the demand the units were drawn from (before stock-outs):
+    /// ground truth for judging forecasts.
+    pub expected: Vec<f64>,
     pub inv_series: Vec<u32>,
     pub on_hand: Vec<i64>,
     pub on_order: Vec<i64>,
@@ -329,6 +332,7 @@ impl<'a> Simulation<'a> {
                 rows.units.push(units);
                 rows.price.push(price);
                 rows.on_promo.push(on_promo);
+                rows.expected.push((1.0 - s.zero_inflation) * mu);
                 rows.inv_series.push(i as u32);
                 rows.on_hand.push(on_hand);
                 rows.on_order.push(on_order);

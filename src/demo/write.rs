@@ -43,6 +43,31 @@ pub fn sales_schema() -> SchemaRef {
     ]))
 }
 
+/// Ground truth of the simulation, not a table a real lake has: the mean
+/// of each day's demand distribution, for judging forecasts against the
+/// best possible one.
+pub fn truth_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("date", DataType::Date32),
+        field("store", DataType::Utf8),
+        field("sku", DataType::Utf8),
+        field("expected_units", DataType::Float64),
+    ]))
+}
+
+pub fn truth_batch(cat: &Catalog, day: &DayRows) -> Result<RecordBatch, ArrowError> {
+    let n = day.sales_series.len();
+    RecordBatch::try_new(
+        truth_schema(),
+        vec![
+            Arc::new(Date32Array::from(vec![date32(day.date); n])),
+            store_of(cat, &day.sales_series),
+            sku_of(cat, &day.sales_series),
+            Arc::new(Float64Array::from(day.expected.clone())),
+        ],
+    )
+}
+
 pub fn inventory_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         field("date", DataType::Date32),
