@@ -154,10 +154,6 @@ pub fn accuracy_batch(
         Field::new("max_step", DataType::Int64, false),
         Field::new("series", DataType::Int64, false),
         Field::new("points", DataType::Int64, false),
-        Field::new("mase", DataType::Float64, true),
-        Field::new("rmsse", DataType::Float64, true),
-        Field::new("wape", DataType::Float64, true),
-        Field::new("bias", DataType::Float64, true),
     ];
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
@@ -184,30 +180,9 @@ pub fn accuracy_batch(
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|g| g.points as i64),
         )),
-        Arc::new(Float64Array::from_iter(
-            rows.iter().map(|g| finite(g.metrics.mase)),
-        )),
-        Arc::new(Float64Array::from_iter(
-            rows.iter().map(|g| finite(g.metrics.rmsse)),
-        )),
-        Arc::new(Float64Array::from_iter(
-            rows.iter().map(|g| finite(g.metrics.wape)),
-        )),
-        Arc::new(Float64Array::from_iter(
-            rows.iter().map(|g| finite(g.metrics.bias)),
-        )),
     ];
-    for (i, q) in levels.iter().enumerate() {
-        fields.push(Field::new(
-            format!("coverage_p{}", (q * 100.0).round() as i64),
-            DataType::Float64,
-            true,
-        ));
-        cols.push(Arc::new(Float64Array::from_iter(
-            rows.iter()
-                .map(|g| g.metrics.coverage.get(i).copied().and_then(finite)),
-        )));
-    }
+    let metrics: Vec<&crate::forecast::Metrics> = rows.iter().map(|g| &g.metrics).collect();
+    super::train::push_metric_columns(&metrics, levels, &mut fields, &mut cols);
     fields.push(Field::new("backtest_rmsse", DataType::Float64, true));
     cols.push(Arc::new(Float64Array::from_iter(
         rows.iter()

@@ -460,12 +460,7 @@ fn metrics_batch(
         Field::new("model_kind", DataType::Utf8, false),
         Field::new("champion", DataType::Boolean, false),
         Field::new("series", DataType::Int64, false),
-        Field::new("mase", DataType::Float64, true),
-        Field::new("rmsse", DataType::Float64, true),
-        Field::new("wape", DataType::Float64, true),
-        Field::new("bias", DataType::Float64, true),
     ];
-    let finite = |v: f64| v.is_finite().then_some(v);
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(group)),
         Arc::new(StringArray::from(kind)),
@@ -473,14 +468,35 @@ fn metrics_batch(
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|m| m.series as i64),
         )),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.mase)))),
-        Arc::new(Float64Array::from_iter(
-            rows.iter().map(|m| finite(m.rmsse)),
-        )),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.wape)))),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|m| finite(m.bias)))),
     ];
-    for (i, q) in quantiles.iter().enumerate() {
+    push_metric_columns(&rows, quantiles, &mut fields, &mut cols);
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
+
+/// Appends `mase`, `rmsse`, `wape`, `bias` and one `coverage_pNN` per
+/// quantile level (nulls where a value is not finite): the accuracy
+/// columns shared by `forecast_metrics` and `forecast_accuracy`.
+pub(super) fn push_metric_columns(
+    rows: &[&forecast::Metrics],
+    levels: &[f64],
+    fields: &mut Vec<Field>,
+    cols: &mut Vec<ArrayRef>,
+) {
+    let finite = |v: f64| v.is_finite().then_some(v);
+    type Measure = fn(&forecast::Metrics) -> f64;
+    let measures: [(&str, Measure); 4] = [
+        ("mase", |m| m.mase),
+        ("rmsse", |m| m.rmsse),
+        ("wape", |m| m.wape),
+        ("bias", |m| m.bias),
+    ];
+    for (name, get) in measures {
+        fields.push(Field::new(name, DataType::Float64, true));
+        cols.push(Arc::new(Float64Array::from_iter(
+            rows.iter().map(|m| finite(get(m))),
+        )));
+    }
+    for (i, q) in levels.iter().enumerate() {
         fields.push(Field::new(
             format!("coverage_p{}", (q * 100.0).round() as i64),
             DataType::Float64,
@@ -491,5 +507,4 @@ fn metrics_batch(
                 .map(|m| m.coverage.get(i).copied().and_then(finite)),
         )));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
 }
