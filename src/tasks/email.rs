@@ -518,16 +518,16 @@ fn build_report(
     };
     // Worst SKUs first: in the order of their worst anomaly; only those are
     // charted, so only their history is kept.
-    let ranked = Report {
-        dag_id: String::new(),
-        run_id: String::new(),
+    let mut report = Report {
+        dag_id: dag_id.into(),
+        run_id: run_id.into(),
         ds: ds.into(),
-        anomalies: anomalies.clone(),
-        orders: Vec::new(),
+        anomalies,
+        orders,
         series: Vec::new(),
     };
     let mut seen = std::collections::BTreeSet::new();
-    let worst: Vec<(String, String)> = ranked
+    let worst: Vec<(String, String)> = report
         .ranked_anomalies()
         .into_iter()
         .map(|a| (a.sku.clone(), a.store.clone()))
@@ -550,14 +550,6 @@ fn build_report(
             |date, v| HistoryPoint { date, value: v[0] },
         )?,
         None => BTreeMap::new(),
-    };
-    let mut report = Report {
-        dag_id: dag_id.into(),
-        run_id: run_id.into(),
-        ds: ds.into(),
-        anomalies,
-        orders,
-        series: Vec::new(),
     };
     for key in worst {
         let f = forecasts.remove(&key).unwrap_or_default();
