@@ -394,3 +394,75 @@ tasks:
         serde_json::json!(["sku: string", "qty: int64"])
     );
 }
+
+/// Sum of `qty` over the whole sales table, in a fresh session (as every
+/// task gets), with the reads each file took.
+async fn total_qty(
+    lake: &Lake,
+    seen: &std::sync::Mutex<Requests>,
+) -> (i64, std::collections::BTreeMap<String, usize>) {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    *seen.lock().expect("lock") = Requests::default();
+    let ctx = restock::lake::session::context(lake);
+    let table = restock::dag::model::Table {
+        name: "sales".into(),
+        path: "raw/sales".into(),
+        partition_by: vec!["ds".into()],
+    };
+    restock::lake::session::register_table(&ctx, lake, &table)
+        .await
+        .expect("register");
+    let batches = ctx
+        .sql("SELECT SUM(qty) AS q FROM sales")
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let total = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+    let gets = seen.lock().expect("lock").gets.clone();
+    (total, gets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn footers_are_read_once_per_process_and_a_republished_file_is_read_afresh() {
+    let (lake, seen) = Counting::wrap(Lake::memory());
+    let days = ["2026-11-25", "2026-11-26", "2026-11-27"];
+    for day in days {
+        put_parquet(
+            &lake,
+            &format!("raw/sales/ds={day}/part-0.parquet"),
+            &sales(&[("A", "s1", 1, 1.0), ("B", "s1", 2, 1.0)]),
+        )
+        .await;
+    }
+    let (first_total, first) = total_qty(&lake, &seen).await;
+    assert_eq!(first_total, 9);
+    let (second_total, second) = total_qty(&lake, &seen).await;
+    assert_eq!(second_total, 9);
+    // The oldest day's file is only scanned (the newest is also read by
+    // registration for its schema): the second session takes its footer
+    // from the lake's cache and reads only the data.
+    let oldest = "raw/sales/ds=2026-11-25/part-0.parquet";
+    let (f, s) = (first[oldest], second[oldest]);
+    assert!(
+        s < f,
+        "second session read {oldest} {s} times, first {f}: {first:?} / {second:?}"
+    );
+
+    // A republished partition (new content, new size) is read anew, not
+    // served from the stale footer.
+    put_parquet(
+        &lake,
+        "raw/sales/ds=2026-11-26/part-0.parquet",
+        &sales(&[
+            ("A", "s1", 10, 1.0),
+            ("B", "s1", 20, 1.0),
+            ("C", "s1", 30, 1.0),
+        ]),
+    )
+    .await;
+    let (third_total, _) = total_qty(&lake, &seen).await;
+    assert_eq!(third_total, 1 + 2 + 60 + 1 + 2);
+}

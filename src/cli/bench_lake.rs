@@ -120,37 +120,43 @@ pub async fn bench(
         );
     }
 
-    // The aggregation with restock.
+    // The aggregation, run alternately by restock and by DuckDB on the same
+    // files, so that both see the same machine: on a shared host the speed
+    // drifts between runs, and timing one engine's repeats after the
+    // other's folds that drift into the ratio.
     let sales = Table {
         name: "sales".into(),
         path: "raw/sales".into(),
         partition_by: vec!["ds".into()],
     };
-    let mut ours = Vec::new();
+    let mut duck = match lake.local_root() {
+        Some(root) => Some(DuckDb::start(root)?),
+        None => {
+            println!("aggregation, DuckDB: skipped (the lake is not a local folder)");
+            None
+        }
+    };
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut checksum = (0usize, 0i64);
+    let mut duck_checksum = None;
     for _ in 0..repeat {
-        let ctx = session::context(&lake);
         let t = Instant::now();
-        session::register_table(&ctx, &lake, &sales).await?;
-        let batches = ctx.sql(AGG_SQL).await?.collect().await?;
-        ours.push(t.elapsed().as_secs_f64());
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let mut units = 0i64;
-        for b in &batches {
-            let col = b.column_by_name("units").context("units column")?;
-            match col.data_type() {
-                arrow::datatypes::DataType::Int64 => {
-                    let a = col.as_primitive::<Int64Type>();
-                    units += (0..a.len()).map(|i| a.value(i)).sum::<i64>();
+        checksum = aggregate(&lake, &sales).await?;
+        let secs = t.elapsed().as_secs_f64();
+        ours.push(secs);
+        if let Some(d) = duck.as_mut() {
+            match d.run() {
+                Ok((dsecs, sum)) => {
+                    theirs.push(dsecs);
+                    ratios.push(secs / dsecs);
+                    duck_checksum = Some(sum);
                 }
-                _ => {
-                    let c = arrow::compute::cast(col, &arrow::datatypes::DataType::Float64)?;
-                    let a = c.as_primitive::<Float64Type>();
-                    units += (0..a.len()).map(|i| a.value(i)).sum::<f64>() as i64;
+                Err(e) => {
+                    println!("aggregation, DuckDB: failed ({e:#})");
+                    duck = None;
                 }
             }
         }
-        checksum = (rows, units);
     }
     let (best, med) = median(ours);
     println!(
@@ -159,77 +165,16 @@ pub async fn bench(
         checksum.1,
         peak_rss_mib().unwrap_or(f64::NAN)
     );
-
-    // The same query with DuckDB on the same files.
-    let Some(root) = config
-        .lake
-        .strip_prefix("file://")
-        .or(Some(config.lake.as_str()))
-    else {
-        return Ok(());
-    };
-    if root.contains("://") {
-        println!("aggregation, DuckDB: skipped (the lake is not a local folder)");
-        return Ok(());
-    }
-    let duck_sql = AGG_SQL.replace(
-        "FROM sales",
-        &format!(
-            "FROM read_parquet('{}/raw/sales/*/*.parquet', hive_partitioning = true)",
-            root.trim_end_matches('/')
-        ),
-    );
-    let script = format!(
-        r#"
-import duckdb, time, sys
-con = duckdb.connect()
-con.execute("PRAGMA threads={threads}")
-sql = sys.stdin.read()
-times = []
-for _ in range({repeat}):
-    t = time.perf_counter()
-    rows = con.execute(sql).fetchall()
-    times.append(time.perf_counter() - t)
-times.sort()
-print(times[0], times[len(times)//2], len(rows), int(sum(r[2] for r in rows)))
-"#,
-        threads = std::thread::available_parallelism().map_or(2, |n| n.get()),
-    );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("starting python3 for DuckDB")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        stdin.write_all(duck_sql.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        println!(
-            "aggregation, DuckDB: failed ({})",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<&str> = text.split_whitespace().collect();
-    if f.len() == 4 {
-        let (db_best, db_med): (f64, f64) = (f[0].parse()?, f[1].parse()?);
+    if let (Some(sum), false) = (duck_checksum, theirs.is_empty()) {
+        let (db_best, db_med) = median(theirs);
+        let (r_best, r_med) = median(ratios);
         println!(
             "aggregation, DuckDB (same files, same threads): best {db_best:.3} s, median {db_med:.3} s; {} rows, {} units",
-            f[2], f[3]
+            sum.0, sum.1
         );
         println!(
-            "restock / DuckDB (median): {:.2}x{}",
-            med / db_med,
-            if f[2] == checksum.0.to_string() && f[3] == checksum.1.to_string() {
+            "restock / DuckDB, run by run: median {r_med:.2}x, best {r_best:.2}x{}",
+            if sum == checksum {
                 ""
             } else {
                 "  (results differ!)"
@@ -237,4 +182,101 @@ print(times[0], times[len(times)//2], len(rows), int(sum(r[2] for r in rows)))
         );
     }
     Ok(())
+}
+
+/// One run of the aggregation in a fresh session (as a task gets): rows
+/// and total units, to check against DuckDB.
+async fn aggregate(lake: &Lake, sales: &Table) -> Result<(usize, i64)> {
+    let ctx = session::context(lake);
+    session::register_table(&ctx, lake, sales).await?;
+    let batches = ctx.sql(AGG_SQL).await?.collect().await?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut units = 0i64;
+    for b in &batches {
+        let col = b.column_by_name("units").context("units column")?;
+        match col.data_type() {
+            arrow::datatypes::DataType::Int64 => {
+                let a = col.as_primitive::<Int64Type>();
+                units += (0..a.len()).map(|i| a.value(i)).sum::<i64>();
+            }
+            _ => {
+                let c = arrow::compute::cast(col, &arrow::datatypes::DataType::Float64)?;
+                let a = c.as_primitive::<Float64Type>();
+                units += (0..a.len()).map(|i| a.value(i)).sum::<f64>() as i64;
+            }
+        }
+    }
+    Ok((rows, units))
+}
+
+/// A Python process holding one DuckDB connection, running the same
+/// aggregation over the lake's files each time it is asked.
+struct DuckDb {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl DuckDb {
+    fn start(root: &std::path::Path) -> Result<Self> {
+        let sql = AGG_SQL.replace(
+            "FROM sales",
+            &format!(
+                "FROM read_parquet('{}/raw/sales/*/*.parquet', hive_partitioning = true)",
+                root.display().to_string().trim_end_matches('/')
+            ),
+        );
+        let script = format!(
+            r#"
+import duckdb, os, sys, time
+con = duckdb.connect()
+con.execute("PRAGMA threads={threads}")
+sql = os.environ["RESTOCK_BENCH_SQL"]
+for _ in sys.stdin:
+    t = time.perf_counter()
+    rows = con.execute(sql).fetchall()
+    print(time.perf_counter() - t, len(rows), int(sum(r[2] for r in rows)), flush=True)
+"#,
+            threads = std::thread::available_parallelism().map_or(2, |n| n.get()),
+        );
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .env("RESTOCK_BENCH_SQL", sql)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .context("starting python3 for DuckDB")?;
+        let stdin = child.stdin.take().context("python3 stdin")?;
+        let stdout = std::io::BufReader::new(child.stdout.take().context("python3 stdout")?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// Seconds, and (rows, units) of the result.
+    fn run(&mut self) -> Result<(f64, (usize, i64))> {
+        use std::io::{BufRead, Write};
+        self.stdin.write_all(b"run\n")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("python3 with duckdb exited (is the duckdb package installed?)");
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 3 {
+            bail!("unexpected output {line:?}");
+        }
+        Ok((f[0].parse()?, (f[1].parse()?, f[2].parse()?)))
+    }
+}
+
+impl Drop for DuckDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -59,6 +59,9 @@ pub struct Lake {
     /// The folder of a local lake (where a killed process can leave
     /// partial upload files that the store's listing does not show).
     local_root: Option<PathBuf>,
+    /// Parquet footers and file statistics DataFusion has read, shared by
+    /// every session over this lake (see [`session::Caches`]).
+    caches: session::Caches,
 }
 
 impl std::fmt::Debug for Lake {
@@ -113,13 +116,18 @@ impl Lake {
         Self::open_folder(url, PathBuf::from(trimmed))
     }
 
+    fn new(store: Arc<dyn ObjectStore>, display: String, local_root: Option<PathBuf>) -> Self {
+        Self {
+            store,
+            display,
+            local_root,
+            caches: session::Caches::default(),
+        }
+    }
+
     /// A fresh, empty in-memory lake.
     pub fn memory() -> Self {
-        Self {
-            store: Arc::new(InMemory::new()),
-            display: "memory://".into(),
-            local_root: None,
-        }
+        Self::new(Arc::new(InMemory::new()), "memory://".into(), None)
     }
 
     fn open_folder(url: &str, dir: PathBuf) -> Result<Self, LakeError> {
@@ -138,11 +146,8 @@ impl Lake {
             })?
             // Deleting a partition's last file removes its folder too.
             .with_automatic_cleanup(true);
-        Ok(Self {
-            store: Arc::new(store),
-            display: abs.display().to_string().trim_end_matches('/').to_string(),
-            local_root: Some(abs),
-        })
+        let display = abs.display().to_string().trim_end_matches('/').to_string();
+        Ok(Self::new(Arc::new(store), display, Some(abs)))
     }
 
     fn open_s3(
@@ -197,11 +202,7 @@ impl Lake {
         } else {
             format!("s3://{bucket}/{prefix}")
         };
-        Ok(Self {
-            store,
-            display,
-            local_root: None,
-        })
+        Ok(Self::new(store, display, None))
     }
 
     /// The store, rooted at the lake: paths are lake-relative.
@@ -232,13 +233,14 @@ impl Lake {
     }
 
     /// The same lake seen through another store built around this one
-    /// (tests count requests or inject failures this way).
+    /// (tests count requests or inject failures this way). Caches start
+    /// empty, so the new store sees every read.
     pub fn wrap(self, f: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Self {
-        Self {
-            store: f(self.store),
-            display: self.display,
-            local_root: self.local_root,
-        }
+        Self::new(f(self.store), self.display, self.local_root)
+    }
+
+    pub(crate) fn caches(&self) -> &session::Caches {
+        &self.caches
     }
 
     /// Let `ctx` read and write the lake under [`DATAFUSION_URL`].

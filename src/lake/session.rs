@@ -13,6 +13,11 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, FileMetadataCache, FileStatisticsCache,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
@@ -56,6 +61,38 @@ impl SessionError {
     }
 }
 
+/// What DataFusion has read of the lake's Parquet files, kept for the
+/// life of the process: footers (the metadata every scan starts with) and
+/// the per-file statistics planning collects. A nightly DAG reads the same
+/// sales files from several tasks, and the daemon runs it every night;
+/// without these every session reads every footer again. Entries are
+/// checked against the file's size and modification time on each use, so
+/// a republished partition is read afresh. File listings are not shared:
+/// a new partition must be seen by the next query.
+#[derive(Clone)]
+pub struct Caches {
+    footers: Arc<FileMetadataCache>,
+    statistics: Arc<FileStatisticsCache>,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self {
+            footers: Arc::new(
+                DefaultCache::new(FOOTER_CACHE_BYTES).with_name("restock lake footers"),
+            ),
+            statistics: Arc::new(
+                DefaultCache::new(STATISTICS_CACHE_BYTES).with_name("restock lake statistics"),
+            ),
+        }
+    }
+}
+
+/// Footer cache size: an M5-sized sales table (about 2,000 daily files)
+/// needs about 10 MiB.
+const FOOTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
+const STATISTICS_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A session whose runtime reads and writes the lake. Spans are collected
 /// so that planning errors point into the query.
 pub fn context(lake: &Lake) -> SessionContext {
@@ -69,7 +106,21 @@ pub fn context(lake: &Lake) -> SessionContext {
         .execution
         .parquet
         .schema_force_view_types = false;
-    let ctx = SessionContext::new_with_config(config);
+    let caches = lake.caches();
+    let cache_config = CacheManagerConfig::default()
+        .with_file_metadata_cache(Some(Arc::clone(&caches.footers)))
+        .with_metadata_cache_limit(FOOTER_CACHE_BYTES)
+        .with_file_statistics_cache(Some(Arc::clone(&caches.statistics)))
+        .with_file_statistics_cache_limit(STATISTICS_CACHE_BYTES);
+    let ctx = match RuntimeEnvBuilder::new()
+        .with_cache_manager(cache_config)
+        .build_arc()
+    {
+        Ok(runtime) => SessionContext::new_with_config_rt(config, runtime),
+        // Building a runtime with no memory limit or spill folder set does
+        // not fail; should it, the session runs with its own caches.
+        Err(_) => SessionContext::new_with_config(config),
+    };
     lake.register(&ctx);
     ctx
 }
