@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Deserialize;
@@ -170,14 +170,18 @@ impl InputSpec {
         if has_promo {
             select.push_str(", CAST(on_promo AS BOOLEAN) AS __promo");
         }
+        // No ORDER BY: sorting 20 M rows in DataFusion holds them all at
+        // once. Rows are folded into their series as batches stream in, and
+        // each series is put in date order afterwards.
         let sql = format!(
-            "{select} FROM {} {} ORDER BY {keys}, __date",
+            "{select} FROM {} {}",
             self.input,
             self.partition_filter(cx, &self.input)
         );
-        let batches = tables::query(&ctx, &cx.task_id, &sql).await?;
+        let mut stream = tables::query_stream(&ctx, &cx.task_id, &sql).await?;
         let mut series: BTreeMap<Vec<String>, Series> = BTreeMap::new();
-        for b in &batches {
+        while let Some(batch) = stream.next().await {
+            let b = &batch.map_err(|e| tables::read_failed(&cx.task_id, e))?;
             let c = Cols::new(b, &self.input);
             let promo = b.column_by_name("__promo").map(|a| {
                 use arrow::array::AsArray;
@@ -218,6 +222,10 @@ impl InputSpec {
                     v.push(!a.is_null(r) && a.value(r));
                 }
             }
+        }
+        drop(stream);
+        for s in series.values_mut() {
+            sort_by_date(s);
         }
         if let Some(future) = self
             .future
@@ -464,4 +472,51 @@ pub async fn read_model(
         .bytes()
         .await?;
     Ok((w.to_vec(), m.to_vec()))
+}
+
+/// Put a series' observations in date order (stable, so rows of the same
+/// date keep the order they were read in).
+fn sort_by_date(s: &mut Series) {
+    if s.dates.is_sorted() {
+        return;
+    }
+    let mut order: Vec<usize> = (0..s.dates.len()).collect();
+    order.sort_by_key(|&i| s.dates[i]);
+    fn permute<T: Copy>(v: &mut Vec<T>, order: &[usize]) {
+        *v = order.iter().map(|&i| v[i]).collect();
+    }
+    permute(&mut s.dates, &order);
+    permute(&mut s.values, &order);
+    if let Some(p) = s.price.as_mut() {
+        permute(p, &order);
+    }
+    if let Some(p) = s.on_promo.as_mut() {
+        permute(p, &order);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_read_out_of_order_are_put_in_date_order_with_their_covariates() {
+        let d = |day| NaiveDate::from_ymd_opt(2026, 11, day).expect("date");
+        let mut s = Series {
+            key: vec!["CA_1".into(), "FOODS_1_001".into()],
+            group: "FOODS".into(),
+            static_feature: None,
+            dates: vec![d(3), d(1), d(2)],
+            values: vec![3.0, 1.0, 2.0],
+            price: Some(vec![3.5, 1.5, 2.5]),
+            on_promo: Some(vec![true, false, false]),
+            future: None,
+            events: None,
+        };
+        sort_by_date(&mut s);
+        assert_eq!(s.dates, vec![d(1), d(2), d(3)]);
+        assert_eq!(s.values, vec![1.0, 2.0, 3.0]);
+        assert_eq!(s.price, Some(vec![1.5, 2.5, 3.5]));
+        assert_eq!(s.on_promo, Some(vec![false, false, true]));
+    }
 }

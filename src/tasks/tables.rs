@@ -57,6 +57,31 @@ pub async fn session(
     Ok((ctx, present))
 }
 
+/// Run a query and stream its result batch by batch, so that a caller
+/// that folds rows into its own structures never holds the whole result.
+pub async fn query_stream(
+    ctx: &SessionContext,
+    task: &str,
+    sql: &str,
+) -> Result<datafusion::physical_plan::SendableRecordBatchStream, TaskError> {
+    let df = ctx.sql(sql).await.map_err(|e| {
+        TaskError::Fatal(format!(
+            "task `{task}`: planning its query failed: {}",
+            e.strip_backtrace()
+        ))
+    })?;
+    df.execute_stream().await.map_err(|e| read_failed(task, e))
+}
+
+/// A failure while reading a query's inputs (a corrupt file, a vanished
+/// partition): the data must be fixed, so it is not retried.
+pub fn read_failed(task: &str, e: datafusion::error::DataFusionError) -> TaskError {
+    TaskError::Fatal(format!(
+        "task `{task}`: reading its inputs failed: {}",
+        e.strip_backtrace()
+    ))
+}
+
 /// Run a query and collect its result.
 pub async fn query(
     ctx: &SessionContext,
@@ -69,12 +94,7 @@ pub async fn query(
             e.strip_backtrace()
         ))
     })?;
-    df.collect().await.map_err(|e| {
-        TaskError::Fatal(format!(
-            "task `{task}`: reading its inputs failed: {}",
-            e.strip_backtrace()
-        ))
-    })
+    df.collect().await.map_err(|e| read_failed(task, e))
 }
 
 /// Names of `table`'s columns, for checks and quantile discovery.
