@@ -151,6 +151,9 @@ impl TaskKind for TrainKind {
         let spec: Option<TrainSpec> = cx.deserialize(rest);
         let (input, spec) = (input?, spec?);
         let mut ok = input.check(cx);
+        if let Some(t) = &spec.forecasts {
+            ok &= cx.reads_table("forecasts", t);
+        }
         let config = effective(spec.model, spec.horizon, spec.device);
         if let Err(e) = config.validate() {
             cx.error("model", e.to_string());
