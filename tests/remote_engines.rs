@@ -156,8 +156,8 @@ fn start_timeout_names_what_it_waited_for(engine: Engine) {
     if !engine.require() {
         return;
     }
-    let _hold = engine.hold_gpu();
-    let p = RemoteProject::new(engine, ", start_timeout: 3s");
+    let hold = engine.hold_gpu();
+    let p = RemoteProject::new(engine, ", start_timeout: 3s, cancel_grace: 3s");
     let dag = format!("pending_{}", std::process::id());
     p.write_dag(
         "d.yaml",
@@ -178,13 +178,32 @@ fn start_timeout_names_what_it_waited_for(engine: Engine) {
         "{err}"
     );
     assert!(err.contains("GPU") || err.contains("gpu:1"), "{err}");
-    let jobs = engine.jobs(&RemoteProject::prefix(&dag));
-    assert!(jobs.iter().all(|(_, s)| engine.is_ended(s)), "{jobs:?}");
     assert!(
         attempt_logs(&p, "wants_gpu").contains("did not start"),
         "{}",
         p.diagnose(&d)
     );
+    // Slurm cancels a pending job at once. Ray cannot stop a job that is
+    // still waiting and starts it once the GPU frees up: the cancel marker
+    // in the lake makes that late worker stop before running the task.
+    drop(hold);
+    let prefix = RemoteProject::prefix(&dag);
+    let ended = wait(60, || {
+        let jobs = engine.jobs(&prefix);
+        (!jobs.is_empty() && jobs.iter().all(|(_, s)| engine.is_ended(s))).then_some(jobs)
+    });
+    assert!(ended.is_some(), "{:?}", engine.jobs(&prefix));
+    let results = remote_support::walk(&p.path().join("lake/_attempts"));
+    for r in results
+        .iter()
+        .filter(|f| f.to_string_lossy().ends_with(".result.json"))
+    {
+        let text = std::fs::read_to_string(r).unwrap_or_default();
+        assert!(
+            text.contains("\"interrupted\"") && text.contains("before it started"),
+            "{text}"
+        );
+    }
 }
 
 fn sigkill_restart_adopts_the_job(engine: Engine) {
@@ -222,7 +241,11 @@ fn sigkill_restart_adopts_the_job(engine: Engine) {
         p.diagnose(&d),
         p.diagnose(&d2)
     );
-    let jobs = engine.jobs(&prefix);
+    let jobs: Vec<_> = engine
+        .jobs(&prefix)
+        .into_iter()
+        .filter(|(n, _)| n.contains("-long-"))
+        .collect();
     assert_eq!(jobs.len(), 1, "exactly one submission: {jobs:?}");
     let atts = p.attempts("long");
     assert_eq!(atts.len(), 1, "{atts:?}");

@@ -286,6 +286,11 @@ impl RemoteExecutor {
         job: &JobRef,
         follow: &mut LogFollower,
     ) -> bool {
+        let marker = Bytes::from_static(b"cancelled\n");
+        if let Err(e) = a.lake.store().put(&keys.cancel, marker.into()).await {
+            a.log
+                .line(&format!("writing the cancel marker to the lake: {e}"));
+        }
         if let Err(e) = self.engine.cancel(job).await {
             a.log.line(&format!("cancelling job {}: {e}", job.id));
         }
