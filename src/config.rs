@@ -81,6 +81,9 @@ pub struct Config {
     /// Where reports are mailed; `None` when neither `restock.yaml` nor
     /// the environment configures mail (reports then go to the outbox).
     pub mail: Option<crate::mail::MailConfig>,
+    /// Set by `restock attempt run` when the executor gives the job a GPU
+    /// (`device: auto` then means CUDA); never read from the file.
+    pub gpu_attempt: bool,
     /// Named remote executors (`executors:`), by name.
     pub executors: std::collections::BTreeMap<String, crate::remote::ExecutorConfig>,
 }
@@ -99,6 +102,7 @@ impl Default for Config {
             max_catchup_runs: 100,
             mail: None,
             executors: Default::default(),
+            gpu_attempt: false,
         }
     }
 }

@@ -297,7 +297,14 @@ impl TaskRunner for TrainRunner {
         ));
 
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        // On an executor that gives the job a GPU, `auto` means CUDA: a
+        // build without it fails loudly instead of training on the CPU.
+        if cx.services.config.gpu_attempt && config.device == DeviceChoice::Auto {
+            config.device = DeviceChoice::Cuda;
+        }
+        cx.log
+            .progress(&format!("training on device {:?}", config.device));
         let freq = self.input.frequency;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let cancel = cx.cancel.clone();

@@ -89,6 +89,7 @@ pub async fn run(
         .ok_or_else(|| WorkerError::UnknownTask(spec.task_id.clone(), spec.dag_id.clone()))?;
     config.lake = spec.lake.clone();
     config.root = spec.root.clone();
+    config.gpu_attempt = spec.gpu;
     let services =
         Services::new(config).map_err(|e| WorkerError::Lake(spec.lake.clone(), e.to_string()))?;
     let services = Arc::new(services);
