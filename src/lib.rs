@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod lake;
 pub mod mail;
 pub mod schedule;
+pub mod secrets;
 pub mod store;
 pub mod tasks;
 pub mod template;

@@ -167,7 +167,8 @@ pub struct RunRequest {
     pub interval: Interval,
     pub run_type: RunType,
     pub force: bool,
-    /// Run only these tasks (ids); their dependencies are not checked.
+    /// Run only these tasks (ids): dependencies among them are honoured,
+    /// the recorded outcome of the others stands.
     pub only: Option<Vec<String>>,
 }
 
@@ -230,6 +231,9 @@ impl Executor {
         let dag_id = dag.id.clone();
         let start = req.interval.start;
         let only = req.only.clone();
+        // Own the (DAG, date) before its row exists, so no other process
+        // can adopt the run between its creation and its execution.
+        let lock = self.lock_run(&dag.id, start).await?;
         let run = self
             .store
             .call(move |c| {
@@ -241,11 +245,28 @@ impl Executor {
                 store::create_run(c, &new, Utc::now())
             })
             .await?;
-        self.execute(dag, run, req.only, cancel).await
+        self.execute_owned(dag, run, req.only, cancel, lock).await
+    }
+
+    /// Take the run lock of (DAG, logical date): [`StoreError::RunBusy`]
+    /// when another process executes that run.
+    async fn lock_run(
+        &self,
+        dag_id: &str,
+        start: chrono::DateTime<Utc>,
+    ) -> Result<store::RunLock, ExecError> {
+        let (store, id) = (self.store.clone(), dag_id.to_string());
+        tokio::task::spawn_blocking(move || store.lock_run(&id, start))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+            .map_err(ExecError::Store)
     }
 
     /// Execute (or resume) an existing run until every task is final or
     /// `cancel` fires. Tasks already succeeded or skipped are not rerun.
+    /// Refused with [`StoreError::RunBusy`] while another process executes
+    /// the run; otherwise its previous owner is gone, and attempts it left
+    /// `running` are failed ("process died") and run again.
     pub async fn execute(
         &self,
         dag: Arc<Dag>,
@@ -253,20 +274,37 @@ impl Executor {
         only: Option<Vec<String>>,
         cancel: CancellationToken,
     ) -> Result<RunRecord, ExecError> {
+        let lock = self.lock_run(&dag.id, run.logical_date).await?;
+        self.execute_owned(dag, run, only, cancel, lock).await
+    }
+
+    async fn execute_owned(
+        &self,
+        dag: Arc<Dag>,
+        run: RunRecord,
+        only: Option<Vec<String>>,
+        cancel: CancellationToken,
+        _lock: store::RunLock,
+    ) -> Result<RunRecord, ExecError> {
         let t0 = Instant::now();
         let run_id = run.run_id.clone();
         let n = dag.tasks.len();
 
-        // Load what a previous process recorded.
+        // Load what a previous process recorded; we hold the run's lock, so
+        // any attempt still marked running belongs to a process that died.
         let rid = run_id.clone();
-        let (prior, _) = self
+        let (prior, orphans) = self
             .store
             .call(move |c| {
+                let orphans = store::fail_orphans(c, &rid, "process died", Utc::now())?;
                 let tis = store::task_instances(c, &rid)?;
                 store::set_run_state(c, &rid, State::Running, Utc::now())?;
-                Ok((tis, ()))
+                Ok((tis, orphans))
             })
             .await?;
+        if orphans > 0 {
+            tracing::info!(run = %run_id, orphaned_attempts = orphans, "previous owner died; its attempts are failed");
+        }
         let prior: HashMap<String, store::TaskInstance> =
             prior.into_iter().map(|t| (t.task_id.clone(), t)).collect();
 
@@ -329,23 +367,21 @@ impl Executor {
         }
 
         // Readiness: a queued task waits for its non-final upstreams. With
-        // `only`, selected tasks ignore their upstreams and the others never
-        // run.
+        // `only`, the others never run, and a selected task waits only for
+        // its selected upstreams (the recorded outcome of the rest stands).
         let mut ready: VecDeque<usize> = VecDeque::new();
         for i in 0..n {
             if slots[i].state.is_final() {
                 continue;
             }
-            if let Some(sel) = &selected {
-                if sel.contains(&i) {
-                    ready.push_back(i);
-                }
+            if selected.as_ref().is_some_and(|sel| !sel.contains(&i)) {
                 continue;
             }
             slots[i].waiting = dag.tasks[i]
                 .upstream
                 .iter()
                 .filter(|&&u| !slots[u].state.is_final())
+                .filter(|u| selected.as_ref().is_none_or(|sel| sel.contains(u)))
                 .count();
             if slots[i].waiting == 0 {
                 ready.push_back(i);
@@ -363,7 +399,19 @@ impl Executor {
                 let task = &dag.tasks[i];
                 let forced = selected.as_ref().is_some_and(|s| s.contains(&i));
                 let decision = if forced {
-                    Decision::Run
+                    // Rules apply among the selected tasks only.
+                    let sel = selected.as_ref();
+                    let ups: Vec<State> = task
+                        .upstream
+                        .iter()
+                        .filter(|u| sel.is_some_and(|s| s.contains(u)))
+                        .map(|&u| slots[u].state)
+                        .collect();
+                    if ups.is_empty() {
+                        Decision::Run
+                    } else {
+                        decide(task.trigger_rule, &ups)
+                    }
                 } else {
                     let ups: Vec<State> = task.upstream.iter().map(|&u| slots[u].state).collect();
                     decide(task.trigger_rule, &ups)
@@ -776,11 +824,8 @@ impl Executor {
                 outputs: slots[idx].outputs.clone(),
             },
         );
-        if selected.is_some() {
-            return;
-        }
         for &d in &dag.tasks[idx].downstream {
-            if slots[d].state.is_final() {
+            if slots[d].state.is_final() || selected.as_ref().is_some_and(|s| !s.contains(&d)) {
                 continue;
             }
             slots[d].waiting = slots[d].waiting.saturating_sub(1);
