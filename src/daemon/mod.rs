@@ -258,10 +258,20 @@ impl Daemon {
                 continue;
             };
             let rid = run.run_id.clone();
+            // Attempts on remote executors may still be running on their
+            // engine: the executor adopts them instead of failing them.
+            let remote: Vec<String> = dag
+                .tasks
+                .iter()
+                .filter(|t| t.executor.is_some())
+                .map(|t| t.id.clone())
+                .collect();
             let orphans = self
                 .executor
                 .store
-                .call(move |c| store::fail_orphans(c, &rid, "process died", Utc::now()))
+                .call(move |c| {
+                    store::fail_orphans_except(c, &rid, &remote, "process died", Utc::now())
+                })
                 .await?;
             tracing::info!(run = %run.run_id, orphaned_attempts = orphans, "resuming run");
             let slot = slots.entry(run.dag_id.clone()).or_default();
@@ -270,7 +280,7 @@ impl Daemon {
             let exec = self.executor.clone();
             let token = cancel.child_token();
             let dag_id = run.dag_id.clone();
-            runs.spawn(async move { (dag_id, exec.execute(dag, run, None, token).await) });
+            runs.spawn(async move { (dag_id, exec.execute_caught(dag, run, None, token).await) });
         }
         Ok(())
     }
@@ -353,7 +363,7 @@ impl Daemon {
                         force: false,
                         only: None,
                     };
-                    (id, exec.run(dag, req, token).await)
+                    (id, exec.run_caught(dag, req, token).await)
                 });
             }
         }

@@ -110,6 +110,7 @@ pub fn compile_str(
         timeout: Option<Duration>,
         /// Its `when` and templates, checked against its upstream below.
         templates: Vec<TemplateUse>,
+        executor: Option<String>,
     }
     let mut pending: Vec<Option<Pending>> = Vec::with_capacity(raw_tasks.len());
     for (i, raw) in raw_tasks.into_iter().enumerate() {
@@ -189,12 +190,27 @@ pub fn compile_str(
                 None
             }
         };
+        let executor = common
+            .executor
+            .clone()
+            .or_else(|| defaults.and_then(|x| x.executor.clone()));
+        if let Some(name) = &executor {
+            let at = if common.executor.is_some() {
+                format!("{path}.executor")
+            } else {
+                "defaults.executor".to_string()
+            };
+            if let Err(msg) = registry.check_executor(name, &common.id) {
+                d.error(&at, msg);
+            }
+        }
         pending.push(Some(Pending {
             common,
             runner,
             retry,
             timeout,
             templates,
+            executor: executor.filter(|n| n != "local"),
         }));
     }
 
@@ -291,6 +307,7 @@ pub fn compile_str(
             trigger_rule: p.common.trigger_rule.unwrap_or(base_rule),
             retry: p.retry,
             timeout: p.timeout,
+            executor: p.executor,
             runner,
         });
     }
@@ -300,6 +317,7 @@ pub fn compile_str(
         description: header.description.clone(),
         tags: header.tags.clone(),
         file: file.to_path_buf(),
+        source_hash: source_hash(text),
         schedule,
         tz,
         max_active_runs: header.max_active_runs.unwrap_or(1) as usize,
@@ -409,6 +427,12 @@ pub fn compile_file(file: &Path, registry: &Registry, root: &Path) -> Result<Dag
             message: format!("cannot read file: {e}"),
         }]),
     }
+}
+
+/// The content hash a remote attempt's spec carries (SHA-256, hex).
+pub fn source_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Diagnostics in file order.

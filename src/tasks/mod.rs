@@ -70,6 +70,8 @@ impl TaskError {
 pub struct Services {
     pub config: Config,
     pub lake: Lake,
+    /// The named remote executors of `restock.yaml` (Slurm, Ray).
+    pub executors: crate::remote::Executors,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +84,12 @@ impl Services {
     /// Build the shared services a configuration describes.
     pub fn new(config: Config) -> Result<Self, ServicesError> {
         let lake = Lake::open(&config.lake).map_err(|e| ServicesError::Lake(e.to_string()))?;
-        Ok(Self { config, lake })
+        let executors = crate::remote::Executors::build(&config.executors);
+        Ok(Self {
+            config,
+            lake,
+            executors,
+        })
     }
 }
 
@@ -111,6 +118,23 @@ impl AttemptLog {
             std::fs::create_dir_all(dir)?;
         }
         let file = File::create(&path)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(Some(file)),
+            echo: None,
+        })
+    }
+
+    /// Reopen an attempt's log to add to it (an adopted remote attempt:
+    /// the process that started it wrote the first lines).
+    pub fn append(path: PathBuf) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         Ok(Self {
             path,
             file: Mutex::new(Some(file)),
@@ -295,12 +319,32 @@ pub trait TaskKind: Send + Sync {
 #[derive(Clone)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn TaskKind>>,
+    /// The executors `restock.yaml` names, when the caller knows them;
+    /// `None` (a worker, or compiling without a configuration) accepts any
+    /// name and leaves the check to run time.
+    executors: Option<Arc<crate::remote::Catalog>>,
 }
 
 impl Registry {
     pub fn empty() -> Self {
         Self {
             kinds: BTreeMap::new(),
+            executors: None,
+        }
+    }
+
+    /// Check `executor:` names against the configuration's executors.
+    pub fn with_executors(mut self, catalog: crate::remote::Catalog) -> Self {
+        self.executors = Some(Arc::new(catalog));
+        self
+    }
+
+    /// Whether task `task` may run on executor `name` (an error message
+    /// saying why not).
+    pub fn check_executor(&self, name: &str, task: &str) -> Result<(), String> {
+        match &self.executors {
+            Some(c) => c.check(name, task),
+            None => Ok(()),
         }
     }
 
