@@ -231,6 +231,9 @@ pub struct KindCompileCx<'a> {
     /// The DAG's `params`, as templates see them (`Null` when the header
     /// did not compile).
     pub params: &'a serde_json::Value,
+    /// Every template the kind checked, so that the compile step can check
+    /// the tasks they name against the task's upstream.
+    pub templates: Vec<crate::dag::checks::TemplateUse>,
 }
 
 impl KindCompileCx<'_> {
@@ -250,11 +253,43 @@ impl KindCompileCx<'_> {
         self.diags.deserialize(&path, spec, self.common_keys)
     }
 
-    /// Check that a template parses.
+    /// Check that a template parses (and remember it, see
+    /// [`KindCompileCx::note_template`]).
     pub fn template(&mut self, key: &str, source: &str) {
         if let Err(e) = crate::template::check_template(source) {
             self.error(key, e.to_string());
         }
+        self.note_template(key, source);
+    }
+
+    /// Remember a template the kind renders at run time (one read from a
+    /// file, say), so the tasks it names are checked to be upstream.
+    pub fn note_template(&mut self, key: &str, source: &str) {
+        self.templates.push(crate::dag::checks::TemplateUse {
+            path: format!("{}.{key}", self.path),
+            what: "the template",
+            source: source.to_string(),
+        });
+    }
+
+    /// Check that a table the task reads is declared under `tables:`.
+    pub fn reads_table(&mut self, key: &str, name: &str) -> bool {
+        if self.tables.contains_key(name) {
+            return true;
+        }
+        let declared: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+        let declared = if declared.is_empty() {
+            "none".to_string()
+        } else {
+            declared.join(", ")
+        };
+        self.error(
+            key,
+            format!(
+                "reads table `{name}`, which is not declared under `tables:` (declared: {declared})"
+            ),
+        );
+        false
     }
 
     /// Resolve a file reference and check that it exists (unless the path is
