@@ -16,7 +16,8 @@
 # Pinned to 13.4, the newest CUDA the cudarc bindings candle uses know.
 set -euo pipefail
 python3 -m pip install --quiet --disable-pip-version-check \
-  'nvidia-cuda-nvcc==13.4.*' 'nvidia-cuda-runtime==13.4.*' 'nvidia-cuda-nvrtc==13.4.*' \
+  'nvidia-cuda-nvcc==13.4.*' 'nvidia-nvvm==13.4.*' 'nvidia-cuda-crt==13.4.*' \
+  'nvidia-cuda-runtime==13.4.*' 'nvidia-cuda-nvrtc==13.4.*' \
   nvidia-cuda-cccl nvidia-cublas nvidia-curand >&2
 cuda_home=$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
 [ -x "$cuda_home/bin/nvcc" ] || { echo "no nvcc under $cuda_home" >&2; exit 1; }
