@@ -84,7 +84,8 @@ tasks:
     command: "echo about to fail; exit 3"
   - id: bad
     kind: command
-    command: "echo {{ tasks.nope.outputs.x }}"
+    depends_on: [up]
+    command: "echo {{ tasks.up.outputs.missing }}"
 "#;
 
 #[test]
