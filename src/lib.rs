@@ -14,3 +14,4 @@ pub mod schedule;
 pub mod store;
 pub mod tasks;
 pub mod template;
+pub mod web;

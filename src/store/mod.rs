@@ -7,7 +7,10 @@
 //! runtime never waits on the disk. `restock runs`/`show` use the same
 //! functions synchronously.
 
+mod browse;
 mod schema;
+
+pub use browse::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -71,7 +74,7 @@ impl RunType {
 }
 
 /// States of runs, task instances and attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Queued,
