@@ -11,7 +11,7 @@ use serde_json::json;
 
 use common::Project;
 use restock::store::{self, NewRun, RunType, State, Store};
-use web_support::{Client, Server, eventually};
+use web_support::{Client, Server};
 
 const GOOD: &str = r#"id: good
 description: "Nightly <b>restock</b>"
@@ -85,19 +85,17 @@ fn seed(p: &Project, n: i64) {
 
 async fn wait_run(c: &mut Client, s: &Server, run_id: &str, want: &str) -> serde_json::Value {
     let url = s.url(&format!("/api/v1/runs/{run_id}"));
-    let mut last = json!(null);
-    let got = eventually(40, || {
-        let url = url.clone();
-        let c = &mut *c;
-        let last = &mut last;
-        async move {
-            let r = c.get(&url).await;
-            *last = r.json();
-            (r.json()["state"] == want).then(|| r.json())
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let j = c.get(&url).await.json();
+        if j["state"] == want {
+            return j;
         }
-    })
-    .await;
-    got.unwrap_or_else(|| panic!("run {run_id} never {want}: {last}\n{}", s.log_text()))
+        if std::time::Instant::now() > end {
+            panic!("run {run_id} never {want}: {j}\n{}", s.log_text());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,9 @@
 //! `max_active_runs`), reloads changed files, recovers after a crash and
 //! shuts down gracefully.
 //!
-//! Timing: tokio-cron-scheduler drives a one-second UTC heartbeat; on each
+//! Timing: "now" comes from the [`Clock`] seam (see [`clock`]). With the
+//! wall clock, tokio-cron-scheduler drives a one-second UTC heartbeat; a
+//! controllable clock wakes the daemon each time it moves instead. On each
 //! beat the daemon asks [`crate::schedule`] which intervals are due in each
 //! DAG's own time zone. We do not register each DAG's cron with
 //! tokio-cron-scheduler directly because its `_tz` jobs fix the UTC offset
@@ -12,6 +14,7 @@
 //! when asked per instant. Duplicate beats are harmless: a run is unique
 //! per (DAG, logical date) in the store.
 
+pub mod clock;
 mod commands;
 mod control;
 mod reload;
@@ -33,6 +36,7 @@ use crate::schedule::Interval;
 use crate::store::{self, RunRecord, RunType, State, StoreError};
 use crate::tasks::Registry;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use control::{
     Command, ControlError, ControlHandle, DaemonLink, SchedulerStatus, Shared, link,
 };
@@ -48,19 +52,6 @@ pub enum DaemonError {
     Scheduler(String),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
-}
-
-/// The source of "now" for scheduling decisions.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 enum Wake {
@@ -142,7 +133,7 @@ impl Daemon {
             .await?;
 
         let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(16);
-        let mut sched = self.heartbeat(wake_tx.clone()).await?;
+        let mut sched = self.beats(wake_tx.clone(), &shutdown).await?;
         if let Some(mut rx) = reload_now {
             let tx = wake_tx.clone();
             tokio::spawn(async move {
@@ -207,7 +198,9 @@ impl Daemon {
 
         // Graceful shutdown: no new runs; let attempts finish within the
         // grace period, then cancel them (they are recorded as interrupted).
-        let _ = sched.shutdown().await;
+        if let Some(s) = sched.as_mut() {
+            let _ = s.shutdown().await;
+        }
         self.executor.drain.cancel();
         let grace = self.config.shutdown_grace;
         tracing::info!(
@@ -253,6 +246,30 @@ impl Daemon {
         self.run(shutdown, Some(reload_rx)).await
     }
 
+    /// What wakes the scheduling: the clock's moves when it reports them,
+    /// else a one-second heartbeat (returned, to be shut down).
+    async fn beats(
+        &self,
+        tx: mpsc::Sender<Wake>,
+        stop: &CancellationToken,
+    ) -> Result<Option<JobScheduler>, DaemonError> {
+        let Some(mut moves) = self.clock.moves() else {
+            return self.heartbeat(tx).await.map(Some);
+        };
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = moves.changed() => {
+                        if r.is_err() || tx.send(Wake::Beat).await.is_err() { break; }
+                    }
+                    _ = stop.cancelled() => break,
+                }
+            }
+        });
+        Ok(None)
+    }
+
     async fn heartbeat(&self, tx: mpsc::Sender<Wake>) -> Result<JobScheduler, DaemonError> {
         let err =
             |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
@@ -292,10 +309,20 @@ impl Daemon {
                 continue;
             };
             let rid = run.run_id.clone();
+            // Attempts on remote executors may still be running on their
+            // engine: the executor adopts them instead of failing them.
+            let remote: Vec<String> = dag
+                .tasks
+                .iter()
+                .filter(|t| t.executor.is_some())
+                .map(|t| t.id.clone())
+                .collect();
             let orphans = self
                 .executor
                 .store
-                .call(move |c| store::fail_orphans(c, &rid, "process died", Utc::now()))
+                .call(move |c| {
+                    store::fail_orphans_except(c, &rid, &remote, "process died", Utc::now())
+                })
                 .await?;
             tracing::info!(run = %run.run_id, orphaned_attempts = orphans, "resuming run");
             let slot = slots.entry(run.dag_id.clone()).or_default();
@@ -305,7 +332,7 @@ impl Daemon {
             let token = cancel.child_token();
             let key: RunKey = (run.dag_id.clone(), run.logical_date);
             live.tokens.insert(key.clone(), token.clone());
-            runs.spawn(async move { (key, exec.execute(dag, run, None, token).await) });
+            runs.spawn(async move { (key, exec.execute_caught(dag, run, None, token).await) });
         }
         Ok(())
     }
@@ -399,9 +426,9 @@ impl Daemon {
                                 force: false,
                                 only: None,
                             };
-                            exec.run(dag, req, token).await
+                            exec.run_caught(dag, req, token).await
                         }
-                        Queued::Run(run) => exec.execute(dag, run, None, token).await,
+                        Queued::Run(run) => exec.execute_caught(dag, run, None, token).await,
                     };
                     (key, result)
                 });

@@ -182,21 +182,3 @@ impl Client {
         self.csrf = Some(r.json()["csrf_token"].as_str().expect("csrf").to_string());
     }
 }
-
-/// Poll an async condition every 200 ms for up to `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if std::time::Instant::now() > end {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
