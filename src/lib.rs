@@ -12,6 +12,7 @@ pub mod lake;
 pub mod mail;
 pub mod remote;
 pub mod schedule;
+pub mod secrets;
 pub mod store;
 pub mod tasks;
 pub mod template;

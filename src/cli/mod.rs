@@ -38,7 +38,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
 }
 
 pub fn open_store(config: &Config) -> Result<Store> {
-    Store::open(&config.state)
+    Store::open_with_timeout(&config.state, config.state_busy_timeout)
         .with_context(|| format!("opening run history {}", config.state.display()))
 }
 

@@ -129,7 +129,7 @@ impl Daemon {
         let mut runs: JoinSet<RunResult> = JoinSet::new();
         let mut slots: HashMap<String, DagSlot> = HashMap::new();
 
-        self.recover(&dags, &mut runs, &mut slots, &runs_cancel, &mut live)
+        self.recover(&dags, &mut runs, &mut slots, &runs_cancel, &mut live, true)
             .await?;
 
         let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(16);
@@ -188,6 +188,9 @@ impl Daemon {
                                 // DAGs whose file is gone stop being scheduled.
                                 slots.retain(|id, s| dags.get(id).is_some() || s.active > 0);
                             }
+                            // Runs of a `restock run` (or a peer) that died.
+                            self.recover(&dags, &mut runs, &mut slots, &runs_cancel, &mut live, false)
+                                .await?;
                         }
                     }
                     self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
@@ -287,9 +290,12 @@ impl Daemon {
         Ok(sched)
     }
 
-    /// After a crash (or a stop past the grace period): attempts left
-    /// running are failed with "process died", and each unfinished run
-    /// resumes from its unfinished tasks.
+    /// Adopt unfinished runs whose owner is gone (see `store::RunLock`): at
+    /// start every unfinished run, later (`startup == false`, on each
+    /// reload tick) only runs left `running` by a process that died. A run
+    /// another process still executes is left to it. The executor fails
+    /// the dead owner's attempts ("process died") and resumes the run from
+    /// its unfinished tasks.
     async fn recover(
         &self,
         dags: &DagSet,
@@ -297,6 +303,7 @@ impl Daemon {
         slots: &mut HashMap<String, DagSlot>,
         cancel: &CancellationToken,
         live: &mut Live,
+        startup: bool,
     ) -> Result<(), DaemonError> {
         let unfinished = self
             .executor
@@ -304,27 +311,34 @@ impl Daemon {
             .call(|c| store::unfinished_runs(c))
             .await?;
         for run in unfinished {
+            if !startup && run.state != State::Running {
+                continue;
+            }
             let Some(dag) = dags.get(&run.dag_id) else {
-                tracing::warn!(run = %run.run_id, dag = %run.dag_id, "unfinished run of a DAG that is not loaded; leaving it");
+                if startup {
+                    tracing::warn!(run = %run.run_id, dag = %run.dag_id, "unfinished run of a DAG that is not loaded; leaving it");
+                }
                 continue;
             };
-            let rid = run.run_id.clone();
-            // Attempts on remote executors may still be running on their
-            // engine: the executor adopts them instead of failing them.
-            let remote: Vec<String> = dag
-                .tasks
-                .iter()
-                .filter(|t| t.executor.is_some())
-                .map(|t| t.id.clone())
-                .collect();
-            let orphans = self
-                .executor
-                .store
-                .call(move |c| {
-                    store::fail_orphans_except(c, &rid, &remote, "process died", Utc::now())
-                })
-                .await?;
-            tracing::info!(run = %run.run_id, orphaned_attempts = orphans, "resuming run");
+            let (st, id, start) = (
+                self.executor.store.clone(),
+                run.dag_id.clone(),
+                run.logical_date,
+            );
+            let owned = tokio::task::spawn_blocking(move || st.lock_run(&id, start).map(drop))
+                .await
+                .map_err(|e| StoreError::Join(e.to_string()))?;
+            match owned {
+                Ok(()) => {}
+                Err(StoreError::RunBusy { owner, .. }) => {
+                    if startup {
+                        tracing::info!(run = %run.run_id, owner = %owner, "run is executed by another process; leaving it");
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(run = %run.run_id, "resuming run");
             let slot = slots.entry(run.dag_id.clone()).or_default();
             slot.active += 1;
             slot.last_start = slot.last_start.max(Some(run.logical_date));
@@ -461,6 +475,13 @@ impl Daemon {
                     }
                     Err(ExecError::Store(StoreError::RunExists { run_id, .. })) => {
                         tracing::debug!(dag = %dag_id, run = %run_id, "interval already has a run")
+                    }
+                    Err(ExecError::Store(StoreError::RunBusy {
+                        logical_date,
+                        owner,
+                        ..
+                    })) => {
+                        tracing::info!(dag = %dag_id, logical_date = %logical_date, owner = %owner, "run is executed by another process; leaving it")
                     }
                     Err(e) => tracing::error!(dag = %dag_id, "run failed to execute: {e}"),
                 }

@@ -438,7 +438,10 @@ async fn load_events(
             "table `{table}` has no string column naming events (besides `date`)"
         )));
     }
-    let select: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let select: Vec<String> = names
+        .iter()
+        .map(|n| crate::template::quote_ident(n))
+        .collect();
     let batches = tables::query(
         ctx,
         &cx.task_id,
