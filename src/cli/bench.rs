@@ -73,6 +73,9 @@ pub enum BenchCmd {
         #[arg(long, default_value = "500ms")]
         poll_interval: String,
     },
+    /// The web server over 100,000 runs and 1,000,000 attempts: latency of
+    /// the DAG list, grid, run page, a 50 MB log and /metrics; RSS; wrk.
+    Web(super::bench_web::WebBenchArgs),
     /// `reorder` + `monitor` over a generated M5-sized lake.
     Inventory {
         /// Store×sku series.
@@ -201,6 +204,7 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
             super::bench_executor::bench(config, args).await?;
             return Ok(ExitCode::SUCCESS);
         }
+        BenchCmd::Web(a) => super::bench_web::bench_web(config, a).await,
         BenchCmd::Inventory { series } => {
             super::bench_inventory::bench(config, series).await?;
             return Ok(ExitCode::SUCCESS);
