@@ -51,6 +51,19 @@ pub enum BenchCmd {
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
     },
+    /// The forecaster on a shared real dataset's holdout next to the
+    /// statsforecast baselines on the same split (RMSSE, MASE, WAPE, bias,
+    /// coverage).
+    Accuracy {
+        /// tuna | cheese | tourism
+        dataset: String,
+        /// Folder of the shared datasets.
+        #[arg(long, default_value = "../shared/data")]
+        data: std::path::PathBuf,
+        /// Skip the statsforecast baselines (only pandas and pyarrow needed).
+        #[arg(long)]
+        no_baselines: bool,
+    },
     /// `reorder` + `monitor` over a generated M5-sized lake.
     Inventory {
         /// Store×sku series.
@@ -156,6 +169,14 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
         }
         BenchCmd::Forecast { date } => {
             super::bench_forecast::bench(config, date).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::Accuracy {
+            dataset,
+            data,
+            no_baselines,
+        } => {
+            super::bench_accuracy::bench(dataset, data, !no_baselines).await?;
             return Ok(ExitCode::SUCCESS);
         }
         BenchCmd::Inventory { series } => {

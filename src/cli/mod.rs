@@ -2,6 +2,7 @@
 //! with context; `main` turns errors into exit code 2.
 
 pub mod bench;
+pub mod bench_accuracy;
 pub mod bench_forecast;
 pub mod bench_inventory;
 pub mod bench_lake;
