@@ -100,8 +100,8 @@ def score(train, test, fc, col, season):
         cov_hi += credit(y, hi).sum()
         points += len(y)
     return {
-        "mase": float(np.mean(mases)),
-        "rmsse": float(np.mean(rmsses)),
+        "mase": float(np.mean(mases)) if mases else float("nan"),
+        "rmsse": float(np.mean(rmsses)) if rmsses else float("nan"),
         "wape": abs_err / total,
         "bias": err / total,
         "coverage_p10": cov_lo / points,
@@ -151,6 +151,7 @@ def main():
         json.dump(meta, f)
     if not a.no_baselines:
         res = baselines(train, test, horizon, season, freq)
+        res = {k: {m: (None if np.isnan(v) else v) for m, v in d.items()} for k, d in res.items()}
         with open(os.path.join(a.out, "baselines.json"), "w") as f:
             json.dump(res, f, indent=1)
     return 0
