@@ -1,6 +1,7 @@
 //! Command implementations. Each returns an exit code or an `anyhow` error
 //! with context; `main` turns errors into exit code 2.
 
+pub mod attempt;
 pub mod bench;
 pub mod bench_accuracy;
 pub mod bench_forecast;
@@ -26,12 +27,17 @@ use restock::executor::{Executor, Observer, TracingObserver};
 use restock::store::Store;
 use restock::tasks::{Registry, Services};
 
+/// The task kinds, with `executor:` names checked against the config.
+pub fn registry(config: &Config) -> Registry {
+    Registry::builtin().with_executors(restock::remote::Catalog::from_config(config))
+}
+
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
 pub fn open_store(config: &Config) -> Result<Store> {
-    Store::open(&config.state)
+    Store::open_with_timeout(&config.state, config.state_busy_timeout)
         .with_context(|| format!("opening run history {}", config.state.display()))
 }
 
@@ -85,9 +91,10 @@ pub async fn daemon(mut config: Config, jobs: Option<PathBuf>) -> Result<ExitCod
         config.jobs = j;
     }
     let exec = executor(&config, Arc::new(TracingObserver))?;
+    let registry = registry(&config);
     let d = Daemon {
         config,
-        registry: Registry::builtin(),
+        registry,
         executor: exec,
         clock: Arc::new(SystemClock),
     };

@@ -96,6 +96,9 @@ impl DagSet {
                     }
                     if !unchanged {
                         tracing::info!(dag = %d.id, file = %file.display(), tasks = d.tasks.len(), "DAG loaded");
+                        for w in &d.warnings {
+                            tracing::warn!(dag = %d.id, "{w}");
+                        }
                     }
                     self.files.insert(
                         file,

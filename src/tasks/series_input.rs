@@ -141,7 +141,12 @@ impl InputSpec {
     }
 
     pub fn check(&self, cx: &mut KindCompileCx) -> bool {
-        let mut ok = true;
+        let mut ok = cx.reads_table("input", &self.input);
+        for (key, t) in [("future", &self.future), ("events", &self.events)] {
+            if let Some(t) = t {
+                ok &= cx.reads_table(key, t);
+            }
+        }
         if self.series_key.is_empty() {
             cx.error("series_key", "needs at least one column");
             ok = false;
@@ -454,7 +459,10 @@ async fn load_events(
             "table `{table}` has no string column naming events (besides `date`)"
         )));
     }
-    let select: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let select: Vec<String> = names
+        .iter()
+        .map(|n| crate::template::quote_ident(n))
+        .collect();
     let batches = tables::query(
         ctx,
         &cx.task_id,

@@ -151,6 +151,9 @@ impl TaskKind for TrainKind {
         let spec: Option<TrainSpec> = cx.deserialize(rest);
         let (input, spec) = (input?, spec?);
         let mut ok = input.check(cx);
+        if let Some(t) = &spec.forecasts {
+            ok &= cx.reads_table("forecasts", t);
+        }
         let config = effective(spec.model, spec.horizon, spec.device);
         if let Err(e) = config.validate() {
             cx.error("model", e.to_string());
@@ -294,7 +297,14 @@ impl TaskRunner for TrainRunner {
         ));
 
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        // On an executor that gives the job a GPU, `auto` means CUDA: a
+        // build without it fails loudly instead of training on the CPU.
+        if cx.services.config.gpu_attempt && config.device == DeviceChoice::Auto {
+            config.device = DeviceChoice::Cuda;
+        }
+        cx.log
+            .progress(&format!("training on device {:?}", config.device));
         let freq = self.input.frequency;
         let opts = self.input.prepare_options(ds);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
