@@ -162,6 +162,27 @@ impl InputSpec {
                 ok = false;
             }
         }
+        let tables = [
+            ("input", Some(&self.input)),
+            ("future", self.future.as_ref()),
+            ("events", self.events.as_ref()),
+        ];
+        for (key, table) in tables {
+            let Some(table) = table else { continue };
+            if !cx.tables.contains_key(table) {
+                let known = if cx.tables.is_empty() {
+                    "the DAG declares no tables".to_string()
+                } else {
+                    let names: Vec<&str> = cx.tables.keys().map(String::as_str).collect();
+                    format!("declared tables: {}", names.join(", "))
+                };
+                cx.error(
+                    key,
+                    format!("unknown table `{table}` ({known}); declare it under `tables:`"),
+                );
+                ok = false;
+            }
+        }
         ok
     }
 
