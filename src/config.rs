@@ -27,6 +27,12 @@ pub enum ConfigError {
     },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
+    #[error("{}", executor_errors(path, text, errors))]
+    Executors {
+        path: PathBuf,
+        text: String,
+        errors: Vec<String>,
+    },
     #[error("{path}: {source}")]
     Mail {
         path: PathBuf,
@@ -47,6 +53,8 @@ struct RawConfig {
     #[serde(default)]
     daemon: RawDaemon,
     mail: Option<crate::mail::config::RawMailConfig>,
+    #[serde(default)]
+    executors: std::collections::BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -77,6 +85,11 @@ pub struct Config {
     /// Where reports are mailed; `None` when neither `restock.yaml` nor
     /// the environment configures mail (reports then go to the outbox).
     pub mail: Option<crate::mail::MailConfig>,
+    /// Set by `restock attempt run` when the executor gives the job a GPU
+    /// (`device: auto` then means CUDA); never read from the file.
+    pub gpu_attempt: bool,
+    /// Named remote executors (`executors:`), by name.
+    pub executors: std::collections::BTreeMap<String, crate::remote::ExecutorConfig>,
 }
 
 impl Default for Config {
@@ -93,8 +106,29 @@ impl Default for Config {
             reload_interval: Duration::from_secs(2),
             max_catchup_runs: 100,
             mail: None,
+            executors: Default::default(),
+            gpu_attempt: false,
         }
     }
+}
+
+/// One line per error, each with the line of the executor it is about.
+fn executor_errors(path: &Path, text: &str, errors: &[String]) -> String {
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let name = e
+                .strip_prefix("executors.")
+                .and_then(|r| r.split(['.', ':']).next())
+                .unwrap_or("");
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(&format!("{name}:")))
+                .map_or(1, |i| i + 1);
+            format!("{}:{line}: {e}", path.display())
+        })
+        .collect();
+    lines.join("\n")
 }
 
 fn dur(var: &str, text: &str) -> Result<Duration, ConfigError> {
@@ -117,6 +151,11 @@ impl Config {
             }
         };
         let mut raw_mail = None;
+        let mut raw_executors = (
+            PathBuf::from("environment"),
+            String::new(),
+            Default::default(),
+        );
         let mut mail_source = PathBuf::from("environment");
         if let Some(path) = file {
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -140,10 +179,14 @@ impl Config {
                 })?
             };
             raw_mail = raw.mail.clone();
+            raw_executors = (path.clone(), text.clone(), raw.executors.clone());
             mail_source = path.clone();
             cfg.apply_file(raw, &path)?;
         }
         cfg.apply_env(|k| std::env::var(k).ok())?;
+        let (path, text, raw) = raw_executors;
+        cfg.executors = crate::remote::config::compile(raw, |k| std::env::var(k).ok())
+            .map_err(|errors| ConfigError::Executors { path, text, errors })?;
         cfg.mail = crate::mail::MailConfig::resolve(raw_mail, |k| std::env::var(k).ok()).map_err(
             |source| ConfigError::Mail {
                 path: mail_source,

@@ -57,6 +57,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The worker side of remote executors.
+    Attempt {
+        #[command(subcommand)]
+        cmd: cli::attempt::AttemptCmd,
+    },
     /// Operate on single tasks.
     Task {
         #[command(subcommand)]
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
             }
             Cmd::Show { run_id, json } => cli::history::show(&config, &run_id, json),
             Cmd::Task { cmd } => cli::task::task(config, cmd).await,
+            Cmd::Attempt { cmd } => cli::attempt::attempt(config, cmd).await,
             Cmd::Bench { cmd } => cli::bench::bench(config, cmd).await,
             Cmd::Demo(a) => cli::demo::demo(config, a).await,
             Cmd::Mail { cmd } => cli::mail::mail(config, cmd).await,

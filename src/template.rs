@@ -234,7 +234,7 @@ pub fn is_templated(source: &str) -> bool {
 }
 
 /// The variables every template of a run sees.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunVars {
     pub ds: String,
     pub ds_nodash: String,
@@ -249,7 +249,7 @@ pub struct RunVars {
     pub tasks: BTreeMap<String, TaskVars>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct TaskVars {
     pub state: String,
     pub outputs: serde_json::Value,

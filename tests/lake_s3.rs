@@ -297,6 +297,7 @@ async fn email_reads_report_tables_from_s3() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let services = std::sync::Arc::new(restock::tasks::Services {
+        executors: Default::default(),
         config: restock::config::Config {
             outbox: dir.path().join("outbox"),
             state: dir.path().join("state.db"),

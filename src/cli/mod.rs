@@ -1,6 +1,7 @@
 //! Command implementations. Each returns an exit code or an `anyhow` error
 //! with context; `main` turns errors into exit code 2.
 
+pub mod attempt;
 pub mod bench;
 pub mod bench_forecast;
 pub mod bench_inventory;
@@ -24,6 +25,11 @@ use restock::dag::{self, Dag};
 use restock::executor::{Executor, Observer, TracingObserver};
 use restock::store::Store;
 use restock::tasks::{Registry, Services};
+
+/// The task kinds, with `executor:` names checked against the config.
+pub fn registry(config: &Config) -> Registry {
+    Registry::builtin().with_executors(restock::remote::Catalog::from_config(config))
+}
 
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
     Ok(Config::load(path)?)
@@ -84,9 +90,10 @@ pub async fn daemon(mut config: Config, jobs: Option<PathBuf>) -> Result<ExitCod
         config.jobs = j;
     }
     let exec = executor(&config, Arc::new(TracingObserver))?;
+    let registry = registry(&config);
     let d = Daemon {
         config,
-        registry: Registry::builtin(),
+        registry,
         executor: exec,
         clock: Arc::new(SystemClock),
     };

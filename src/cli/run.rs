@@ -15,7 +15,6 @@ use restock::dag::Dag;
 use restock::executor::{Event, ExecError, Observer, RunRequest};
 use restock::schedule::{self, Interval};
 use restock::store::{RunType, State, StoreError};
-use restock::tasks::Registry;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -126,7 +125,7 @@ pub fn intervals(
 }
 
 pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
-    let registry = Registry::builtin();
+    let registry = super::registry(&config);
     let dag = super::resolve_dag(&config, &registry, &args.dag)?;
     let range = args.from.zip(args.to);
     let ivs = intervals(&dag, args.date, range)?;

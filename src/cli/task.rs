@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use restock::config::Config;
 use restock::store;
-use restock::tasks::{AttemptContext, AttemptLog, Registry, Services};
+use restock::tasks::{AttemptContext, AttemptLog, Services};
 use restock::template::{RunVars, TaskVars};
 
 #[derive(clap::Subcommand)]
@@ -28,7 +28,7 @@ pub enum TaskCmd {
 
 pub async fn task(config: Config, cmd: TaskCmd) -> Result<ExitCode> {
     let TaskCmd::Run { dag, task, date } = cmd;
-    let registry = Registry::builtin();
+    let registry = super::registry(&config);
     let dag = super::resolve_dag(&config, &registry, &dag)?;
     let t = dag
         .task(&task)

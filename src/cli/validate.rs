@@ -7,7 +7,6 @@ use anyhow::Result;
 
 use restock::config::Config;
 use restock::dag;
-use restock::tasks::Registry;
 
 pub fn validate(config: &Config, paths: Vec<PathBuf>) -> Result<ExitCode> {
     let paths = if paths.is_empty() {
@@ -15,7 +14,7 @@ pub fn validate(config: &Config, paths: Vec<PathBuf>) -> Result<ExitCode> {
     } else {
         paths
     };
-    let registry = Registry::builtin();
+    let registry = super::registry(config);
     let (dags, diags) = dag::load_all(&paths, &registry, &config.root);
     for d in &dags {
         println!("{}", dag::summary(d));

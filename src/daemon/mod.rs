@@ -3,7 +3,9 @@
 //! `max_active_runs`), reloads changed files, recovers after a crash and
 //! shuts down gracefully.
 //!
-//! Timing: tokio-cron-scheduler drives a one-second UTC heartbeat; on each
+//! Timing: "now" comes from the [`Clock`] seam (see [`clock`]). With the
+//! wall clock, tokio-cron-scheduler drives a one-second UTC heartbeat; a
+//! controllable clock wakes the daemon each time it moves instead. On each
 //! beat the daemon asks [`crate::schedule`] which intervals are due in each
 //! DAG's own time zone. We do not register each DAG's cron with
 //! tokio-cron-scheduler directly because its `_tz` jobs fix the UTC offset
@@ -12,6 +14,7 @@
 //! when asked per instant. Duplicate beats are harmless: a run is unique
 //! per (DAG, logical date) in the store.
 
+pub mod clock;
 mod reload;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +34,7 @@ use crate::schedule::Interval;
 use crate::store::{self, RunRecord, RunType, State, StoreError};
 use crate::tasks::Registry;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use reload::DagSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +45,6 @@ pub enum DaemonError {
     Scheduler(String),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
-}
-
-/// The source of "now" for scheduling decisions.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 enum Wake {
@@ -100,7 +91,7 @@ impl Daemon {
             .await?;
 
         let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(16);
-        let mut sched = self.heartbeat(wake_tx.clone()).await?;
+        let mut sched = self.beats(wake_tx.clone(), &shutdown).await?;
         if let Some(mut rx) = reload_now {
             let tx = wake_tx.clone();
             tokio::spawn(async move {
@@ -160,7 +151,9 @@ impl Daemon {
 
         // Graceful shutdown: no new runs; let attempts finish within the
         // grace period, then cancel them (they are recorded as interrupted).
-        let _ = sched.shutdown().await;
+        if let Some(s) = sched.as_mut() {
+            let _ = s.shutdown().await;
+        }
         self.executor.drain.cancel();
         let grace = self.config.shutdown_grace;
         tracing::info!(
@@ -206,6 +199,30 @@ impl Daemon {
         self.run(shutdown, Some(reload_rx)).await
     }
 
+    /// What wakes the scheduling: the clock's moves when it reports them,
+    /// else a one-second heartbeat (returned, to be shut down).
+    async fn beats(
+        &self,
+        tx: mpsc::Sender<Wake>,
+        stop: &CancellationToken,
+    ) -> Result<Option<JobScheduler>, DaemonError> {
+        let Some(mut moves) = self.clock.moves() else {
+            return self.heartbeat(tx).await.map(Some);
+        };
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = moves.changed() => {
+                        if r.is_err() || tx.send(Wake::Beat).await.is_err() { break; }
+                    }
+                    _ = stop.cancelled() => break,
+                }
+            }
+        });
+        Ok(None)
+    }
+
     async fn heartbeat(&self, tx: mpsc::Sender<Wake>) -> Result<JobScheduler, DaemonError> {
         let err =
             |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
@@ -226,9 +243,9 @@ impl Daemon {
     /// Adopt unfinished runs whose owner is gone (see `store::RunLock`): at
     /// start every unfinished run, later (`startup == false`, on each
     /// reload tick) only runs left `running` by a process that died. A run
-    /// another process still executes is left to it. The executor fails
-    /// the dead owner's attempts ("process died") and resumes the run from
-    /// its unfinished tasks.
+    /// another process still executes is left to it. Holding the run's
+    /// lock, the executor fails the dead owner's local attempts ("process
+    /// died") and resumes the run from its unfinished tasks.
     async fn recover(
         &self,
         dags: &DagSet,
@@ -252,24 +269,17 @@ impl Daemon {
                 }
                 continue;
             };
-            let (st, id, start) = (
-                self.executor.store.clone(),
-                run.dag_id.clone(),
-                run.logical_date,
-            );
-            let owned = tokio::task::spawn_blocking(move || st.lock_run(&id, start).map(drop))
-                .await
-                .map_err(|e| StoreError::Join(e.to_string()))?;
-            match owned {
-                Ok(()) => {}
-                Err(StoreError::RunBusy { owner, .. }) => {
+            let lock = match self.executor.lock_run(&run.dag_id, run.logical_date).await {
+                Ok(lock) => lock,
+                Err(ExecError::Store(StoreError::RunBusy { owner, .. })) => {
                     if startup {
                         tracing::info!(run = %run.run_id, owner = %owner, "run is executed by another process; leaving it");
                     }
                     continue;
                 }
-                Err(e) => return Err(e.into()),
-            }
+                Err(ExecError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(DaemonError::Scheduler(e.to_string())),
+            };
             tracing::info!(run = %run.run_id, "resuming run");
             let slot = slots.entry(run.dag_id.clone()).or_default();
             slot.active += 1;
@@ -277,7 +287,10 @@ impl Daemon {
             let exec = self.executor.clone();
             let token = cancel.child_token();
             let dag_id = run.dag_id.clone();
-            runs.spawn(async move { (dag_id, exec.execute(dag, run, None, token).await) });
+            runs.spawn(async move {
+                let res = exec.execute_owned_caught(dag, run, None, token, lock).await;
+                (dag_id, res)
+            });
         }
         Ok(())
     }
@@ -360,7 +373,7 @@ impl Daemon {
                         force: false,
                         only: None,
                     };
-                    (id, exec.run(dag, req, token).await)
+                    (id, exec.run_caught(dag, req, token).await)
                 });
             }
         }

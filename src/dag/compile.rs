@@ -19,6 +19,7 @@ use crate::schedule::{self, Schedule};
 use crate::tasks::{KindCompileCx, Registry};
 use crate::template;
 
+use super::checks::{self, TemplateUse};
 use super::diag::{Diagnostic, Diagnostics, unknown_message};
 use super::graph;
 use super::model::{Dag, RetryPolicy, Table, Task};
@@ -91,6 +92,15 @@ pub fn compile_str(
     let header = header.as_ref();
     if let Some(h) = header {
         check_id(&mut d, "id", &h.id, "DAG");
+        checks::limit(&mut d, "parallelism", h.parallelism, &checks::PARALLELISM);
+        checks::limit(
+            &mut d,
+            "max_active_runs",
+            h.max_active_runs,
+            &checks::MAX_ACTIVE_RUNS,
+        );
+        let retries = h.defaults.retries;
+        checks::limit(&mut d, "defaults.retries", retries, &checks::RETRIES);
     }
     let (schedule, tz) = compile_schedule(&mut d, header);
     let defaults = header.map(|h| &h.defaults);
@@ -109,6 +119,9 @@ pub fn compile_str(
         runner: Option<Arc<dyn crate::tasks::TaskRunner>>,
         retry: RetryPolicy,
         timeout: Option<Duration>,
+        executor: Option<String>,
+        /// Its `when` and templates, checked against its upstream below.
+        templates: Vec<TemplateUse>,
     }
     let mut pending: Vec<Option<Pending>> = Vec::with_capacity(raw_tasks.len());
     for (i, raw) in raw_tasks.into_iter().enumerate() {
@@ -135,6 +148,13 @@ pub fn compile_str(
             continue;
         };
         check_id(&mut d, &format!("{path}.id"), &common.id, "task");
+        checks::limit(
+            &mut d,
+            &format!("{path}.retries"),
+            common.retries,
+            &checks::RETRIES,
+        );
+        let mut templates = Vec::new();
         let retry = task_retry(&mut d, &path, &base_retry, &common);
         let timeout = match &common.timeout {
             Some(t) => duration(&mut d, &format!("{path}.timeout"), t),
@@ -144,6 +164,11 @@ pub fn compile_str(
             if let Err(e) = template::check_expression(w) {
                 d.error(&format!("{path}.when"), e.to_string());
             }
+            templates.push(TemplateUse {
+                path: format!("{path}.when"),
+                what: "`when`",
+                source: w.clone(),
+            });
         }
         let runner = match registry.get(&common.kind) {
             Some(kind) => {
@@ -154,8 +179,11 @@ pub fn compile_str(
                     common_keys: TASK_COMMON_KEYS,
                     tables: &tables,
                     params: &compile_params,
+                    templates: Vec::new(),
                 };
-                kind.compile(serde_yaml::Value::Mapping(rest), &mut cx)
+                let runner = kind.compile(serde_yaml::Value::Mapping(rest), &mut cx);
+                templates.append(&mut cx.templates);
+                runner
             }
             None => {
                 let kinds: Vec<String> = registry.names().map(str::to_string).collect();
@@ -173,11 +201,27 @@ pub fn compile_str(
                 None
             }
         };
+        let executor = common
+            .executor
+            .clone()
+            .or_else(|| defaults.and_then(|x| x.executor.clone()));
+        if let Some(name) = &executor {
+            let at = if common.executor.is_some() {
+                format!("{path}.executor")
+            } else {
+                "defaults.executor".to_string()
+            };
+            if let Err(msg) = registry.check_executor(name, &common.id) {
+                d.error(&at, msg);
+            }
+        }
         pending.push(Some(Pending {
             common,
             runner,
             retry,
             timeout,
+            executor: executor.filter(|n| n != "local"),
+            templates,
         }));
     }
 
@@ -235,21 +279,11 @@ pub fn compile_str(
         );
     }
 
-    // A `when` or template may only name tasks upstream of it; that is
-    // checked at run time (values are only known then), except that the
-    // name must be a task of this DAG.
+    // A `when` or template may only name tasks upstream of it: their
+    // outputs are only known once they have finished.
     for (i, p) in pending.iter().enumerate() {
         let Some(p) = p else { continue };
-        if let Some(w) = &p.common.when {
-            for name in referenced_tasks(w) {
-                if !by_id.contains_key(&name) {
-                    d.error(
-                        &format!("tasks[{i}].when"),
-                        format!("`when` refers to unknown task `{name}`"),
-                    );
-                }
-            }
-        }
+        checks::task_references(&mut d, i, &p.common.id, &p.templates, &by_id, &upstream);
     }
 
     let Some(header) = header else {
@@ -284,18 +318,20 @@ pub fn compile_str(
             trigger_rule: p.common.trigger_rule.unwrap_or(base_rule),
             retry: p.retry,
             timeout: p.timeout,
+            executor: p.executor,
             runner,
         });
     }
-    let parallelism = header.parallelism.unwrap_or(16).max(1) as usize;
+    let parallelism = header.parallelism.unwrap_or(16) as usize;
     Ok(Dag {
         id: header.id.clone(),
         description: header.description.clone(),
         tags: header.tags.clone(),
         file: file.to_path_buf(),
+        source_hash: source_hash(text),
         schedule,
         tz,
-        max_active_runs: header.max_active_runs.unwrap_or(1).max(1) as usize,
+        max_active_runs: header.max_active_runs.unwrap_or(1) as usize,
         parallelism,
         params,
         tables,
@@ -403,6 +439,12 @@ pub fn compile_file(file: &Path, registry: &Registry, root: &Path) -> Result<Dag
             message: format!("cannot read file: {e}"),
         }]),
     }
+}
+
+/// The content hash a remote attempt's spec carries (SHA-256, hex).
+pub fn source_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Diagnostics in file order.
@@ -530,29 +572,6 @@ fn task_retry(
         p.max_delay = duration(d, &format!("{path}.max_retry_delay"), t).unwrap_or(p.max_delay);
     }
     p
-}
-
-/// Task ids named as `tasks.ID` in an expression.
-fn referenced_tasks(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("tasks.") {
-        let before_ok = i == 0
-            || !rest[..i]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        let tail = &rest[i + 6..];
-        let name: String = tail
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .collect();
-        if before_ok && !name.is_empty() {
-            out.push(name.clone());
-        }
-        rest = &tail[name.len()..];
-    }
-    out
 }
 
 /// Shown by `restock validate` for a DAG that compiled.

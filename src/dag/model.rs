@@ -19,6 +19,9 @@ pub struct Dag {
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub file: PathBuf,
+    /// Content hash of the file this DAG was compiled from; a remote
+    /// worker refuses a spec whose DAG file has changed since.
+    pub source_hash: String,
     pub schedule: Option<Schedule>,
     /// Zone for `ds` and for unscheduled runs (the schedule's, else UTC).
     pub tz: Tz,
@@ -62,6 +65,9 @@ pub struct Task {
     pub trigger_rule: TriggerRule,
     pub retry: RetryPolicy,
     pub timeout: Option<Duration>,
+    /// The named remote executor this task runs on; `None` runs it in the
+    /// executor's own process (`local`).
+    pub executor: Option<String>,
     pub runner: Arc<dyn TaskRunner>,
 }
 

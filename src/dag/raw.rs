@@ -76,6 +76,9 @@ pub struct RawTaskDefaults {
     pub timeout: Option<String>,
     #[serde(default)]
     pub trigger_rule: Option<TriggerRule>,
+    /// The named executor (in `restock.yaml`) tasks run on by default.
+    #[serde(default)]
+    pub executor: Option<String>,
 }
 
 /// Keys every task accepts regardless of its kind.
@@ -91,6 +94,7 @@ pub const TASK_COMMON_KEYS: &[&str] = &[
     "retry_backoff",
     "max_retry_delay",
     "timeout",
+    "executor",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -116,12 +120,18 @@ pub struct RawTaskCommon {
     pub max_retry_delay: Option<String>,
     #[serde(default, deserialize_with = "opt_text")]
     pub timeout: Option<String>,
+    /// A named executor from `restock.yaml` (default: in this process).
+    #[serde(default)]
+    pub executor: Option<String>,
 }
 
 /// Accept `30s` as well as a bare number of seconds.
 fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged)]
+    #[serde(
+        untagged,
+        expecting = "expected a duration such as `30s` or `10m`, or a number of seconds"
+    )]
     enum Text {
         S(String),
         U(u64),

@@ -7,6 +7,9 @@
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use super::money::{self, Economics, Money, MoneyKind};
+use super::reason::{money as fmt_money, qty};
+
 /// Thresholds of the rules. Every field has a default; a DAG overrides
 /// only what it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +39,17 @@ pub struct Rules {
     /// `demand_outside_interval` is critical when the actual exceeds the
     /// upper quantile by more than this multiple of the band's half-width.
     pub spike_critical_ratio: f64,
+    /// `demand_stopped` when a series forecast to sell at least
+    /// `demand_stopped_min_daily` a day sold nothing for this many days in
+    /// a row with stock on hand (a delisting, a blocked shelf, a broken
+    /// scanner).
+    pub demand_stopped_days: u32,
+    pub demand_stopped_min_daily: f64,
+    /// `price_error` when the run date's price is at or below zero, or
+    /// this many times above or below the series' recent average price.
+    pub price_error_ratio: f64,
+    /// How many anomalies the headline lists (ranked by money at risk).
+    pub headline: usize,
 }
 
 impl Default for Rules {
@@ -50,6 +64,10 @@ impl Default for Rules {
             tracking_signal_min_demand: 1.0,
             tracking_signal_min_relative_bias: 0.2,
             spike_critical_ratio: 3.0,
+            demand_stopped_days: 7,
+            demand_stopped_min_daily: 2.0,
+            price_error_ratio: 3.0,
+            headline: super::worklist::DEFAULT_HEADLINE,
         }
     }
 }
@@ -63,6 +81,12 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Critical, Severity::Warning, Severity::Info]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Critical => "critical",
@@ -83,9 +107,28 @@ pub enum Kind {
     NegativeOnHand,
     StaleData,
     ForecastBias,
+    DemandStopped,
+    PriceError,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::Stockout,
+        Kind::ProjectedStockout,
+        Kind::BelowSafetyStock,
+        Kind::Overstock,
+        Kind::DemandOutsideInterval,
+        Kind::NegativeOnHand,
+        Kind::StaleData,
+        Kind::ForecastBias,
+        Kind::DemandStopped,
+        Kind::PriceError,
+    ];
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Stockout => "stockout",
@@ -96,6 +139,8 @@ impl Kind {
             Kind::NegativeOnHand => "negative_on_hand",
             Kind::StaleData => "stale_data",
             Kind::ForecastBias => "forecast_bias",
+            Kind::DemandStopped => "demand_stopped",
+            Kind::PriceError => "price_error",
         }
     }
 }
@@ -111,7 +156,12 @@ pub struct Anomaly {
     pub observed: f64,
     /// The expected value or the threshold crossed.
     pub expected: f64,
+    /// What was seen, in one sentence.
     pub message: String,
+    /// The message and how the money figure was reached.
+    pub reason: String,
+    pub money_at_risk: f64,
+    pub money_kind: MoneyKind,
 }
 
 /// What the monitor knows about one series on the run date.
@@ -134,6 +184,20 @@ pub struct SeriesState {
     /// Yesterday's actual and the previous run's forecast for it.
     pub actual_yesterday: Option<f64>,
     pub forecast_yesterday: Option<ForecastBand>,
+    /// From the plan: unit cost, forecast daily demand, the order value
+    /// and, for a held line, the order it would have placed.
+    pub unit_cost: Option<f64>,
+    pub daily_demand: Option<f64>,
+    pub order_value: f64,
+    pub held_order_value: Option<f64>,
+    /// Average shelf price over the recent days before the run date, and
+    /// the run date's price (from the sales table, when it has prices).
+    pub unit_price: Option<f64>,
+    pub price_today: Option<f64>,
+    /// Units sold over the last `demand_stopped_days` and how many of
+    /// those days had a sales row.
+    pub stopped_window_units: f64,
+    pub stopped_window_days: u32,
     /// Recent forecast errors (actual − forecast mean), oldest first.
     pub errors: Vec<f64>,
     /// The forecast means those errors were measured against.
@@ -166,8 +230,51 @@ pub fn tracking_signal(errors: &[f64]) -> Option<f64> {
     Some(errors.iter().sum::<f64>() / mad)
 }
 
+impl SeriesState {
+    fn economics(&self) -> Economics {
+        Economics {
+            unit_cost: self.unit_cost,
+            unit_price: self.unit_price,
+            daily_demand: self.daily_demand,
+            lead_time_days: self.lead_time_days,
+        }
+    }
+}
+
+/// Collects one series' anomalies with their money figure and reason.
+struct Out<'a> {
+    as_of: NaiveDate,
+    s: &'a SeriesState,
+    list: &'a mut Vec<Anomaly>,
+}
+
+impl Out<'_> {
+    fn push(
+        &mut self,
+        kind: Kind,
+        severity: Severity,
+        (observed, expected): (f64, f64),
+        message: String,
+        m: Money,
+    ) {
+        self.list.push(Anomaly {
+            date: self.as_of,
+            store: Some(self.s.store.clone()),
+            sku: Some(self.s.sku.clone()),
+            kind,
+            severity,
+            observed,
+            expected,
+            reason: format!("{message}; {}", m.explain),
+            message,
+            money_at_risk: (m.amount * 100.0).round() / 100.0,
+            money_kind: m.kind,
+        });
+    }
+}
+
 /// Apply every rule. The output is sorted by severity, then kind, store
-/// and sku, so reports are stable.
+/// and sku, so reports are stable (the worklist ranks it by money).
 pub fn evaluate(
     rules: &Rules,
     as_of: NaiveDate,
@@ -176,178 +283,299 @@ pub fn evaluate(
 ) -> Vec<Anomaly> {
     let mut out = Vec::new();
     for f in freshness {
-        let age = (as_of - f.newest).num_days();
-        if age > rules.stale_after_days {
-            out.push(Anomaly {
-                date: as_of,
-                store: Some(f.store.clone()),
-                sku: None,
-                kind: Kind::StaleData,
-                severity: Severity::Critical,
-                observed: age as f64,
-                expected: rules.stale_after_days as f64,
-                message: format!(
-                    "no data from store {} since {} ({age} days)",
-                    f.store, f.newest
-                ),
-            });
-        }
+        stale(rules, as_of, f, series, &mut out);
     }
     for s in series {
-        let mut push =
-            |kind: Kind, severity: Severity, observed: f64, expected: f64, message: String| {
-                out.push(Anomaly {
-                    date: as_of,
-                    store: Some(s.store.clone()),
-                    sku: Some(s.sku.clone()),
-                    kind,
-                    severity,
-                    observed,
-                    expected,
-                    message,
-                })
-            };
-        if let Some(oh) = s.on_hand {
-            if oh < 0.0 {
-                push(
-                    Kind::NegativeOnHand,
-                    Severity::Critical,
-                    oh,
-                    0.0,
-                    format!("on-hand is {oh} (impossible; check the stock feed)"),
-                );
-            } else if oh == 0.0 && s.recent_units > 0.0 {
-                push(
-                    Kind::Stockout,
-                    Severity::Critical,
-                    oh,
-                    s.recent_units,
-                    format!(
-                        "out of stock with {} units sold in the last {} days",
-                        s.recent_units, rules.recent_days
-                    ),
-                );
-            }
-            if oh > 0.0 {
-                if let Some(ss) = s.safety_stock.filter(|ss| oh < *ss) {
-                    push(
-                        Kind::BelowSafetyStock,
-                        Severity::Warning,
-                        oh,
-                        ss,
-                        format!("on-hand {oh} is below safety stock {ss:.1}"),
-                    );
-                }
-                let delivery = as_of + Duration::days(s.lead_time_days.ceil() as i64);
-                if let Some(date) = s.projected_stockout.filter(|d| *d < delivery) {
-                    let days = (date - as_of).num_days();
-                    push(
-                        Kind::ProjectedStockout,
-                        if days <= 2 {
-                            Severity::Critical
-                        } else {
-                            Severity::Warning
-                        },
-                        days as f64,
-                        s.lead_time_days,
-                        format!(
-                            "projected to run out on {date}, before the next possible delivery on {delivery}"
-                        ),
-                    );
-                }
-            }
-            if let Some(cover) = s
-                .days_of_cover
-                .filter(|c| *c > rules.overstock_days_of_cover)
-            {
-                push(
-                    Kind::Overstock,
-                    Severity::Info,
-                    cover,
-                    rules.overstock_days_of_cover,
-                    format!("{cover:.0} days of cover"),
-                );
-            } else if let Some(s_level) = s.order_up_to.filter(|v| *v > 0.0) {
-                let position = oh + s.on_order;
-                if position > rules.overstock_position_ratio * s_level {
-                    push(
-                        Kind::Overstock,
-                        Severity::Info,
-                        position,
-                        s_level,
-                        format!(
-                            "position {position:.0} is over {:.0}x the order-up-to level {s_level:.0}",
-                            rules.overstock_position_ratio
-                        ),
-                    );
-                }
-            }
-        }
-        if let (Some(actual), Some(band)) = (s.actual_yesterday, s.forecast_yesterday) {
-            let half = ((band.hi - band.lo) / 2.0).max(1.0);
-            if actual > band.hi {
-                let critical = actual > band.hi + rules.spike_critical_ratio * half;
-                push(
-                    Kind::DemandOutsideInterval,
-                    if critical {
-                        Severity::Critical
-                    } else {
-                        Severity::Warning
-                    },
-                    actual,
-                    band.hi,
-                    format!(
-                        "sold {actual} yesterday, above the forecast's upper bound {:.1} (median {:.1})",
-                        band.hi, band.mid
-                    ),
-                );
-            } else if actual < band.lo {
-                push(
-                    Kind::DemandOutsideInterval,
-                    Severity::Warning,
-                    actual,
-                    band.lo,
-                    format!(
-                        "sold {actual} yesterday, below the forecast's lower bound {:.1} (median {:.1})",
-                        band.lo, band.mid
-                    ),
-                );
-            }
-        }
-        let n = s.errors.len();
-        let mean_forecast = if s.error_forecasts.is_empty() {
-            0.0
-        } else {
-            s.error_forecasts.iter().sum::<f64>() / s.error_forecasts.len() as f64
+        let mut o = Out {
+            as_of,
+            s,
+            list: &mut out,
         };
-        let mean_error = if n == 0 {
-            0.0
-        } else {
-            s.errors.iter().sum::<f64>() / n as f64
-        };
-        let material = mean_forecast >= rules.tracking_signal_min_demand
-            && mean_error.abs() >= rules.tracking_signal_min_relative_bias * mean_forecast;
-        if n >= rules.tracking_signal_min_points && material {
-            if let Some(ts) =
-                tracking_signal(&s.errors).filter(|t| t.abs() > rules.tracking_signal_limit)
-            {
-                push(
-                    Kind::ForecastBias,
-                    Severity::Warning,
-                    ts,
-                    rules.tracking_signal_limit,
-                    format!(
-                        "tracking signal {ts:.1}: the forecast is consistently {}",
-                        if ts > 0.0 { "too low" } else { "too high" }
-                    ),
-                );
-            }
-        }
+        stock_rules(rules, &mut o);
+        band_rule(rules, &mut o);
+        bias_rule(rules, &mut o);
+        stopped_rule(rules, &mut o);
+        price_rule(rules, &mut o);
     }
     out.sort_by(|a, b| {
         (a.severity, a.kind, &a.store, &a.sku).cmp(&(b.severity, b.kind, &b.store, &b.sku))
     });
     out
+}
+
+fn stale(
+    rules: &Rules,
+    as_of: NaiveDate,
+    f: &Freshness,
+    series: &[SeriesState],
+    out: &mut Vec<Anomaly>,
+) {
+    let age = (as_of - f.newest).num_days();
+    if age <= rules.stale_after_days {
+        return;
+    }
+    let mine = series.iter().filter(|s| s.store == f.store);
+    let (value, lines) = mine.fold((0.0, 0usize), |(v, n), s| {
+        let line = s.held_order_value.unwrap_or(s.order_value);
+        if line > 0.0 {
+            (v + line, n + 1)
+        } else {
+            (v, n)
+        }
+    });
+    let m = money::order_value_affected(value, lines);
+    let message = format!(
+        "no data from store {} since {} ({age} days)",
+        f.store, f.newest
+    );
+    out.push(Anomaly {
+        date: as_of,
+        store: Some(f.store.clone()),
+        sku: None,
+        kind: Kind::StaleData,
+        severity: Severity::Critical,
+        observed: age as f64,
+        expected: rules.stale_after_days as f64,
+        reason: format!("{message}; {}", m.explain),
+        message,
+        money_at_risk: (m.amount * 100.0).round() / 100.0,
+        money_kind: m.kind,
+    });
+}
+
+fn stock_rules(rules: &Rules, o: &mut Out<'_>) {
+    let s = o.s;
+    let e = s.economics();
+    let Some(oh) = s.on_hand else {
+        return;
+    };
+    if oh < 0.0 {
+        let value = s.held_order_value.unwrap_or(s.order_value);
+        let value = if value > 0.0 {
+            value
+        } else {
+            oh.abs() * s.unit_cost.unwrap_or(0.0)
+        };
+        o.push(
+            Kind::NegativeOnHand,
+            Severity::Critical,
+            (oh, 0.0),
+            format!("on-hand is {} (impossible; check the stock feed)", qty(oh)),
+            money::order_value_affected(value, 1),
+        );
+    } else if oh == 0.0 && s.recent_units > 0.0 {
+        o.push(
+            Kind::Stockout,
+            Severity::Critical,
+            (oh, s.recent_units),
+            format!(
+                "out of stock with {} units sold in the last {} days",
+                qty(s.recent_units),
+                rules.recent_days
+            ),
+            e.stockout(),
+        );
+    }
+    if oh > 0.0 {
+        if let Some(ss) = s.safety_stock.filter(|ss| oh < *ss) {
+            o.push(
+                Kind::BelowSafetyStock,
+                Severity::Warning,
+                (oh, ss),
+                format!("on-hand {} is below safety stock {}", qty(oh), qty(ss)),
+                e.below_safety_stock(oh),
+            );
+        }
+        let delivery = o.as_of + Duration::days(s.lead_time_days.ceil() as i64);
+        if let Some(date) = s.projected_stockout.filter(|d| *d < delivery) {
+            let days = (date - o.as_of).num_days();
+            o.push(
+                Kind::ProjectedStockout,
+                if days <= 2 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                (days as f64, s.lead_time_days),
+                format!(
+                    "projected to run out on {date}, before the next possible delivery on {delivery}"
+                ),
+                e.projected_stockout(o.as_of, date),
+            );
+        }
+    }
+    let position = oh + s.on_order;
+    if let Some(cover) = s
+        .days_of_cover
+        .filter(|c| *c > rules.overstock_days_of_cover)
+    {
+        o.push(
+            Kind::Overstock,
+            Severity::Info,
+            (cover, rules.overstock_days_of_cover),
+            format!("{cover:.0} days of cover"),
+            money::overstock(&e, position, s.order_up_to),
+        );
+    } else if let Some(s_level) = s.order_up_to.filter(|v| *v > 0.0) {
+        if position > rules.overstock_position_ratio * s_level {
+            o.push(
+                Kind::Overstock,
+                Severity::Info,
+                (position, s_level),
+                format!(
+                    "position {position:.0} is over {:.0}x the order-up-to level {s_level:.0}",
+                    rules.overstock_position_ratio
+                ),
+                money::overstock(&e, position, s.order_up_to),
+            );
+        }
+    }
+}
+
+fn band_rule(rules: &Rules, o: &mut Out<'_>) {
+    let s = o.s;
+    let (Some(actual), Some(band)) = (s.actual_yesterday, s.forecast_yesterday) else {
+        return;
+    };
+    let e = s.economics();
+    let half = ((band.hi - band.lo) / 2.0).max(1.0);
+    if actual > band.hi {
+        let critical = actual > band.hi + rules.spike_critical_ratio * half;
+        o.push(
+            Kind::DemandOutsideInterval,
+            if critical {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            (actual, band.hi),
+            format!(
+                "sold {} yesterday, above the forecast's upper bound {} (median {})",
+                qty(actual),
+                qty(band.hi),
+                qty(band.mid)
+            ),
+            e.outside_band(actual, band.hi),
+        );
+    } else if actual < band.lo {
+        o.push(
+            Kind::DemandOutsideInterval,
+            Severity::Warning,
+            (actual, band.lo),
+            format!(
+                "sold {} yesterday, below the forecast's lower bound {} (median {})",
+                qty(actual),
+                qty(band.lo),
+                qty(band.mid)
+            ),
+            e.outside_band(actual, band.lo),
+        );
+    }
+}
+
+fn bias_rule(rules: &Rules, o: &mut Out<'_>) {
+    let s = o.s;
+    let n = s.errors.len();
+    let mean_forecast = if s.error_forecasts.is_empty() {
+        0.0
+    } else {
+        s.error_forecasts.iter().sum::<f64>() / s.error_forecasts.len() as f64
+    };
+    let mean_error = if n == 0 {
+        0.0
+    } else {
+        s.errors.iter().sum::<f64>() / n as f64
+    };
+    let material = mean_forecast >= rules.tracking_signal_min_demand
+        && mean_error.abs() >= rules.tracking_signal_min_relative_bias * mean_forecast;
+    if n < rules.tracking_signal_min_points || !material {
+        return;
+    }
+    if let Some(ts) = tracking_signal(&s.errors).filter(|t| t.abs() > rules.tracking_signal_limit) {
+        o.push(
+            Kind::ForecastBias,
+            Severity::Warning,
+            (ts, rules.tracking_signal_limit),
+            format!(
+                "tracking signal {ts:.1}: the forecast is consistently {}",
+                if ts > 0.0 { "too low" } else { "too high" }
+            ),
+            s.economics().bias(mean_error),
+        );
+    }
+}
+
+/// Zero sales for `demand_stopped_days` in a row with stock on the shelf,
+/// for a series the forecast expects to sell.
+fn stopped_rule(rules: &Rules, o: &mut Out<'_>) {
+    let s = o.s;
+    let days = rules.demand_stopped_days;
+    let daily = s.daily_demand.unwrap_or(0.0);
+    let stocked = s.on_hand.is_some_and(|oh| oh > 0.0);
+    if days == 0
+        || !stocked
+        || s.stopped_window_days < days
+        || s.stopped_window_units > 0.0
+        || daily < rules.demand_stopped_min_daily
+    {
+        return;
+    }
+    let e = s.economics();
+    o.push(
+        Kind::DemandStopped,
+        Severity::Warning,
+        (0.0, daily * f64::from(days)),
+        format!(
+            "sold nothing for {days} days with {} on hand, against a forecast of {} a day",
+            qty(s.on_hand.unwrap_or(0.0)),
+            qty(daily)
+        ),
+        e.margin(
+            daily * f64::from(days),
+            format!("{days} d of expected sales at {} a day missing", qty(daily)),
+        ),
+    );
+}
+
+/// A price feed error: the run date's price is impossible or far off the
+/// series' recent average.
+fn price_rule(rules: &Rules, o: &mut Out<'_>) {
+    let s = o.s;
+    let (Some(today), Some(usual)) = (s.price_today, s.unit_price) else {
+        return;
+    };
+    let r = rules.price_error_ratio.max(1.0);
+    let off = today <= 0.0 || usual <= 0.0 || today > usual * r || today * r < usual;
+    if !off {
+        return;
+    }
+    let days = rules.recent_days.max(1);
+    let units = if s.recent_units > 0.0 {
+        s.recent_units
+    } else {
+        s.daily_demand.unwrap_or(0.0) * f64::from(days)
+    };
+    let misstated = units * (today - usual).abs();
+    o.push(
+        Kind::PriceError,
+        Severity::Critical,
+        (today, usual),
+        format!(
+            "price {} on the run date against a recent average of {}; check the price feed",
+            fmt_money(today),
+            fmt_money(usual)
+        ),
+        Money {
+            amount: misstated,
+            kind: MoneyKind::OrderValueAffected,
+            explain: format!(
+                "{} units of {days} days priced {} off = {} of sales value misstated",
+                qty(units),
+                fmt_money((today - usual).abs()),
+                fmt_money(misstated)
+            ),
+        },
+    );
 }
 
 #[cfg(test)]
@@ -494,6 +722,60 @@ mod tests {
             ..base("slow")
         };
         assert!(evaluate(&r, day(27), &[noisy, slow], &[]).is_empty());
+    }
+
+    #[test]
+    fn demand_stopped_and_price_errors() {
+        let r = Rules::default();
+        let stopped = SeriesState {
+            daily_demand: Some(6.0),
+            unit_cost: Some(2.0),
+            stopped_window_days: 7,
+            stopped_window_units: 0.0,
+            recent_units: 0.0,
+            ..base("stopped")
+        };
+        // Seven zero days but the forecast expects under 2 a day: noise.
+        let slow = SeriesState {
+            daily_demand: Some(1.0),
+            ..stopped.clone()
+        };
+        // Six days of rows only: not yet seven in a row.
+        let short = SeriesState {
+            stopped_window_days: 6,
+            ..stopped.clone()
+        };
+        let priced = SeriesState {
+            unit_price: Some(4.0),
+            price_today: Some(0.04),
+            unit_cost: Some(2.0),
+            recent_units: 35.0,
+            ..base("priced")
+        };
+        let fine = SeriesState {
+            unit_price: Some(4.0),
+            price_today: Some(3.0),
+            ..base("fine")
+        };
+        let a = evaluate(&r, day(27), &[stopped, slow, short, priced, fine], &[]);
+        assert_eq!(
+            kinds(&a),
+            vec![("price_error", "critical"), ("demand_stopped", "warning")]
+        );
+        let stop = &a[1];
+        assert_eq!(stop.sku.as_deref(), Some("stopped"));
+        // 7 days × 6 a day × unit cost 2 (no price) = 84.
+        assert_eq!(stop.money_at_risk, 84.0);
+        assert_eq!(
+            stop.reason,
+            "sold nothing for 7 days with 50 on hand, against a forecast of 6 a day; 7 d of \
+             expected sales at 6 a day missing: about 42 units lost × unit cost 2.00 = 84.00 \
+             margin at risk"
+        );
+        assert_eq!(
+            a[0].message,
+            "price 0.04 on the run date against a recent average of 4.00; check the price feed"
+        );
     }
 
     #[test]

@@ -42,6 +42,44 @@ impl Step {
     }
 }
 
+/// Convert forecast steps of any frequency into daily steps. Each step
+/// covers the days since the step before it (the first since `as_of`):
+/// a weekly step becomes seven days, each with a seventh of the mean and
+/// a seventh of the variance, so demand over a protection interval in days
+/// comes out the same whatever the forecast's period. A step without a
+/// date counts as one day. Dates must move forward (see
+/// [`super::hold::check`], which holds the line otherwise); a step that does
+/// not is taken as one day here.
+pub fn daily_steps(as_of: NaiveDate, steps: &[(Option<NaiveDate>, Step)]) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    let mut prev = as_of;
+    for (date, s) in steps {
+        let days = match date {
+            Some(d) if *d > prev => (*d - prev).num_days(),
+            _ => 1,
+        };
+        if let Some(d) = date {
+            prev = prev.max(*d);
+        }
+        if days == 1 {
+            out.push(*s);
+            continue;
+        }
+        let k = days as f64;
+        let mean = s.mean / k;
+        let shrink = k.sqrt();
+        let daily = Step {
+            mean,
+            lo: mean - (s.mean - s.lo) / shrink,
+            hi: mean + (s.hi - s.mean) / shrink,
+            lo_level: s.lo_level,
+            hi_level: s.hi_level,
+        };
+        out.extend(std::iter::repeat_n(daily, days as usize));
+    }
+    out
+}
+
 /// A normal demand distribution over some interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Demand {
@@ -160,6 +198,8 @@ pub struct PlanLine {
     pub order_up_to: f64,
     pub inventory_position: f64,
     pub eoq: Option<f64>,
+    /// Units the policy asks for before rounding (0 when no order).
+    pub need: f64,
     /// Rounded up to the case pack, at least the MOQ; 0 when no order.
     pub order_qty: i64,
     pub order_value: f64,
@@ -245,6 +285,7 @@ pub fn plan(policy: Policy, item: &Item, pos: &Position, steps: &[Step]) -> Plan
         order_up_to,
         inventory_position: ip,
         eoq: eoq_out,
+        need,
         order_qty: qty,
         order_value: qty as f64 * item.unit_cost,
         order_by,
@@ -322,6 +363,25 @@ mod tests {
             lo_level: 0.1,
             hi_level: 0.9,
         }
+    }
+
+    #[test]
+    fn weekly_steps_become_days_with_the_same_weekly_demand() {
+        let as_of = NaiveDate::from_ymd_opt(2026, 11, 27).expect("date");
+        let week =
+            |k: i64, mean: f64, sd: f64| (Some(as_of + Duration::days(7 * k)), step(mean, sd));
+        // Two weekly steps of 70 (sd 7): 14 daily steps of 10 (sd 7/√7).
+        let days = daily_steps(as_of, &[week(1, 70.0, 7.0), week(2, 70.0, 7.0)]);
+        assert_eq!(days.len(), 14);
+        let d = interval_demand(&days, 14.0);
+        assert!((d.mean - 140.0).abs() < 1e-9, "{d:?}");
+        assert!((d.sd - (2.0f64 * 49.0).sqrt()).abs() < 1e-9, "{d:?}");
+        // A 14-day interval read as 14 weekly steps would have been 7x.
+        let wrong = interval_demand(&[step(70.0, 7.0); 2], 14.0);
+        assert!((wrong.mean / d.mean - 7.0).abs() < 1e-9);
+        // Daily steps pass through unchanged.
+        let daily = [(Some(as_of + Duration::days(1)), step(3.0, 1.0))];
+        assert_eq!(daily_steps(as_of, &daily), vec![step(3.0, 1.0)]);
     }
 
     #[test]

@@ -661,19 +661,66 @@ pub fn fail_orphans(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
+    fail_orphans_except(c, run_id, &[], reason, now)
+}
+
+/// [`fail_orphans`], except the running attempts of the tasks in `keep`
+/// (tasks on remote executors, whose job may outlive this process: the
+/// executor adopts them instead).
+pub fn fail_orphans_except(
+    c: &mut Connection,
+    run_id: &str,
+    keep: &[String],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let keep_json = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
     let tx = c.transaction()?;
     let n = tx.execute(
         "UPDATE task_attempts SET state = 'failed', ended_at = ?2, error = ?3
-         WHERE run_id = ?1 AND state = 'running'",
-        params![run_id, ts(now), reason],
+         WHERE run_id = ?1 AND state = 'running'
+           AND task_id NOT IN (SELECT value FROM json_each(?4))",
+        params![run_id, ts(now), reason, keep_json],
     )?;
     tx.execute(
         "UPDATE task_instances SET state = 'interrupted', error = ?3, updated_at = ?2
-         WHERE run_id = ?1 AND state IN ('running', 'queued', 'up_for_retry')",
-        params![run_id, ts(now), reason],
+         WHERE run_id = ?1 AND state IN ('running', 'queued', 'up_for_retry')
+           AND task_id NOT IN (SELECT value FROM json_each(?4))",
+        params![run_id, ts(now), reason, keep_json],
     )?;
     tx.commit()?;
     Ok(n)
+}
+
+/// The try number of each task's attempt still marked running.
+pub fn running_attempts(
+    c: &Connection,
+    run_id: &str,
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT task_id, MAX(try_number) FROM task_attempts
+         WHERE run_id = ?1 AND state = 'running' GROUP BY task_id",
+    )?;
+    let rows = stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// End one attempt as failed without touching its task instance (a local
+/// attempt a previous process left running: it died with that process).
+pub fn fail_attempt(
+    c: &mut Connection,
+    run_id: &str,
+    task_id: &str,
+    try_number: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE task_attempts SET state = 'failed', ended_at = ?4, error = ?5
+         WHERE run_id = ?1 AND task_id = ?2 AND try_number = ?3 AND state = 'running'",
+        params![run_id, task_id, try_number, ts(now), reason],
+    )?;
+    Ok(())
 }
 
 pub fn attempts(c: &Connection, run_id: &str) -> Result<Vec<Attempt>, StoreError> {

@@ -43,7 +43,10 @@ use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRun
 pub struct CommandKind;
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`command` must be a list of strings or one string"
+)]
 enum CommandLine {
     Shell(String),
     Exec(Vec<String>),

@@ -71,6 +71,8 @@ impl TaskError {
 pub struct Services {
     pub config: Config,
     pub lake: Lake,
+    /// The named remote executors of `restock.yaml` (Slurm, Ray).
+    pub executors: crate::remote::Executors,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,12 @@ impl Services {
     /// Build the shared services a configuration describes.
     pub fn new(config: Config) -> Result<Self, ServicesError> {
         let lake = Lake::open(&config.lake).map_err(|e| ServicesError::Lake(e.to_string()))?;
-        Ok(Self { config, lake })
+        let executors = crate::remote::Executors::build(&config.executors);
+        Ok(Self {
+            config,
+            lake,
+            executors,
+        })
     }
 }
 
@@ -125,6 +132,23 @@ impl AttemptLog {
             .create(true)
             .truncate(true)
             .mode(0o600)
+            .open(&path)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(Some(file)),
+            echo: None,
+        })
+    }
+
+    /// Reopen an attempt's log to add to it (an adopted remote attempt:
+    /// the process that started it wrote the first lines).
+    pub fn append(path: PathBuf) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
             .open(&path)?;
         Ok(Self {
             path,
@@ -224,6 +248,9 @@ pub struct KindCompileCx<'a> {
     /// The DAG's `params`, as templates see them (`Null` when the header
     /// did not compile).
     pub params: &'a serde_json::Value,
+    /// Every template the kind checked, so that the compile step can check
+    /// the tasks they name against the task's upstream.
+    pub templates: Vec<crate::dag::checks::TemplateUse>,
 }
 
 impl KindCompileCx<'_> {
@@ -253,11 +280,43 @@ impl KindCompileCx<'_> {
         self.diags.warning(&path, message);
     }
 
-    /// Check that a template parses.
+    /// Check that a template parses (and remember it, see
+    /// [`KindCompileCx::note_template`]).
     pub fn template(&mut self, key: &str, source: &str) {
         if let Err(e) = crate::template::check_template(source) {
             self.error(key, e.to_string());
         }
+        self.note_template(key, source);
+    }
+
+    /// Remember a template the kind renders at run time (one read from a
+    /// file, say), so the tasks it names are checked to be upstream.
+    pub fn note_template(&mut self, key: &str, source: &str) {
+        self.templates.push(crate::dag::checks::TemplateUse {
+            path: format!("{}.{key}", self.path),
+            what: "the template",
+            source: source.to_string(),
+        });
+    }
+
+    /// Check that a table the task reads is declared under `tables:`.
+    pub fn reads_table(&mut self, key: &str, name: &str) -> bool {
+        if self.tables.contains_key(name) {
+            return true;
+        }
+        let declared: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+        let declared = if declared.is_empty() {
+            "none".to_string()
+        } else {
+            declared.join(", ")
+        };
+        self.error(
+            key,
+            format!(
+                "reads table `{name}`, which is not declared under `tables:` (declared: {declared})"
+            ),
+        );
+        false
     }
 
     /// Resolve a file reference and check that it exists (unless the path is
@@ -309,12 +368,32 @@ pub trait TaskKind: Send + Sync {
 #[derive(Clone)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn TaskKind>>,
+    /// The executors `restock.yaml` names, when the caller knows them;
+    /// `None` (a worker, or compiling without a configuration) accepts any
+    /// name and leaves the check to run time.
+    executors: Option<Arc<crate::remote::Catalog>>,
 }
 
 impl Registry {
     pub fn empty() -> Self {
         Self {
             kinds: BTreeMap::new(),
+            executors: None,
+        }
+    }
+
+    /// Check `executor:` names against the configuration's executors.
+    pub fn with_executors(mut self, catalog: crate::remote::Catalog) -> Self {
+        self.executors = Some(Arc::new(catalog));
+        self
+    }
+
+    /// Whether task `task` may run on executor `name` (an error message
+    /// saying why not).
+    pub fn check_executor(&self, name: &str, task: &str) -> Result<(), String> {
+        match &self.executors {
+            Some(c) => c.check(name, task),
+            None => Ok(()),
         }
     }
 

@@ -1,5 +1,9 @@
 //! The `monitor` kind: finds stock anomalies and writes them to
-//! `anomalies/ds=…/`, one row each.
+//! `anomalies/ds=…/`, one row each, ranked by money at risk
+//! ([`crate::inventory::money`], [`crate::inventory::worklist`]): each row
+//! carries its `reason`, `money_at_risk`, `money_kind`, `status` (`new`,
+//! `recurring`, `worse` against the previous partition of the same output
+//! table), `first_seen`, `rank` and whether it is on the capped `headline`.
 //!
 //! ```yaml
 //! - id: monitor
@@ -13,6 +17,7 @@
 //!   rules:                          # thresholds; see inventory::monitor::Rules
 //!     overstock_days_of_cover: 120
 //!     stale_after_days: 1
+//!     headline: 25                  # lines in the headline list
 //! ```
 //!
 //! "Yesterday" is the run's `ds` (the newest day of data): its actual
@@ -21,20 +26,32 @@
 //! `2 × tracking_signal_min_points` days. Stale data is judged per store
 //! from the newest sales date in the last 60 days of partitions.
 //!
-//! Outputs: `anomaly_count`, `critical`, `warning`, `info`, `by_type`
-//! (counts per type), `rows`, `path`.
+//! The plan gives unit cost, daily demand and (held) order values for the
+//! money figures; the sales table's `price`, when present, gives the unit
+//! margin and the price-feed check.
+//!
+//! Outputs: `anomaly_count`, `critical`, `warning`, `info`, `new`,
+//! `recurring`, `worse`, `headline`, `money_at_risk`, `headline_money`,
+//! `headline_share`, `by_type` (counts per type), `rows`, `path`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
-use crate::inventory::monitor::{self, Anomaly, ForecastBand, Freshness, Rules, SeriesState};
+use crate::dag::model::Table;
+use crate::inventory::monitor::{
+    self, Anomaly, ForecastBand, Freshness, Kind, Rules, SeriesState, Severity,
+};
+use crate::inventory::worklist::{self, Entry, Previous};
+use crate::lake::session::{self, SessionError};
 
 pub struct MonitorKind;
 
@@ -81,11 +98,18 @@ impl TaskKind for MonitorKind {
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
         let spec: MonitorSpec = cx.deserialize(spec)?;
+        let mut ok = cx.reads_table("inventory", &spec.inventory);
+        ok &= cx.reads_table("sales", &spec.sales);
+        for (key, t) in [("plans", &spec.plans), ("forecasts", &spec.forecasts)] {
+            if let Some(t) = t {
+                ok &= cx.reads_table(key, t);
+            }
+        }
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
-            return None;
+            ok = false;
         }
-        Some(Arc::new(MonitorRunner { spec }))
+        ok.then(|| Arc::new(MonitorRunner { spec }) as Arc<dyn TaskRunner>)
     }
 }
 
@@ -138,22 +162,38 @@ impl TaskRunner for MonitorRunner {
             }
         }
 
-        // Recent demand and yesterday's actuals.
-        let since = tables::ds_minus(&ds, i64::from(rules.recent_days.max(1)) - 1);
+        // Recent demand, yesterday's actuals, the zero-sales window and prices.
+        let scols = tables::columns(&ctx, &s.sales).await?;
+        let has_price = scols.iter().any(|c| c == "price");
+        let recent_days = i64::from(rules.recent_days.max(1));
+        let stopped_days = i64::from(rules.demand_stopped_days.max(1));
+        let since = tables::ds_minus(&ds, recent_days.max(stopped_days) - 1);
+        let recent_since = tables::ds_minus(&ds, recent_days - 1);
+        let stopped_since = tables::ds_minus(&ds, stopped_days - 1);
+        let price = if has_price {
+            format!(
+                "AVG(CASE WHEN date < DATE '{ds}' AND date >= DATE '{recent_since}' THEN price END) AS usual_price,
+                 MAX(CASE WHEN date = DATE '{ds}' THEN price END) AS price_today"
+            )
+        } else {
+            "CAST(NULL AS DOUBLE) AS usual_price, CAST(NULL AS DOUBLE) AS price_today".into()
+        };
         let recent = tables::query(
             &ctx,
             task,
             &format!(
-                "SELECT store, sku, SUM(units) AS recent,
+                "SELECT store, sku,
+                        SUM(CASE WHEN date >= DATE '{recent_since}' THEN units ELSE 0 END) AS recent,
                         SUM(CASE WHEN date = DATE '{ds}' THEN units ELSE 0 END) AS yesterday,
-                        MAX(date) AS newest
+                        SUM(CASE WHEN date >= DATE '{stopped_since}' THEN units ELSE 0 END) AS stopped_units,
+                        COUNT(DISTINCT CASE WHEN date >= DATE '{stopped_since}' THEN date END) AS stopped_days,
+                        MAX(date) AS newest, {price}
                  FROM {} {} GROUP BY store, sku",
                 s.sales,
                 part(&s.sales, &format!("ds >= '{since}' AND ds <= '{ds}'"))
             ),
         )
         .await?;
-        let mut had_sales_row: HashMap<(String, String), bool> = HashMap::new();
         for b in &recent {
             let c = Cols::new(b, &s.sales);
             for r in 0..b.num_rows() {
@@ -161,9 +201,12 @@ impl TaskRunner for MonitorRunner {
                     continue;
                 };
                 let newest_is_today = c.date("newest", r)? == Some(as_of);
-                had_sales_row.insert((store.clone(), sku.clone()), newest_is_today);
                 if let Some(st) = state.get_mut(&(store, sku)) {
                     st.recent_units = c.f64("recent", r)?.unwrap_or(0.0);
+                    st.stopped_window_units = c.f64("stopped_units", r)?.unwrap_or(0.0);
+                    st.stopped_window_days = c.f64("stopped_days", r)?.unwrap_or(0.0) as u32;
+                    st.unit_price = c.f64("usual_price", r)?;
+                    st.price_today = c.f64("price_today", r)?;
                     if newest_is_today {
                         st.actual_yesterday = c.f64("yesterday", r)?;
                     }
@@ -195,12 +238,25 @@ impl TaskRunner for MonitorRunner {
 
         if has(&s.plans) {
             let plans = s.plans.as_deref().unwrap_or_default();
+            let pcols = tables::columns(&ctx, plans).await?;
+            let opt = |c: &str| {
+                if pcols.iter().any(|p| p == c) {
+                    c.to_string()
+                } else {
+                    format!("CAST(NULL AS DOUBLE) AS {c}")
+                }
+            };
             let rows = tables::query(
                 &ctx,
                 task,
                 &format!(
-                    "SELECT store, sku, safety_stock, order_up_to, days_of_cover, projected_stockout, lead_time_days, order_qty
+                    "SELECT store, sku, safety_stock, order_up_to, days_of_cover, projected_stockout,
+                            lead_time_days, order_qty, {}, {}, {}, {}
                      FROM {plans} {}",
+                    opt("unit_cost"),
+                    opt("daily_demand"),
+                    opt("order_value"),
+                    opt("held_order_value"),
                     part(plans, &format!("ds = '{ds}'"))
                 ),
             )
@@ -218,6 +274,10 @@ impl TaskRunner for MonitorRunner {
                         st.projected_stockout = c.date("projected_stockout", r)?;
                         st.lead_time_days = c.f64("lead_time_days", r)?.unwrap_or(0.0);
                         st.order_qty = c.f64("order_qty", r)?.unwrap_or(0.0) as i64;
+                        st.unit_cost = c.f64("unit_cost", r)?;
+                        st.daily_demand = c.f64("daily_demand", r)?;
+                        st.order_value = c.f64("order_value", r)?.unwrap_or(0.0);
+                        st.held_order_value = c.f64("held_order_value", r)?;
                     }
                 }
             }
@@ -286,28 +346,46 @@ impl TaskRunner for MonitorRunner {
 
         let series: Vec<SeriesState> = state.into_values().collect();
         let anomalies = monitor::evaluate(rules, as_of, &series, &freshness);
+        let previous = previous_anomalies(cx, &s.output, as_of).await?;
+        let (entries, summary) = worklist::build(anomalies, &previous, rules.headline);
         let mut by_type: BTreeMap<&str, u64> = BTreeMap::new();
         let mut by_sev: BTreeMap<&str, u64> = BTreeMap::new();
-        for a in &anomalies {
-            *by_type.entry(a.kind.as_str()).or_default() += 1;
-            *by_sev.entry(a.severity.as_str()).or_default() += 1;
+        let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &entries {
+            *by_type.entry(e.anomaly.kind.as_str()).or_default() += 1;
+            *by_sev.entry(e.anomaly.severity.as_str()).or_default() += 1;
+            *by_status.entry(e.novelty.as_str()).or_default() += 1;
         }
         cx.log.progress(&format!(
-            "{} series checked, {} anomalies ({})",
+            "{} series checked, {} anomalies ({}); headline {} lines, {:.0}% of {:.2} at risk",
             series.len(),
-            anomalies.len(),
+            entries.len(),
             by_type
                 .iter()
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            summary.headline_lines,
+            summary.headline_share * 100.0,
+            summary.total_money,
         ));
-        let batch = to_batch(&anomalies).map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let batch = to_batch(&entries).map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut out = tables::publish_partition(cx, &s.output, batch).await?;
-        out.insert("anomaly_count".into(), anomalies.len().into());
+        out.insert("anomaly_count".into(), entries.len().into());
         for sev in ["critical", "warning", "info"] {
             out.insert(sev.into(), by_sev.get(sev).copied().unwrap_or(0).into());
         }
+        for st in ["new", "recurring", "worse"] {
+            out.insert(st.into(), by_status.get(st).copied().unwrap_or(0).into());
+        }
+        let round2 = |x: f64| serde_json::Value::from((x * 100.0).round() / 100.0);
+        out.insert("headline".into(), summary.headline_lines.into());
+        out.insert("money_at_risk".into(), round2(summary.total_money));
+        out.insert("headline_money".into(), round2(summary.headline_money));
+        out.insert(
+            "headline_share".into(),
+            serde_json::Value::from((summary.headline_share * 1000.0).round() / 1000.0),
+        );
         out.insert(
             "by_type".into(),
             serde_json::to_value(&by_type).unwrap_or_default(),
@@ -317,7 +395,80 @@ impl TaskRunner for MonitorRunner {
     }
 }
 
-fn to_batch(rows: &[Anomaly]) -> Result<RecordBatch, arrow::error::ArrowError> {
+/// Last night's anomalies (the newest partition of `output` before the
+/// run's date, within two weeks), keyed for the new-versus-recurring mark.
+async fn previous_anomalies(
+    cx: &AttemptContext,
+    output: &str,
+    as_of: chrono::NaiveDate,
+) -> Result<HashMap<worklist::Key, Previous>, TaskError> {
+    let lake = &cx.services.lake;
+    let ctx = session::context(lake);
+    let table = Table {
+        name: "previous_anomalies".into(),
+        path: output.trim_end_matches('/').to_string(),
+        partition_by: vec!["ds".into()],
+    };
+    match session::register_table(&ctx, lake, &table).await {
+        Ok(()) => {}
+        Err(SessionError::NoFiles { .. }) => return Ok(HashMap::new()),
+        Err(e @ SessionError::List { .. }) => return Err(TaskError::Failed(e.to_string())),
+        Err(e) => return Err(TaskError::Fatal(e.to_string())),
+    }
+    let cols = tables::columns(&ctx, &table.name).await?;
+    let pick = |c: &str, ty: &str| {
+        if cols.iter().any(|x| x == c) {
+            c.to_string()
+        } else {
+            format!("CAST(NULL AS {ty}) AS {c}")
+        }
+    };
+    let ds = as_of.to_string();
+    let first = tables::ds_minus(&ds, 14);
+    let sql = format!(
+        "SELECT CAST(ds AS VARCHAR) AS ds, type, store, sku, severity, date, {}, {}
+         FROM previous_anomalies WHERE ds < '{ds}' AND ds >= '{first}'",
+        pick("money_at_risk", "DOUBLE"),
+        pick("first_seen", "DATE"),
+    );
+    let rows = tables::query(&ctx, &cx.task_id, &sql).await?;
+    let mut newest: Option<String> = None;
+    let mut all = Vec::new();
+    for b in &rows {
+        let c = Cols::new(b, output);
+        for r in 0..b.num_rows() {
+            let Some(part) = c.str("ds", r)? else {
+                continue;
+            };
+            let (Some(kind), Some(sev)) = (
+                c.str("type", r)?.as_deref().and_then(Kind::parse),
+                c.str("severity", r)?.as_deref().and_then(Severity::parse),
+            ) else {
+                continue;
+            };
+            let Some(seen) = c.date("first_seen", r)?.or(c.date("date", r)?) else {
+                continue;
+            };
+            if newest.as_ref().is_none_or(|n| part > *n) {
+                newest = Some(part.clone());
+            }
+            let key = (kind, c.str("store", r)?, c.str("sku", r)?);
+            let prev = Previous {
+                first_seen: seen,
+                severity: sev,
+                money_at_risk: c.f64("money_at_risk", r)?.unwrap_or(0.0),
+            };
+            all.push((part, key, prev));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|(p, _, _)| Some(p) == newest.as_ref())
+        .map(|(_, k, v)| (k, v))
+        .collect())
+}
+
+fn to_batch(rows: &[Entry]) -> Result<RecordBatch, arrow::error::ArrowError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("date", DataType::Date32, false),
         Field::new("store", DataType::Utf8, true),
@@ -327,31 +478,49 @@ fn to_batch(rows: &[Anomaly]) -> Result<RecordBatch, arrow::error::ArrowError> {
         Field::new("observed", DataType::Float64, false),
         Field::new("expected", DataType::Float64, false),
         Field::new("message", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("money_at_risk", DataType::Float64, false),
+        Field::new("money_kind", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("first_seen", DataType::Date32, false),
+        Field::new("rank", DataType::Int64, false),
+        Field::new("headline", DataType::Boolean, false),
     ]));
+    let a = |f: &dyn Fn(&Anomaly) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|e| f(&e.anomaly)),
+        ))
+    };
+    let strs = |f: &dyn Fn(&Entry) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from_iter_values(
-            rows.iter().map(|a| date32(a.date)),
+            rows.iter().map(|e| date32(e.anomaly.date)),
         )),
         Arc::new(StringArray::from_iter(
-            rows.iter().map(|a| a.store.as_deref()),
+            rows.iter().map(|e| e.anomaly.store.as_deref()),
         )),
         Arc::new(StringArray::from_iter(
-            rows.iter().map(|a| a.sku.as_deref()),
+            rows.iter().map(|e| e.anomaly.sku.as_deref()),
         )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|a| a.kind.as_str()),
+        strs(&|e| e.anomaly.kind.as_str()),
+        strs(&|e| e.anomaly.severity.as_str()),
+        a(&|x| x.observed),
+        a(&|x| x.expected),
+        strs(&|e| e.anomaly.message.as_str()),
+        strs(&|e| e.anomaly.reason.as_str()),
+        a(&|x| x.money_at_risk),
+        strs(&|e| e.anomaly.money_kind.as_str()),
+        strs(&|e| e.novelty.as_str()),
+        Arc::new(Date32Array::from_iter_values(
+            rows.iter().map(|e| date32(e.first_seen)),
         )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|a| a.severity.as_str()),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|e| e.rank as i64),
         )),
-        Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|a| a.observed),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|a| a.expected),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|a| a.message.as_str()),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|e| Some(e.headline)),
         )),
     ];
     RecordBatch::try_new(schema, cols)

@@ -12,6 +12,8 @@
 //!   holding_rate: 0.25              # per year, fraction of unit cost
 //!   order_cost: 20                  # per order
 //!   output: reorder_plans           # lake path; the run's partition is replaced
+//!   stale_after_days: 1             # older stock snapshots hold the line
+//!   promotions: promo_plan          # optional: named in the reasons
 //! ```
 //!
 //! Required columns — forecasts: `store, sku, step, mean` and at least two
@@ -20,9 +22,16 @@
 //! case_pack, moq, lead_time_days, lead_time_std_days, review_period_days,
 //! service_level` (optional `holding_rate`, `order_cost` per product).
 //! Partitioned tables are read at the run's `ds`. The math is in
-//! [`crate::inventory::policy`].
+//! [`crate::inventory::policy`]. Forecast steps are converted to days from
+//! `forecast_date` (weekly steps become seven days), `model_kind`, `group`
+//! and `flags` are read when present. Every line gets a `status` (`order`,
+//! `no_order`, `held`) and a plain-language `reason`
+//! ([`crate::inventory::reason`]); a line with impossible or stale inputs
+//! is held ([`crate::inventory::hold`]) with quantity 0 and the order it
+//! would have placed in `held_order_value`.
 //!
-//! Outputs: `order_lines`, `total_order_value`, `series`, `rows`, `path`.
+//! Outputs: `order_lines`, `total_order_value` (held lines never count),
+//! `held`, `held_order_value`, `series`, `rows`, `path`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,9 +44,13 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use datafusion::prelude::SessionContext;
+
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
-use crate::inventory::{Item, PlanLine, Policy, Position, Step, plan};
+use crate::inventory::hold;
+use crate::inventory::reason::{Drivers, order_reason};
+use crate::inventory::{Item, PlanLine, Policy, Position, Step, daily_steps, plan};
 
 pub struct ReorderKind;
 
@@ -52,6 +65,9 @@ fn default_products() -> String {
 }
 fn default_output() -> String {
     "reorder_plans".into()
+}
+fn default_stale() -> i64 {
+    1
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +87,13 @@ struct ReorderSpec {
     order_cost: Option<f64>,
     #[serde(default = "default_output")]
     output: String,
+    /// A stock snapshot older than this many days holds the line.
+    #[serde(default = "default_stale")]
+    stale_after_days: i64,
+    /// Optional declared table of planned promotions (`date, store, sku,
+    /// on_promo`), named in the reasons when one falls ahead.
+    #[serde(default)]
+    promotions: Option<String>,
 }
 
 #[derive(Debug)]
@@ -89,7 +112,9 @@ impl TaskKind for ReorderKind {
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
         let spec: ReorderSpec = cx.deserialize(spec)?;
-        let mut ok = true;
+        let mut ok = cx.reads_table("forecasts", &spec.forecasts);
+        ok &= cx.reads_table("inventory", &spec.inventory);
+        ok &= cx.reads_table("products", &spec.products);
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
             ok = false;
@@ -103,7 +128,29 @@ impl TaskKind for ReorderKind {
                 ok = false;
             }
         }
+        if spec.stale_after_days < 0 {
+            cx.error("stale_after_days", "must be 0 or more days");
+            ok = false;
+        }
         ok.then(|| Arc::new(ReorderRunner { spec }) as Arc<dyn TaskRunner>)
+    }
+}
+
+/// Whether a line orders, does not need to, or is held on bad input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineStatus {
+    Order,
+    NoOrder,
+    Held,
+}
+
+impl LineStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineStatus::Order => "order",
+            LineStatus::NoOrder => "no_order",
+            LineStatus::Held => "held",
+        }
     }
 }
 
@@ -114,13 +161,20 @@ struct Line {
     item: Item,
     pos: Position,
     plan: PlanLine,
+    status: LineStatus,
+    reason: String,
+    /// The order value a held line would have had.
+    held_value: Option<f64>,
+    model_kind: Option<String>,
 }
 
-/// Everything `plan` needs for one series.
-struct SeriesInput {
-    store: String,
-    sku: String,
-    steps: Vec<Step>,
+/// The forecast of one series as read: dated steps plus what drives it.
+#[derive(Default)]
+struct SeriesForecast {
+    steps: Vec<(Option<NaiveDate>, Step)>,
+    raw_means: Vec<(Option<NaiveDate>, f64)>,
+    drivers: Drivers,
+    cold_start: bool,
 }
 
 fn ds_filter(cx: &AttemptContext, table: &str) -> String {
@@ -132,171 +186,323 @@ fn ds_filter(cx: &AttemptContext, table: &str) -> String {
     }
 }
 
+/// `c` when the table has it, else a typed NULL named `c`.
+fn col_or_null(cols: &[String], alias: &str, c: &str, ty: &str) -> String {
+    if cols.iter().any(|p| p == c) {
+        format!("{alias}.\"{c}\"")
+    } else {
+        format!("CAST(NULL AS {ty})")
+    }
+}
+
+/// The change of the daily forecast from the first to the last week.
+fn trend(daily: &[Step]) -> Option<f64> {
+    if daily.len() < 14 {
+        return None;
+    }
+    let first: f64 = daily[..7].iter().map(|s| s.mean).sum();
+    let last: f64 = daily[daily.len() - 7..].iter().map(|s| s.mean).sum();
+    (first > 0.0).then(|| last / first - 1.0)
+}
+
 #[async_trait]
 impl TaskRunner for ReorderRunner {
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let s = &self.spec;
-        let (ctx, _) = tables::session(cx, &[&s.forecasts, &s.inventory, &s.products], &[]).await?;
-        let fcols = tables::columns(&ctx, &s.forecasts).await?;
-        tables::require(&s.forecasts, &fcols, &["store", "sku", "step", "mean"])?;
-        let quantiles = tables::quantile_columns(&fcols);
-        if quantiles.len() < 2 {
-            return Err(TaskError::Fatal(format!(
-                "table `{}` needs at least two quantile columns such as p10 and p90 (it has: {})",
-                s.forecasts,
-                fcols.join(", ")
-            )));
-        }
-        let (lo, lo_level) = quantiles[0].clone();
-        let (hi, hi_level) = quantiles[quantiles.len() - 1].clone();
-        let icols = tables::columns(&ctx, &s.inventory).await?;
-        tables::require(
-            &s.inventory,
-            &icols,
-            &["store", "sku", "on_hand", "on_order"],
-        )?;
-        let pcols = tables::columns(&ctx, &s.products).await?;
-        tables::require(
-            &s.products,
-            &pcols,
-            &[
-                "sku",
-                "unit_cost",
-                "case_pack",
-                "moq",
-                "lead_time_days",
-                "lead_time_std_days",
-                "review_period_days",
-                "service_level",
-            ],
-        )?;
-        let opt = |c: &str| {
-            if pcols.iter().any(|p| p == c) {
-                format!("p.{c}")
-            } else {
-                "CAST(NULL AS DOUBLE)".to_string()
-            }
-        };
-
-        let forecasts = tables::query(
-            &ctx,
-            &cx.task_id,
-            &format!(
-                "SELECT store, sku, step, mean, {lo} AS lo, {hi} AS hi FROM {} {} ORDER BY store, sku, step",
-                s.forecasts,
-                ds_filter(cx, &s.forecasts)
-            ),
-        )
-        .await?;
-        let items = tables::query(
-            &ctx,
-            &cx.task_id,
-            &format!(
-                "SELECT i.store, i.sku, i.on_hand, i.on_order, p.unit_cost, p.case_pack, p.moq,
-                        p.lead_time_days, p.lead_time_std_days, p.review_period_days, p.service_level,
-                        {} AS holding_rate, {} AS order_cost
-                 FROM (SELECT * FROM {} {}) i JOIN (SELECT * FROM {} {}) p ON i.sku = p.sku",
-                opt("holding_rate"),
-                opt("order_cost"),
-                s.inventory,
-                ds_filter(cx, &s.inventory),
-                s.products,
-                ds_filter(cx, &s.products),
-            ),
-        )
-        .await?;
-
-        let mut series: BTreeMap<(String, String), SeriesInput> = BTreeMap::new();
-        for b in &forecasts {
-            let c = Cols::new(b, &s.forecasts);
-            for r in 0..b.num_rows() {
-                let (Some(store), Some(sku)) = (c.str("store", r)?, c.str("sku", r)?) else {
-                    continue;
-                };
-                let mean = c.f64("mean", r)?.unwrap_or(0.0).max(0.0);
-                let step = Step {
-                    mean,
-                    lo: c.f64("lo", r)?.unwrap_or(mean),
-                    hi: c.f64("hi", r)?.unwrap_or(mean),
-                    lo_level,
-                    hi_level,
-                };
-                series
-                    .entry((store.clone(), sku.clone()))
-                    .or_insert_with(|| SeriesInput {
-                        store,
-                        sku,
-                        steps: Vec::new(),
-                    })
-                    .steps
-                    .push(step);
-            }
-        }
+        let optional: Vec<&str> = s.promotions.as_deref().into_iter().collect();
+        let (ctx, present) =
+            tables::session(cx, &[&s.forecasts, &s.inventory, &s.products], &optional).await?;
         let as_of = cx.ds_date()?;
-        let holding = s.holding_rate.unwrap_or(0.25);
-        let order_cost = s.order_cost.unwrap_or(20.0);
-        let mut lines: Vec<Line> = Vec::new();
-        let mut missing_forecast = 0usize;
-        for b in &items {
-            let c = Cols::new(b, &s.products);
-            for r in 0..b.num_rows() {
-                let (Some(store), Some(sku)) = (c.str("store", r)?, c.str("sku", r)?) else {
-                    continue;
-                };
-                let item = Item {
-                    unit_cost: c.f64("unit_cost", r)?.unwrap_or(0.0),
-                    case_pack: c.f64("case_pack", r)?.unwrap_or(1.0) as i64,
-                    moq: c.f64("moq", r)?.unwrap_or(0.0) as i64,
-                    lead_time_days: c.f64("lead_time_days", r)?.unwrap_or(0.0),
-                    lead_time_sd_days: c.f64("lead_time_std_days", r)?.unwrap_or(0.0),
-                    review_period_days: c.f64("review_period_days", r)?.unwrap_or(7.0),
-                    service_level: c.f64("service_level", r)?.unwrap_or(0.95),
-                    holding_rate: c.f64("holding_rate", r)?.unwrap_or(holding),
-                    order_cost: c.f64("order_cost", r)?.unwrap_or(order_cost),
-                };
-                let pos = Position {
-                    as_of,
-                    on_hand: c.f64("on_hand", r)?.unwrap_or(0.0),
-                    on_order: c.f64("on_order", r)?.unwrap_or(0.0),
-                };
-                let Some(input) = series.get(&(store.clone(), sku.clone())) else {
-                    missing_forecast += 1;
-                    continue;
-                };
-                let plan = plan(s.policy, &item, &pos, &input.steps);
-                lines.push(Line {
-                    store: input.store.clone(),
-                    sku: input.sku.clone(),
-                    item,
-                    pos,
-                    plan,
-                });
-            }
+        let mut series = read_forecasts(cx, &ctx, s, as_of).await?;
+        if let Some(p) = s
+            .promotions
+            .as_deref()
+            .filter(|p| present.iter().any(|x| x == p))
+        {
+            read_promotions(cx, &ctx, p, as_of, &mut series).await?;
         }
-        if missing_forecast > 0 {
-            cx.log.line(&format!(
-                "{missing_forecast} stocked series have no forecast for {}; no plan line for them",
-                cx.vars.ds
-            ));
-        }
-        lines.sort_by(|a, b| (&a.store, &a.sku).cmp(&(&b.store, &b.sku)));
-        let order_lines = lines.iter().filter(|l| l.plan.order_qty > 0).count();
+        let lines = plan_lines(cx, &ctx, s, as_of, &series).await?;
+        let order_lines = lines
+            .iter()
+            .filter(|l| l.status == LineStatus::Order)
+            .count();
+        let held = lines
+            .iter()
+            .filter(|l| l.status == LineStatus::Held)
+            .count();
+        let held_value: f64 = lines.iter().filter_map(|l| l.held_value).sum();
         let total_value: f64 = lines.iter().map(|l| l.plan.order_value).sum();
         cx.log.progress(&format!(
-            "{} series planned, {order_lines} order lines, total value {total_value:.2}",
+            "{} series planned, {order_lines} order lines, total value {total_value:.2}; \
+             {held} held on bad input (would have been {held_value:.2})",
             lines.len()
         ));
         let batch =
             to_batch(s.policy, as_of, &lines).map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut out = tables::publish_partition(cx, &s.output, batch).await?;
+        let round2 = |x: f64| serde_json::Value::from((x * 100.0).round() / 100.0);
         out.insert("series".into(), lines.len().into());
         out.insert("order_lines".into(), order_lines.into());
-        out.insert(
-            "total_order_value".into(),
-            serde_json::Value::from((total_value * 100.0).round() / 100.0),
-        );
+        out.insert("held".into(), held.into());
+        out.insert("held_order_value".into(), round2(held_value));
+        out.insert("total_order_value".into(), round2(total_value));
         Ok(out)
     }
+}
+
+/// This run's forecasts per series, with the model, group and flags.
+async fn read_forecasts(
+    cx: &AttemptContext,
+    ctx: &SessionContext,
+    s: &ReorderSpec,
+    as_of: NaiveDate,
+) -> Result<BTreeMap<(String, String), SeriesForecast>, TaskError> {
+    let fcols = tables::columns(ctx, &s.forecasts).await?;
+    tables::require(&s.forecasts, &fcols, &["store", "sku", "step", "mean"])?;
+    let quantiles = tables::quantile_columns(&fcols);
+    if quantiles.len() < 2 {
+        return Err(TaskError::Fatal(format!(
+            "table `{}` needs at least two quantile columns such as p10 and p90 (it has: {})",
+            s.forecasts,
+            fcols.join(", ")
+        )));
+    }
+    let (lo, lo_level) = quantiles[0].clone();
+    let (hi, hi_level) = quantiles[quantiles.len() - 1].clone();
+    if !fcols.iter().any(|c| c == "forecast_date") {
+        cx.log.line(&format!(
+            "table `{}` has no forecast_date column: each step is taken as one day",
+            s.forecasts
+        ));
+    }
+    let sql = format!(
+        "SELECT f.store, f.sku, f.step, f.mean, f.{lo} AS lo, f.{hi} AS hi,
+                {} AS forecast_date, {} AS model_kind, {} AS grp, {} AS flags
+         FROM (SELECT * FROM {} {}) f ORDER BY f.store, f.sku, f.step",
+        col_or_null(&fcols, "f", "forecast_date", "DATE"),
+        col_or_null(&fcols, "f", "model_kind", "VARCHAR"),
+        col_or_null(&fcols, "f", "group", "VARCHAR"),
+        col_or_null(&fcols, "f", "flags", "VARCHAR"),
+        s.forecasts,
+        ds_filter(cx, &s.forecasts)
+    );
+    let batches = tables::query(ctx, &cx.task_id, &sql).await?;
+    let mut series: BTreeMap<(String, String), SeriesForecast> = BTreeMap::new();
+    for b in &batches {
+        let c = Cols::new(b, &s.forecasts);
+        for r in 0..b.num_rows() {
+            let (Some(store), Some(sku)) = (c.str("store", r)?, c.str("sku", r)?) else {
+                continue;
+            };
+            let raw = c.f64("mean", r)?.unwrap_or(f64::NAN);
+            let mean = if raw.is_finite() { raw.max(0.0) } else { 0.0 };
+            let step = Step {
+                mean,
+                lo: c.f64("lo", r)?.filter(|v| v.is_finite()).unwrap_or(mean),
+                hi: c.f64("hi", r)?.filter(|v| v.is_finite()).unwrap_or(mean),
+                lo_level,
+                hi_level,
+            };
+            let date = c.date("forecast_date", r)?;
+            let f = series.entry((store, sku)).or_default();
+            if f.steps.is_empty() {
+                f.drivers.model_kind = c.str("model_kind", r)?.filter(|k| !k.is_empty());
+                f.drivers.group = c.str("grp", r)?.filter(|k| !k.is_empty());
+                let flags = c.str("flags", r)?.unwrap_or_default();
+                f.drivers.flags = flags
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                f.cold_start = f.drivers.flags.iter().any(|x| x == "cold_start");
+            }
+            f.steps.push((date, step));
+            f.raw_means.push((date, raw));
+        }
+    }
+    for f in series.values_mut() {
+        f.drivers.trend = trend(&daily_steps(as_of, &f.steps));
+    }
+    Ok(series)
+}
+
+/// The first promotion day per series in the next 90 days.
+async fn read_promotions(
+    cx: &AttemptContext,
+    ctx: &SessionContext,
+    table: &str,
+    as_of: NaiveDate,
+    series: &mut BTreeMap<(String, String), SeriesForecast>,
+) -> Result<(), TaskError> {
+    let cols = tables::columns(ctx, table).await?;
+    tables::require(table, &cols, &["date", "store", "sku", "on_promo"])?;
+    let until = as_of + chrono::Duration::days(90);
+    let sql = format!(
+        "SELECT store, sku, MIN(date) AS first FROM {table}
+         WHERE on_promo AND date > DATE '{as_of}' AND date <= DATE '{until}'
+         GROUP BY store, sku"
+    );
+    for b in &tables::query(ctx, &cx.task_id, &sql).await? {
+        let c = Cols::new(b, table);
+        for r in 0..b.num_rows() {
+            let (Some(store), Some(sku)) = (c.str("store", r)?, c.str("sku", r)?) else {
+                continue;
+            };
+            if let Some(f) = series.get_mut(&(store, sku)) {
+                f.drivers.promotion_from = c.date("first", r)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line per stocked or forecast series whose SKU is in the product
+/// master: planned, or held with the input at fault named.
+async fn plan_lines(
+    cx: &AttemptContext,
+    ctx: &SessionContext,
+    s: &ReorderSpec,
+    as_of: NaiveDate,
+    series: &BTreeMap<(String, String), SeriesForecast>,
+) -> Result<Vec<Line>, TaskError> {
+    let icols = tables::columns(ctx, &s.inventory).await?;
+    tables::require(
+        &s.inventory,
+        &icols,
+        &["store", "sku", "on_hand", "on_order"],
+    )?;
+    let pcols = tables::columns(ctx, &s.products).await?;
+    tables::require(&s.products, &pcols, PRODUCT_COLUMNS)?;
+    let snapshot = ["snapshot_date", "date"]
+        .into_iter()
+        .find(|c| icols.iter().any(|x| x == c))
+        .map_or("CAST(NULL AS DATE)".to_string(), |c| format!("i.{c}"));
+    let inv = format!(
+        "(SELECT * FROM {} {})",
+        s.inventory,
+        ds_filter(cx, &s.inventory)
+    );
+    let sql = format!(
+        "SELECT k.store, k.sku, i.on_hand, i.on_order, {snapshot} AS snapshot_date,
+                p.unit_cost, p.case_pack, p.moq, p.lead_time_days, p.lead_time_std_days,
+                p.review_period_days, p.service_level,
+                {} AS holding_rate, {} AS order_cost
+         FROM (SELECT store, sku FROM {inv} UNION
+               SELECT DISTINCT store, sku FROM {} {}) k
+         JOIN (SELECT * FROM {} {}) p ON k.sku = p.sku
+         LEFT JOIN {inv} i ON k.store = i.store AND k.sku = i.sku",
+        col_or_null(&pcols, "p", "holding_rate", "DOUBLE"),
+        col_or_null(&pcols, "p", "order_cost", "DOUBLE"),
+        s.forecasts,
+        ds_filter(cx, &s.forecasts),
+        s.products,
+        ds_filter(cx, &s.products),
+    );
+    let items = tables::query(ctx, &cx.task_id, &sql).await?;
+    let mut lines = Vec::new();
+    for b in &items {
+        let c = Cols::new(b, &s.products);
+        for r in 0..b.num_rows() {
+            let (Some(store), Some(sku)) = (c.str("store", r)?, c.str("sku", r)?) else {
+                continue;
+            };
+            let forecast = series.get(&(store.clone(), sku.clone()));
+            lines.push(line(s, as_of, &c, r, store, sku, forecast)?);
+        }
+    }
+    lines.sort_by(|a, b| (&a.store, &a.sku).cmp(&(&b.store, &b.sku)));
+    Ok(lines)
+}
+
+const PRODUCT_COLUMNS: &[&str] = &[
+    "sku",
+    "unit_cost",
+    "case_pack",
+    "moq",
+    "lead_time_days",
+    "lead_time_std_days",
+    "review_period_days",
+    "service_level",
+];
+
+/// Plan (or hold) one series from its joined row.
+fn line(
+    s: &ReorderSpec,
+    as_of: NaiveDate,
+    c: &Cols<'_>,
+    r: usize,
+    store: String,
+    sku: String,
+    forecast: Option<&SeriesForecast>,
+) -> Result<Line, TaskError> {
+    let lead_time = c.f64("lead_time_days", r)?;
+    let on_hand = c.f64("on_hand", r)?;
+    let item = Item {
+        unit_cost: c.f64("unit_cost", r)?.unwrap_or(0.0),
+        case_pack: c.f64("case_pack", r)?.unwrap_or(1.0) as i64,
+        moq: c.f64("moq", r)?.unwrap_or(0.0) as i64,
+        lead_time_days: lead_time.unwrap_or(0.0),
+        lead_time_sd_days: c.f64("lead_time_std_days", r)?.unwrap_or(0.0),
+        review_period_days: c.f64("review_period_days", r)?.unwrap_or(7.0),
+        service_level: c.f64("service_level", r)?.unwrap_or(0.95),
+        holding_rate: c
+            .f64("holding_rate", r)?
+            .unwrap_or(s.holding_rate.unwrap_or(0.25)),
+        order_cost: c
+            .f64("order_cost", r)?
+            .unwrap_or(s.order_cost.unwrap_or(20.0)),
+    };
+    let pos = Position {
+        as_of,
+        on_hand: on_hand.unwrap_or(0.0),
+        on_order: c.f64("on_order", r)?.unwrap_or(0.0),
+    };
+    let hold = hold::check(&hold::Inputs {
+        as_of: Some(as_of),
+        on_hand,
+        snapshot: c.date("snapshot_date", r)?,
+        stale_after_days: s.stale_after_days,
+        lead_time_days: lead_time,
+        forecast: forecast.map(|f| f.raw_means.as_slice()),
+        cold_start: forecast.is_some_and(|f| f.cold_start),
+        model_kind: forecast.and_then(|f| f.drivers.model_kind.as_deref()),
+    });
+    let daily = forecast.map_or_else(Vec::new, |f| daily_steps(as_of, &f.steps));
+    let mut plan = plan(s.policy, &item, &pos, &daily);
+    let drivers = forecast.map(|f| f.drivers.clone()).unwrap_or_default();
+    let (status, reason, held_value) = match hold {
+        Some(h) => {
+            let would = (plan.order_qty, plan.order_value);
+            plan.order_qty = 0;
+            plan.order_value = 0.0;
+            (
+                LineStatus::Held,
+                h.reason_with_value(would.0, would.1),
+                Some(would.1),
+            )
+        }
+        None => {
+            let reason = order_reason(s.policy, &item, &pos, &plan, &drivers);
+            let status = if plan.order_qty > 0 {
+                LineStatus::Order
+            } else {
+                LineStatus::NoOrder
+            };
+            (status, reason, None)
+        }
+    };
+    Ok(Line {
+        store,
+        sku,
+        item,
+        pos,
+        plan,
+        status,
+        reason,
+        held_value,
+        model_kind: drivers.model_kind,
+    })
 }
 
 fn to_batch(
@@ -339,6 +545,10 @@ fn to_batch(
         Field::new("order_by", DataType::Date32, true),
         Field::new("projected_stockout", DataType::Date32, true),
         Field::new("days_of_cover", DataType::Float64, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("held_order_value", DataType::Float64, true),
+        Field::new("model_kind", DataType::Utf8, true),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from(vec![date32(as_of); lines.len()])),
@@ -371,7 +581,7 @@ fn to_batch(
         f64s(&|l| l.item.unit_cost),
         f64s(&|l| round2(l.plan.order_value)),
         Arc::new(BooleanArray::from_iter(
-            lines.iter().map(|l| Some(l.plan.order_qty > 0)),
+            lines.iter().map(|l| Some(l.status == LineStatus::Order)),
         )),
         Arc::new(Date32Array::from_iter(
             lines.iter().map(|l| l.plan.order_by.map(date32)),
@@ -381,6 +591,18 @@ fn to_batch(
         )),
         Arc::new(Float64Array::from_iter(
             lines.iter().map(|l| l.plan.days_of_cover.map(round2)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            lines.iter().map(|l| l.status.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            lines.iter().map(|l| l.reason.as_str()),
+        )),
+        Arc::new(Float64Array::from_iter(
+            lines.iter().map(|l| l.held_value.map(round2)),
+        )),
+        Arc::new(StringArray::from_iter(
+            lines.iter().map(|l| l.model_kind.as_deref()),
         )),
     ];
     RecordBatch::try_new(schema, columns)

@@ -93,6 +93,7 @@ impl TaskKind for SqlKind {
         let file = cx.file("sql", &spec.sql);
         if !crate::template::is_templated(&spec.sql) {
             if let Ok(text) = std::fs::read_to_string(&file) {
+                cx.note_template("sql", &text);
                 if let Err(e) = crate::template::check_template(&text) {
                     cx.error("sql", format!("`{}`: {e}", file.display()));
                     ok = false;

@@ -85,6 +85,7 @@ impl Project {
 
 pub fn services(lake: Lake) -> Arc<Services> {
     Arc::new(Services {
+        executors: Default::default(),
         config: Config::default(),
         lake,
     })

@@ -1,0 +1,221 @@
+//! The planners' worklist: anomalies ranked by their money figure, new
+//! ones told apart from those already reported, and a capped headline.
+//!
+//! * **Rank**: money at risk, largest first; ties by severity, type,
+//!   store and sku, so the order is stable.
+//! * **New versus recurring**: an anomaly (same type, store and sku) that
+//!   the previous night's table already held keeps that row's
+//!   `first_seen`; it is `recurring`, or `worse` when its money figure
+//!   grew by more than [`WORSE_RATIO`] or its severity rose.
+//! * **Headline**: critical and warning anomalies that are new or worse,
+//!   in rank order, at most `cap` of them. Recurring ones stay in the
+//!   table (and the CSV) but are not repeated in the headline.
+//!
+//! Pure; the `monitor` task reads the previous night's rows and writes
+//! the result, the email and the UI show the headline.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::monitor::{Anomaly, Kind, Severity};
+
+/// Growth of the money figure past which a recurring anomaly is `worse`.
+pub const WORSE_RATIO: f64 = 1.25;
+
+/// Default number of headline lines.
+pub const DEFAULT_HEADLINE: usize = 25;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Novelty {
+    New,
+    Recurring,
+    Worse,
+}
+
+impl Novelty {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Novelty::New => "new",
+            Novelty::Recurring => "recurring",
+            Novelty::Worse => "worse",
+        }
+    }
+}
+
+/// What the previous night reported for one (type, store, sku).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Previous {
+    pub first_seen: NaiveDate,
+    pub severity: Severity,
+    pub money_at_risk: f64,
+}
+
+/// Identity of an anomaly across nights.
+pub type Key = (Kind, Option<String>, Option<String>);
+
+pub fn key(a: &Anomaly) -> Key {
+    (a.kind, a.store.clone(), a.sku.clone())
+}
+
+/// One anomaly placed on the worklist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub anomaly: Anomaly,
+    pub novelty: Novelty,
+    pub first_seen: NaiveDate,
+    /// 1 = largest money figure.
+    pub rank: usize,
+    pub headline: bool,
+}
+
+/// Totals a report quotes next to the headline.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Summary {
+    pub total_money: f64,
+    pub headline_money: f64,
+    pub headline_lines: usize,
+    /// `headline_money / total_money` (0 when there is nothing at risk).
+    pub headline_share: f64,
+}
+
+fn novelty(a: &Anomaly, prev: Option<&Previous>) -> (Novelty, NaiveDate) {
+    match prev {
+        None => (Novelty::New, a.date),
+        Some(p) => {
+            let grew = a.money_at_risk > p.money_at_risk * WORSE_RATIO + 0.005;
+            let rose = a.severity < p.severity;
+            let n = if grew || rose {
+                Novelty::Worse
+            } else {
+                Novelty::Recurring
+            };
+            (n, p.first_seen)
+        }
+    }
+}
+
+/// Rank, mark and cap. `previous` holds last night's anomalies by key.
+pub fn build(
+    anomalies: Vec<Anomaly>,
+    previous: &HashMap<Key, Previous>,
+    cap: usize,
+) -> (Vec<Entry>, Summary) {
+    let mut v = anomalies;
+    v.sort_by(|a, b| {
+        b.money_at_risk
+            .total_cmp(&a.money_at_risk)
+            .then(a.severity.cmp(&b.severity))
+            .then((a.kind, &a.store, &a.sku).cmp(&(b.kind, &b.store, &b.sku)))
+    });
+    let mut summary = Summary::default();
+    let mut entries = Vec::with_capacity(v.len());
+    for (i, a) in v.into_iter().enumerate() {
+        let (novelty, first_seen) = novelty(&a, previous.get(&key(&a)));
+        summary.total_money += a.money_at_risk;
+        let eligible = a.severity != Severity::Info && novelty != Novelty::Recurring;
+        let headline = eligible && summary.headline_lines < cap;
+        if headline {
+            summary.headline_lines += 1;
+            summary.headline_money += a.money_at_risk;
+        }
+        entries.push(Entry {
+            anomaly: a,
+            novelty,
+            first_seen,
+            rank: i + 1,
+            headline,
+        });
+    }
+    if summary.total_money > 0.0 {
+        summary.headline_share = summary.headline_money / summary.total_money;
+    }
+    (entries, summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::money::MoneyKind;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).expect("date")
+    }
+
+    fn a(sku: &str, kind: Kind, severity: Severity, money: f64) -> Anomaly {
+        Anomaly {
+            date: day(27),
+            store: Some("CA_1".into()),
+            sku: Some(sku.into()),
+            kind,
+            severity,
+            observed: 0.0,
+            expected: 0.0,
+            message: String::new(),
+            reason: String::new(),
+            money_at_risk: money,
+            money_kind: MoneyKind::MarginAtRisk,
+        }
+    }
+
+    #[test]
+    fn ranked_by_money_and_capped() {
+        let list = vec![
+            a("A", Kind::Stockout, Severity::Critical, 10.0),
+            a("B", Kind::ProjectedStockout, Severity::Warning, 300.0),
+            a("C", Kind::Overstock, Severity::Info, 1000.0),
+            a("D", Kind::Stockout, Severity::Critical, 50.0),
+        ];
+        let (e, s) = build(list, &HashMap::new(), 2);
+        let order: Vec<&str> = e
+            .iter()
+            .map(|x| x.anomaly.sku.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(order, ["C", "B", "D", "A"]);
+        let ranks: Vec<usize> = e.iter().map(|x| x.rank).collect();
+        assert_eq!(ranks, [1, 2, 3, 4]);
+        // Info never heads the list; the cap of 2 leaves A out.
+        let head: Vec<bool> = e.iter().map(|x| x.headline).collect();
+        assert_eq!(head, [false, true, true, false]);
+        assert_eq!(s.headline_lines, 2);
+        assert_eq!(s.total_money, 1360.0);
+        assert!((s.headline_share - 350.0 / 1360.0).abs() < 1e-12);
+        assert!(e.iter().all(|x| x.novelty == Novelty::New));
+        assert!(e.iter().all(|x| x.first_seen == day(27)));
+    }
+
+    #[test]
+    fn recurring_is_not_repeated_unless_worse() {
+        let prev = |money: f64, severity: Severity| Previous {
+            first_seen: day(20),
+            severity,
+            money_at_risk: money,
+        };
+        let mut previous = HashMap::new();
+        let same = a("A", Kind::Stockout, Severity::Critical, 100.0);
+        let grown = a("B", Kind::Stockout, Severity::Critical, 200.0);
+        let escalated = a("C", Kind::ProjectedStockout, Severity::Critical, 5.0);
+        previous.insert(key(&same), prev(100.0, Severity::Critical));
+        previous.insert(key(&grown), prev(100.0, Severity::Critical));
+        previous.insert(key(&escalated), prev(5.0, Severity::Warning));
+        let fresh = a("D", Kind::Stockout, Severity::Critical, 1.0);
+        let (e, _) = build(vec![same, grown, escalated, fresh], &previous, 25);
+        let by = |sku: &str| {
+            e.iter()
+                .find(|x| x.anomaly.sku.as_deref() == Some(sku))
+                .expect("entry")
+        };
+        assert_eq!(
+            (by("A").novelty, by("A").first_seen, by("A").headline),
+            (Novelty::Recurring, day(20), false)
+        );
+        assert_eq!((by("B").novelty, by("B").headline), (Novelty::Worse, true));
+        assert_eq!((by("C").novelty, by("C").headline), (Novelty::Worse, true));
+        assert_eq!(
+            (by("D").novelty, by("D").first_seen, by("D").headline),
+            (Novelty::New, day(27), true)
+        );
+    }
+}
