@@ -293,9 +293,9 @@ impl Daemon {
     /// Adopt unfinished runs whose owner is gone (see `store::RunLock`): at
     /// start every unfinished run, later (`startup == false`, on each
     /// reload tick) only runs left `running` by a process that died. A run
-    /// another process still executes is left to it. The executor fails
-    /// the dead owner's attempts ("process died") and resumes the run from
-    /// its unfinished tasks.
+    /// another process still executes is left to it. Holding the run's
+    /// lock, the executor fails the dead owner's local attempts ("process
+    /// died") and resumes the run from its unfinished tasks.
     async fn recover(
         &self,
         dags: &DagSet,
@@ -320,24 +320,17 @@ impl Daemon {
                 }
                 continue;
             };
-            let (st, id, start) = (
-                self.executor.store.clone(),
-                run.dag_id.clone(),
-                run.logical_date,
-            );
-            let owned = tokio::task::spawn_blocking(move || st.lock_run(&id, start).map(drop))
-                .await
-                .map_err(|e| StoreError::Join(e.to_string()))?;
-            match owned {
-                Ok(()) => {}
-                Err(StoreError::RunBusy { owner, .. }) => {
+            let lock = match self.executor.lock_run(&run.dag_id, run.logical_date).await {
+                Ok(lock) => lock,
+                Err(ExecError::Store(StoreError::RunBusy { owner, .. })) => {
                     if startup {
                         tracing::info!(run = %run.run_id, owner = %owner, "run is executed by another process; leaving it");
                     }
                     continue;
                 }
-                Err(e) => return Err(e.into()),
-            }
+                Err(ExecError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(DaemonError::Scheduler(e.to_string())),
+            };
             tracing::info!(run = %run.run_id, "resuming run");
             let slot = slots.entry(run.dag_id.clone()).or_default();
             slot.active += 1;
@@ -346,7 +339,10 @@ impl Daemon {
             let token = cancel.child_token();
             let key: RunKey = (run.dag_id.clone(), run.logical_date);
             live.tokens.insert(key.clone(), token.clone());
-            runs.spawn(async move { (key, exec.execute_caught(dag, run, None, token).await) });
+            runs.spawn(async move {
+                let res = exec.execute_owned_caught(dag, run, None, token, lock).await;
+                (key, res)
+            });
         }
         Ok(())
     }

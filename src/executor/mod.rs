@@ -190,15 +190,16 @@ impl Executor {
         self.execute_owned(dag, run, req.only, cancel, lock).await
     }
 
-    /// Take the run lock of (DAG, logical date): [`StoreError::RunBusy`]
-    /// when another process executes that run.
-    async fn lock_run(
+    /// Take the run lock of (DAG, logical date) without waiting:
+    /// [`StoreError::RunBusy`] while another process (or another handle in
+    /// this one) executes that run. See `store::RunLock`.
+    pub async fn lock_run(
         &self,
         dag_id: &str,
         start: chrono::DateTime<Utc>,
     ) -> Result<store::RunLock, ExecError> {
-        let (store, id) = (self.store.clone(), dag_id.to_string());
-        tokio::task::spawn_blocking(move || store.lock_run(&id, start))
+        let (st, id) = (self.store.clone(), dag_id.to_string());
+        tokio::task::spawn_blocking(move || st.lock_run(&id, start))
             .await
             .map_err(|e| StoreError::Join(e.to_string()))?
             .map_err(ExecError::Store)
@@ -207,8 +208,7 @@ impl Executor {
     /// Execute (or resume) an existing run until every task is final or
     /// `cancel` fires. Tasks already succeeded or skipped are not rerun.
     /// Refused with [`StoreError::RunBusy`] while another process executes
-    /// the run; otherwise its previous owner is gone, and attempts it left
-    /// `running` are failed ("process died") and run again.
+    /// the run.
     pub async fn execute(
         &self,
         dag: Arc<Dag>,
@@ -220,9 +220,11 @@ impl Executor {
         self.execute_owned(dag, run, only, cancel, lock).await
     }
 
-    /// [`Executor::execute`] once the run's lock is held (kept until the
-    /// run stops).
-    async fn execute_owned(
+    /// [`Executor::execute`] for a caller that holds the run's lock. The
+    /// previous owner is gone, so its local attempts still marked running
+    /// are failed ("process died"); attempts on remote executors may still
+    /// be running on their engine and are adopted instead.
+    pub async fn execute_owned(
         &self,
         dag: Arc<Dag>,
         run: RunRecord,
@@ -230,6 +232,20 @@ impl Executor {
         cancel: CancellationToken,
         _lock: store::RunLock,
     ) -> Result<RunRecord, ExecError> {
+        let rid = run.run_id.clone();
+        let remote: Vec<String> = dag
+            .tasks
+            .iter()
+            .filter(|t| t.executor.is_some())
+            .map(|t| t.id.clone())
+            .collect();
+        let orphans = self
+            .store
+            .call(move |c| store::fail_orphans_except(c, &rid, &remote, "process died", Utc::now()))
+            .await?;
+        if orphans > 0 {
+            tracing::info!(run = %run.run_id, orphaned_attempts = orphans, "previous owner died; its attempts are failed");
+        }
         let mut lp = RunLoop::load(self.clone(), dag, &run, only, cancel).await?;
         match lp.drive().await {
             Ok(()) => lp.finish().await,
@@ -253,6 +269,19 @@ impl Executor {
         cancel: CancellationToken,
     ) -> Result<RunRecord, ExecError> {
         caught(self.execute(dag, run, only, cancel)).await
+    }
+
+    /// [`Executor::execute_owned`], with panics caught as in
+    /// [`Executor::execute_caught`].
+    pub async fn execute_owned_caught(
+        &self,
+        dag: Arc<Dag>,
+        run: RunRecord,
+        only: Option<Vec<String>>,
+        cancel: CancellationToken,
+        lock: store::RunLock,
+    ) -> Result<RunRecord, ExecError> {
+        caught(self.execute_owned(dag, run, only, cancel, lock)).await
     }
 
     /// [`Executor::run`], with panics caught as in [`Executor::execute_caught`].

@@ -29,29 +29,15 @@ impl RunLoop {
     ) -> Result<Self, ExecError> {
         let run_id = run.run_id.clone();
         let rid = run_id.clone();
-        // The caller holds the run's lock, so an attempt still marked
-        // running belongs to a process that died. Attempts on remote
-        // executors may still run on their engine: those are adopted.
-        let remote: Vec<String> = dag
-            .tasks
-            .iter()
-            .filter(|t| t.executor.is_some())
-            .map(|t| t.id.clone())
-            .collect();
-        let (prior, running, orphans) = exec
+        let (prior, running) = exec
             .store
             .call(move |c| {
-                let orphans =
-                    store::fail_orphans_except(c, &rid, &remote, "process died", Utc::now())?;
                 let tis = store::task_instances(c, &rid)?;
                 let running = store::running_attempts(c, &rid)?;
                 store::set_run_state(c, &rid, State::Running, Utc::now())?;
-                Ok((tis, running, orphans))
+                Ok((tis, running))
             })
             .await?;
-        if orphans > 0 {
-            tracing::info!(run = %run_id, orphaned_attempts = orphans, "previous owner died; its attempts are failed");
-        }
         let prior: HashMap<String, store::TaskInstance> =
             prior.into_iter().map(|t| (t.task_id.clone(), t)).collect();
         let selected: Option<HashSet<usize>> = only.as_ref().map(|ids| {
@@ -99,7 +85,7 @@ impl RunLoop {
     }
 
     /// A queued task waits for its non-final upstreams. With `only`, the
-    /// others never run, and a selected task waits only for its selected
+    /// others never run and a selected task waits only for its selected
     /// upstreams (the recorded outcome of the rest stands).
     fn initial_ready(&mut self) {
         for i in 0..self.dag.tasks.len() {
@@ -149,8 +135,7 @@ impl RunLoop {
             return Decision::Run;
         }
         if let Some(sel) = &self.selected {
-            // A selected task runs; trigger rules apply among the selected
-            // tasks only.
+            // A selected task runs; its rule applies among selected tasks.
             let ups: Vec<State> = task
                 .upstream
                 .iter()
