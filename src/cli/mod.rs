@@ -8,6 +8,7 @@ pub mod bench_inventory;
 pub mod bench_lake;
 pub mod demo;
 pub mod history;
+pub mod init;
 pub mod mail;
 pub mod run;
 pub mod task;
