@@ -10,6 +10,7 @@ pub mod forecast;
 pub mod inventory;
 pub mod lake;
 pub mod mail;
+pub mod project;
 pub mod remote;
 pub mod schedule;
 pub mod secrets;

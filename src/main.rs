@@ -83,8 +83,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::mail::MailCmd,
     },
-    /// Generate the synthetic retail lake and run the main job on it.
+    /// Generate the synthetic retail lake and run the main job on it (in a
+    /// folder without a project, the example project is written first).
     Demo(cli::demo::DemoArgs),
+    /// Write the example project (jobs, SQL, restock.yaml) into a folder.
+    Init(cli::init::InitArgs),
     /// Benchmarks (orchestration overhead, validation speed).
     Bench {
         #[command(subcommand)]
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
             Cmd::Attempt { cmd } => cli::attempt::attempt(config, cmd).await,
             Cmd::Bench { cmd } => cli::bench::bench(config, cmd).await,
             Cmd::Demo(a) => cli::demo::demo(config, a).await,
+            Cmd::Init(a) => cli::init::init(a),
             Cmd::Mail { cmd } => cli::mail::mail(config, cmd).await,
         }
     });

@@ -349,3 +349,70 @@ async fn undefined_template_variable_names_the_file() {
     );
     assert!(msg.contains("undefined"), "{msg}");
 }
+
+/// Sales rows whose `qty` column is text (a partition written by another
+/// tool after a schema change).
+fn sales_with_text_qty(rows: &[(&str, &str, &str, f64)]) -> arrow::array::RecordBatch {
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use std::sync::Arc;
+    let sku: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
+    let store: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)));
+    let qty: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2)));
+    let price: ArrayRef = Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3)));
+    arrow::array::RecordBatch::try_from_iter([
+        ("sku", sku),
+        ("store", store),
+        ("qty", qty),
+        ("price", price),
+    ])
+    .expect("batch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_whose_column_changed_type_names_the_file_and_the_column() {
+    let project = Project::new(&[(
+        "q.sql",
+        "SELECT sku, SUM(qty) AS units FROM sales WHERE ds <= '{{ ds }}' GROUP BY sku\n",
+    )]);
+    let lake = seeded().await;
+    put_parquet(
+        &lake,
+        "raw/sales/ds=2026-11-25/part-0.parquet",
+        &sales_with_text_qty(&[("A", "s1", "two", 1.0)]),
+    )
+    .await;
+    let msg = fails(&project, &lake, "sql/q.sql").await;
+    assert!(
+        msg.contains("memory://raw/sales/ds=2026-11-25/part-0.parquet")
+            && msg.contains("column `qty`")
+            && msg.contains("Utf8")
+            && msg.contains("Int64"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_file_in_a_table_folder_is_named() {
+    let project = Project::new(&[("q.sql", "SELECT sku FROM sales WHERE ds = '{{ ds }}'\n")]);
+    let lake = seeded().await;
+    // Hidden entries (`_SUCCESS`, `.crc`) are skipped as readers do; a CSV
+    // dropped beside the Parquet files is a mistake worth naming.
+    for (key, body) in [
+        ("raw/sales/_SUCCESS", ""),
+        ("raw/sales/ds=2026-11-27/.part-0.parquet.crc", "x"),
+        ("raw/sales/ds=2026-11-27/extra.csv", "sku,qty\nA,1\n"),
+    ] {
+        lake.store()
+            .put(
+                &object_store::path::Path::from(key),
+                body.as_bytes().to_vec().into(),
+            )
+            .await
+            .expect("put");
+    }
+    let msg = fails(&project, &lake, "sql/q.sql").await;
+    assert!(
+        msg.contains("memory://raw/sales/ds=2026-11-27/extra.csv is not a Parquet file"),
+        "{msg}"
+    );
+}

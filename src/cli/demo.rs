@@ -32,6 +32,14 @@ pub struct DemoArgs {
 }
 
 pub async fn demo(config: Config, args: DemoArgs) -> Result<ExitCode> {
+    if !restock::project::has_project(&config.jobs) {
+        println!(
+            "no DAG files in {}: writing the example project into {}",
+            config.jobs.display(),
+            config.root.display()
+        );
+        super::init::write(&config.root, false).context("writing the example project")?;
+    }
     let end = args
         .end_date
         .unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Duration::days(1));

@@ -11,6 +11,7 @@ pub mod bench_lake;
 pub mod bench_web;
 pub mod demo;
 pub mod history;
+pub mod init;
 pub mod mail;
 pub mod run;
 pub mod serve;

@@ -131,8 +131,54 @@ pub enum PublishError {
         location: String,
         source: object_store::Error,
     },
+    /// The disk (or quota) under the lake is full; the attempt may succeed
+    /// once space is freed, so it is retryable.
+    #[error("the disk is full while writing {location}; free space and run again ({message})")]
+    DiskFull { location: String, message: String },
     #[error("stopped before the output was published")]
     Interrupted,
+}
+
+/// Whether `e` or an error under it is "no space left on device" (or a
+/// quota that is exhausted).
+pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let full = matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            );
+            if full || io.raw_os_error() == Some(28) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    // Errors that carry their cause only as text (object_store's local
+    // backend formats some of them).
+    e.to_string().contains("No space left on device")
+}
+
+impl PublishError {
+    /// `self`, or [`PublishError::DiskFull`] when that is its cause.
+    fn or_disk_full(self) -> Self {
+        let (location, full) = match &self {
+            PublishError::Encode { location, source } => (location.clone(), is_disk_full(source)),
+            PublishError::Store {
+                location, source, ..
+            } => (location.clone(), is_disk_full(source)),
+            _ => return self,
+        };
+        if full {
+            PublishError::DiskFull {
+                location,
+                message: self.to_string(),
+            }
+        } else {
+            self
+        }
+    }
 }
 
 impl PublishError {
@@ -147,6 +193,7 @@ impl PublishError {
             location: lake.describe(location),
             source,
         }
+        .or_disk_full()
     }
 }
 
@@ -182,9 +229,12 @@ pub async fn write(
     let dropped_partition_column = keep.is_some();
     let staged = staging_dir.clone().join(format!("{}.parquet", unique_id()));
     let staged_name = lake.describe(&staged);
-    let encode_err = |source| PublishError::Encode {
-        location: staged_name.clone(),
-        source,
+    let encode_err = |source| {
+        PublishError::Encode {
+            location: staged_name.clone(),
+            source,
+        }
+        .or_disk_full()
     };
     let sink = BufWriter::new(Arc::clone(&store), staged.clone());
     let mut writer =

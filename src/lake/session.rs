@@ -3,7 +3,8 @@
 //! Hive-partitioned Parquet listing tables.
 //!
 //! Owns turning a [`Table`] into a DataFusion table and naming what is wrong
-//! with one (nothing there, a file that is not Parquet). Running queries and
+//! with one (nothing there, a stray file that is not Parquet, a truncated or
+//! empty file, a partition whose column changed type). Running queries and
 //! writing results is the `sql` kind's and [`super::publish`]'s business.
 
 use std::sync::Arc;
@@ -38,6 +39,21 @@ pub enum SessionError {
         table: String,
         file: String,
         message: String,
+    },
+    #[error(
+        "table `{table}`: {file} is not a Parquet file; a table folder holds only `.parquet` files (and hidden `_`/`.` entries, which are skipped)"
+    )]
+    StrayFile { table: String, file: String },
+    #[error(
+        "table `{table}`: column `{column}` is {found} in {file} but {expected} in {newest}, the newest file, which gives the table its schema; rewrite the older partition with the table's types"
+    )]
+    Drift {
+        table: String,
+        file: String,
+        column: String,
+        found: String,
+        expected: String,
+        newest: String,
     },
     #[error("table `{table}`: cannot list {location}: {source}")]
     List {
@@ -139,21 +155,52 @@ pub async fn table_files(lake: &Lake, table: &Table) -> Result<Vec<ObjectMeta>, 
                 location: lake.describe(&dir),
                 source,
             })?;
-    Ok(files
-        .into_iter()
-        .filter(|m| is_visible_parquet(&dir, &m.location))
-        .collect())
+    let mut out = Vec::with_capacity(files.len());
+    for m in files {
+        match classify(&dir, &m.location) {
+            Entry::Parquet => out.push(m),
+            Entry::Skipped => {}
+            Entry::Stray => {
+                return Err(SessionError::StrayFile {
+                    table: table.name.clone(),
+                    file: lake.describe(&m.location),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
-fn is_visible_parquet(dir: &Path, file: &Path) -> bool {
+/// What a listed object is to a table.
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    Parquet,
+    /// Hidden (`_SUCCESS`, `.crc`, `_tmp/`) or outside the folder.
+    Skipped,
+    /// Visible and not Parquet: a mistake to name, not to skip silently.
+    Stray,
+}
+
+fn classify(dir: &Path, file: &Path) -> Entry {
     let Some(rel) = file.prefix_match(dir) else {
-        return false;
+        return Entry::Skipped;
     };
     let parts: Vec<_> = rel.collect();
     let hidden = parts
         .iter()
         .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'));
-    !hidden && file.as_ref().ends_with(".parquet")
+    if hidden {
+        Entry::Skipped
+    } else if file.as_ref().ends_with(".parquet") {
+        Entry::Parquet
+    } else {
+        Entry::Stray
+    }
+}
+
+#[cfg(test)]
+fn is_visible_parquet(dir: &Path, file: &Path) -> bool {
+    classify(dir, file) == Entry::Parquet
 }
 
 /// Register `table` on `ctx` as a listing table over its lake folder.
@@ -218,27 +265,66 @@ pub async fn register_table(
         })
 }
 
-/// The first of `files` whose Parquet footer cannot be read, as an error
-/// naming it.
+/// The first of `files` whose Parquet footer cannot be read, or else the
+/// first whose columns have other types than the newest file's (which
+/// gives the table its schema), as an error naming the file (and column).
+/// Reads every footer: only for explaining a failure.
 pub async fn find_corrupt(
     lake: &Lake,
     table: &Table,
     files: &[ObjectMeta],
 ) -> Option<SessionError> {
+    let mut schemas = Vec::with_capacity(files.len());
     for meta in files {
-        if let Err(message) = read_footer(lake, meta).await {
-            return Some(SessionError::CorruptFile {
-                table: table.name.clone(),
-                file: lake.describe(&meta.location),
-                message,
-            });
+        match read_footer(lake, meta).await {
+            Ok(schema) => schemas.push((meta, schema)),
+            Err(message) => {
+                return Some(SessionError::CorruptFile {
+                    table: table.name.clone(),
+                    file: lake.describe(&meta.location),
+                    message,
+                });
+            }
+        }
+    }
+    let (newest, expected) = schemas
+        .iter()
+        .max_by(|a, b| a.0.location.cmp(&b.0.location))?;
+    for (meta, schema) in &schemas {
+        for field in schema.fields() {
+            let Ok(want) = expected.field_with_name(field.name()) else {
+                continue;
+            };
+            if !same_type(field.data_type(), want.data_type()) {
+                return Some(SessionError::Drift {
+                    table: table.name.clone(),
+                    file: lake.describe(&meta.location),
+                    column: field.name().clone(),
+                    found: field.data_type().to_string(),
+                    expected: want.data_type().to_string(),
+                    newest: lake.describe(&newest.location),
+                });
+            }
         }
     }
     None
 }
 
-/// Read and parse a Parquet file's footer (metadata) from the store.
-async fn read_footer(lake: &Lake, meta: &ObjectMeta) -> Result<(), String> {
+/// Types that differ only in their physical string or binary layout read
+/// the same.
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    use DataType::{Binary, BinaryView, LargeBinary, LargeUtf8, Utf8, Utf8View};
+    let strings = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    let binary = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);
+    a == b || (strings(a) && strings(b)) || (binary(a) && binary(b))
+}
+
+/// Read and parse a Parquet file's footer from the store, into its Arrow
+/// schema.
+async fn read_footer(
+    lake: &Lake,
+    meta: &ObjectMeta,
+) -> Result<datafusion::arrow::datatypes::Schema, String> {
     let size = meta.size;
     let mut want: u64 = 64 * 1024;
     loop {
@@ -250,7 +336,15 @@ async fn read_footer(lake: &Lake, meta: &ObjectMeta) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let mut reader = ParquetMetaDataReader::new();
         match reader.try_parse_sized(&tail, size) {
-            Ok(()) => return reader.finish().map(|_| ()).map_err(|e| e.to_string()),
+            Ok(()) => {
+                let md = reader.finish().map_err(|e| e.to_string())?;
+                let file = md.file_metadata();
+                return parquet::arrow::parquet_to_arrow_schema(
+                    file.schema_descr(),
+                    file.key_value_metadata(),
+                )
+                .map_err(|e| e.to_string());
+            }
             Err(ParquetError::NeedMoreData(n)) if (n as u64) > want && (n as u64) <= size => {
                 want = n as u64;
             }

@@ -176,8 +176,9 @@ impl AttemptLog {
         &self.path
     }
 
-    /// Append one line (a newline is added). Known secret values are
-    /// masked (see [`crate::secrets`]).
+    /// Append one line, prefixed with the UTC time it was written (a
+    /// newline is added), so a slow step or a silent fallback shows when it
+    /// happened. Known secret values are masked (see [`crate::secrets`]).
     pub fn line(&self, msg: &str) {
         let msg = crate::secrets::mask(msg);
         let mut guard = match self.file.lock() {
@@ -185,10 +186,10 @@ impl AttemptLog {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Some(f) = guard.as_mut() {
+            let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ ");
             // A full disk must not turn into a task failure of its own; the
             // attempt's result is still recorded in the store.
-            let _ = f.write_all(msg.as_bytes());
-            let _ = f.write_all(b"\n");
+            let _ = f.write_all(format!("{stamp}{msg}\n").as_bytes());
         }
     }
 
@@ -427,5 +428,23 @@ impl Registry {
 impl Default for Registry {
     fn default() -> Self {
         Self::builtin()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_log_lines_carry_their_utc_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = AttemptLog::create(dir.path().join("a/1.log")).expect("log");
+        let before = chrono::Utc::now();
+        log.line("reading table `sales`");
+        let text = std::fs::read_to_string(log.path()).expect("read");
+        let (stamp, msg) = text.trim_end().split_once(' ').expect("stamp");
+        assert_eq!(msg, "reading table `sales`");
+        let t: chrono::DateTime<chrono::Utc> = stamp.parse().expect("an RFC 3339 time");
+        assert!(t >= before - chrono::Duration::milliseconds(1) && t <= chrono::Utc::now());
     }
 }

@@ -433,9 +433,9 @@ async fn publish_error(lake: &Lake, tables: &[Table], file: &FsPath, e: PublishE
                 TaskError::Fatal(msg)
             }
         }
-        PublishError::Encode { .. } | PublishError::Store { .. } => {
-            TaskError::Failed(e.to_string())
-        }
+        PublishError::Encode { .. }
+        | PublishError::Store { .. }
+        | PublishError::DiskFull { .. } => TaskError::Failed(e.to_string()),
     }
 }
 
