@@ -73,6 +73,22 @@ pub enum BenchCmd {
         #[arg(long, default_value = "500ms")]
         poll_interval: String,
     },
+    /// The web server over 100,000 runs and 1,000,000 attempts: latency of
+    /// the DAG list, grid, run page, a 50 MB log and /metrics; RSS; wrk.
+    Web(super::bench_web::WebBenchArgs),
+    /// The forecaster on a shared real dataset's holdout next to the
+    /// statsforecast baselines on the same split (RMSSE, MASE, WAPE, bias,
+    /// coverage).
+    Accuracy {
+        /// tuna | cheese | tourism
+        dataset: String,
+        /// Folder of the shared datasets.
+        #[arg(long, default_value = "../shared/data")]
+        data: std::path::PathBuf,
+        /// Skip the statsforecast baselines (only pandas and pyarrow needed).
+        #[arg(long)]
+        no_baselines: bool,
+    },
     /// `reorder` + `monitor` over a generated M5-sized lake.
     Inventory {
         /// Store×sku series.
@@ -199,6 +215,15 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
                 poll_interval,
             };
             super::bench_executor::bench(config, args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::Web(a) => super::bench_web::bench_web(config, a).await,
+        BenchCmd::Accuracy {
+            dataset,
+            data,
+            no_baselines,
+        } => {
+            super::bench_accuracy::bench(dataset, data, !no_baselines).await?;
             return Ok(ExitCode::SUCCESS);
         }
         BenchCmd::Inventory { series } => {

@@ -36,6 +36,17 @@ pub fn compile_str(
     root: &Path,
 ) -> Result<Dag, Vec<Diagnostic>> {
     let mut d = Diagnostics::new(file, text);
+    if let Some(pos) = d.too_deep() {
+        d.error_at(
+            pos.line,
+            pos.column,
+            format!(
+                "YAML nested deeper than {} levels; a DAG file needs far fewer",
+                super::locate::MAX_DEPTH
+            ),
+        );
+        return Err(d.items);
+    }
     let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -326,6 +337,7 @@ pub fn compile_str(
         tables,
         tasks,
         by_id,
+        warnings: sorted(d.warnings),
     })
 }
 

@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod reorder;
 pub mod series_input;
 pub mod sql;
+pub mod streams;
 pub mod tables;
 pub mod train;
 
@@ -113,11 +114,25 @@ impl std::fmt::Debug for AttemptLog {
 }
 
 impl AttemptLog {
+    /// Create the log file, readable by the owner only (a task's output
+    /// may carry data nobody else should read). The path is made absolute
+    /// so that files named after it (`$RESTOCK_OUTPUTS`) resolve the same
+    /// from a task's own working directory.
     pub fn create(path: PathBuf) -> std::io::Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let path = std::path::absolute(&path)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
-        let file = File::create(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
         Ok(Self {
             path,
             file: Mutex::new(Some(file)),
@@ -161,8 +176,10 @@ impl AttemptLog {
         &self.path
     }
 
-    /// Append one line (a newline is added).
+    /// Append one line (a newline is added). Known secret values are
+    /// masked (see [`crate::secrets`]).
     pub fn line(&self, msg: &str) {
+        let msg = crate::secrets::mask(msg);
         let mut guard = match self.file.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -179,7 +196,7 @@ impl AttemptLog {
     pub fn progress(&self, msg: &str) {
         self.line(msg);
         if let Some(echo) = &self.echo {
-            echo(msg);
+            echo(&crate::secrets::mask(msg));
         }
     }
 }
@@ -253,6 +270,16 @@ impl KindCompileCx<'_> {
         self.diags.deserialize(&path, spec, self.common_keys)
     }
 
+    /// Report a problem that does not stop the DAG from loading.
+    pub fn warn(&mut self, key: &str, message: impl Into<String>) {
+        let path = if key.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}.{key}", self.path)
+        };
+        self.diags.warning(&path, message);
+    }
+
     /// Check that a template parses (and remember it, see
     /// [`KindCompileCx::note_template`]).
     pub fn template(&mut self, key: &str, source: &str) {
@@ -301,6 +328,28 @@ impl KindCompileCx<'_> {
         }
         p
     }
+}
+
+/// `rel` resolved against the project `root`, refused when it is absolute
+/// or climbs out of the root (`..`, or a symlink pointing outside): DAG
+/// files name project files, and an error quoting a line of `/etc/shadow`
+/// must not be possible.
+pub fn inside_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let p = Path::new(rel);
+    let outside = || format!("`{rel}` is outside the project root `{}`", root.display());
+    if p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(outside());
+    }
+    let joined = root.join(p);
+    if let (Ok(real), Ok(real_root)) = (joined.canonicalize(), root.canonicalize()) {
+        if !real.starts_with(&real_root) {
+            return Err(outside());
+        }
+    }
+    Ok(joined)
 }
 
 pub trait TaskKind: Send + Sync {

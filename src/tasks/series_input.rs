@@ -162,6 +162,27 @@ impl InputSpec {
                 ok = false;
             }
         }
+        let tables = [
+            ("input", Some(&self.input)),
+            ("future", self.future.as_ref()),
+            ("events", self.events.as_ref()),
+        ];
+        for (key, table) in tables {
+            let Some(table) = table else { continue };
+            if !cx.tables.contains_key(table) {
+                let known = if cx.tables.is_empty() {
+                    "the DAG declares no tables".to_string()
+                } else {
+                    let names: Vec<&str> = cx.tables.keys().map(String::as_str).collect();
+                    format!("declared tables: {}", names.join(", "))
+                };
+                cx.error(
+                    key,
+                    format!("unknown table `{table}` ({known}); declare it under `tables:`"),
+                );
+                ok = false;
+            }
+        }
         ok
     }
 
@@ -438,7 +459,10 @@ async fn load_events(
             "table `{table}` has no string column naming events (besides `date`)"
         )));
     }
-    let select: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let select: Vec<String> = names
+        .iter()
+        .map(|n| crate::template::quote_ident(n))
+        .collect();
     let batches = tables::query(
         ctx,
         &cx.task_id,
