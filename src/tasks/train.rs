@@ -309,8 +309,17 @@ impl TaskRunner for TrainRunner {
         let opts = self.input.prepare_options(ds);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let cancel = cx.cancel.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = stop.clone();
         let job = tokio::task::spawn_blocking(move || {
             let progress = move |group: &str, r: &forecast::EpochReport| {
+                // Cancelled: unwind out of this group's training (the
+                // pipeline catches it per group, so every worker thread
+                // stops within one epoch). `resume_unwind` skips the panic
+                // hook: this is a stop, not a bug.
+                if stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::panic::resume_unwind(Box::new("training stopped"));
+                }
                 let val = r.val_loss.map_or("-".to_string(), |v| format!("{v:.4}"));
                 let _ = tx.send(format!(
                     "group {group}: epoch {} train loss {:.4} val loss {val}",
@@ -325,8 +334,11 @@ impl TaskRunner for TrainRunner {
                 Some(line) = rx.recv() => cx.log.progress(&line),
                 r = &mut job => break r,
                 _ = cancel.cancelled() => {
-                    // Training threads finish their group; the attempt is
-                    // reported as interrupted and nothing is saved.
+                    // Stop the worker threads at their next epoch and wait
+                    // for them (the executor's grace bounds the wait);
+                    // nothing is saved.
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = (&mut job).await;
                     return Err(TaskError::Interrupted("training stopped".into()));
                 }
             }
