@@ -233,7 +233,7 @@ async fn api_routes_paging_problems_and_escaping() {
     for bad in [
         "/api/v1/runs/..%2F..%2Fetc/tasks/extract/tries/1/log",
         "/api/v1/runs/%2Fetc%2Fpasswd/tasks/x/tries/1/log",
-        &format!("/api/v1/runs/{run_id}/tasks/..%2F..%2F..%2Fetc%2Fpasswd/tries/1/log"),
+        format!("/api/v1/runs/{run_id}/tasks/..%2F..%2F..%2Fetc%2Fpasswd/tries/1/log").as_str(),
         "/runs/..%2F..%2Fetc%2Fpasswd/tasks/x/tries/1",
     ] {
         let r = c.get(&s.url(bad)).await;

@@ -122,25 +122,26 @@ pub async fn run_view(app: &AppState, run_id: &str) -> Result<RunView, WebError>
         .await?;
     // Task order: the DAG's, when it is loaded; else as recorded.
     let dag = app.shared().dag(&run.dag_id);
-    let mut order: Vec<(String, String)> = match &dag {
+    // (task, kind, executor): `local` unless the task names a remote one.
+    let mut order: Vec<(String, String, String)> = match &dag {
         Some(d) => d
             .tasks
             .iter()
-            .map(|t| (t.id.clone(), t.kind.clone()))
+            .map(|t| {
+                let ex = t.executor.clone().unwrap_or_else(|| "local".into());
+                (t.id.clone(), t.kind.clone(), ex)
+            })
             .collect(),
-        None => tis
-            .iter()
-            .map(|t| (t.task_id.clone(), String::new()))
-            .collect(),
+        None => Vec::new(),
     };
     for t in &tis {
-        if !order.iter().any(|(id, _)| id == &t.task_id) {
-            order.push((t.task_id.clone(), String::new()));
+        if !order.iter().any(|(id, _, _)| id == &t.task_id) {
+            order.push((t.task_id.clone(), String::new(), String::new()));
         }
     }
     let tasks = order
         .into_iter()
-        .map(|(id, kind)| {
+        .map(|(id, kind, executor)| {
             let ti = tis.iter().find(|t| t.task_id == id);
             let last = attempts
                 .iter()
@@ -154,7 +155,7 @@ pub async fn run_view(app: &AppState, run_id: &str) -> Result<RunView, WebError>
                 start_date: last.and_then(|a| a.started_at),
                 end_date: end,
                 duration: last.and_then(|a| seconds(a.started_at, end.or(Some(Utc::now())))),
-                executor: "local".into(),
+                executor,
                 error: ti.and_then(|t| t.error.clone()),
                 outputs: ti.map(|t| t.outputs.clone()).unwrap_or_default(),
                 task_id: id,
@@ -454,8 +455,7 @@ struct Bar {
 
 fn gantt(attempts: &[Attempt]) -> Vec<Bar> {
     let now = Utc::now();
-    let starts = attempts.iter().filter_map(|a| a.started_at);
-    let Some(t0) = starts.clone().min() else {
+    let Some(t0) = attempts.iter().filter_map(|a| a.started_at).min() else {
         return Vec::new();
     };
     let t1 = attempts
