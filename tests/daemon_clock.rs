@@ -94,6 +94,8 @@ impl Harness {
             registry: Registry::builtin(),
             executor,
             clock: clock.clone(),
+            shared: None,
+            commands: None,
         };
         let stop = CancellationToken::new();
         let (reload, rx) = mpsc::channel(4);

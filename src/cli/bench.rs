@@ -217,7 +217,7 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
             super::bench_executor::bench(config, args).await?;
             return Ok(ExitCode::SUCCESS);
         }
-        BenchCmd::Web(a) => super::bench_web::bench_web(config, a).await,
+        BenchCmd::Web(a) => return super::bench_web::bench_web(config, a).await,
         BenchCmd::Accuracy {
             dataset,
             data,

@@ -512,6 +512,18 @@ fn find_word(text: &str, word: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// `text`, cut at a character boundary after at most `max` bytes (marked).
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n-- … ({} more bytes)", &text[..end], text.len() - end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,16 +547,4 @@ mod tests {
         let commented = "-- sales_x is gone\nSELECT 1 FROM sales_x";
         assert_eq!(find_word(commented, "sales_x"), Some((2, 15)));
     }
-}
-
-/// `text`, cut at a character boundary after at most `max` bytes (marked).
-fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n-- … ({} more bytes)", &text[..end], text.len() - end)
 }
