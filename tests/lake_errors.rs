@@ -246,7 +246,8 @@ fn validation_parses_the_query_and_checks_its_tables() {
         );
     }
     // CTE names and table functions need no declaration; a template that
-    // reads upstream outputs is left to run time.
+    // reads upstream outputs is left to run time, but the task it names
+    // must be upstream.
     let project = Project::new(&[
         (
             "cte.sql",
@@ -255,7 +256,16 @@ fn validation_parses_the_query_and_checks_its_tables() {
         ("up.sql", "SELECT * FROM {{ tasks.x.outputs.table }}\n"),
     ]);
     project.dag(&dag_yaml("sql/cte.sql"));
-    project.dag(&dag_yaml("sql/up.sql"));
+    let errors = project.dag_errors(&dag_yaml("sql/up.sql"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("tasks[0].sql: the template refers to unknown task `x`"),
+        "{errors:?}"
+    );
+    let with_upstream = dag_yaml("sql/up.sql")
+        .replace("tasks:\n", "tasks:\n  - id: x\n    kind: empty\n")
+        + "    depends_on: [x]\n";
+    project.dag(&with_upstream);
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! Mailing the report through a real SMTP server (aiosmtpd in a
 //! subprocess) with STARTTLS on a test CA and AUTH: what arrives, retries
-//! and the outbox when the server is down, a rejected login, idempotence.
+//! and the outbox when the server is down, a rejected login, idempotence,
+//! and a report at M5 scale through a server with stock RFC limits.
 
 mod mail_common;
 
 use mail_common::*;
-use restock::mail::report::sample_report;
+use restock::mail::message::wire_format_problem;
+use restock::mail::report::{Order, sample_report};
 use restock::mail::{
     Addressing, MailError, Mailer, Outcome, RenderOptions, SendReportError, Transport, send_report,
 };
@@ -430,4 +432,57 @@ async fn a_server_that_never_answers_times_out_and_is_retried() {
     assert_eq!(*attempts, 2);
     assert_eq!(mailer.pending().await.expect("pending").len(), 1);
     let _ = held.join();
+}
+
+/// The reorder plan of the M5 main job: one order per series (30,490).
+fn m5_sized_report() -> restock::mail::Report {
+    let mut r = sample_report();
+    r.orders = (0..30_490)
+        .map(|i| Order {
+            sku: format!("FOODS_3_{:03}", i % 827),
+            store: format!("CA_{}", 1 + i / 3_049),
+            qty: 12.0 + (i % 17) as f64,
+            order_value: 45.5 + (i % 101) as f64,
+            order_by: "2026-11-28".into(),
+            reason: String::new(),
+        })
+        .collect();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_m5_sized_report_passes_a_server_with_stock_rfc_limits() {
+    // aiosmtpd with its default 1001-octet line limit, refusing bare LF.
+    let server = SmtpServer::start();
+    let s = Scratch::new();
+    let mailer = Mailer::new(
+        Some(server.config(PASSWORD)),
+        s.outbox(),
+        Some(s.store.clone()),
+    );
+    let report = m5_sized_report();
+    let outcome = send_report(
+        &mailer,
+        &report,
+        &RenderOptions::default(),
+        &addressing(),
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a strict server refused the report: {e}"));
+    assert!(matches!(outcome, Outcome::Delivered(_)), "{outcome:?}");
+
+    wait_for("the message", || server.received().len() == 1);
+    let eml = &server.received()[0];
+    let raw = std::fs::read(eml).expect("eml");
+    assert!(raw.len() > 1_000_000, "{} bytes", raw.len());
+    assert_eq!(wire_format_problem(&raw), None);
+    let msg = parse(eml);
+    let orders = parts(&msg, "text/csv")
+        .into_iter()
+        .find(|p| p["filename"] == "reorder_plan.csv")
+        .expect("orders attachment");
+    let csv = String::from_utf8(decode(orders)).expect("utf8");
+    assert_eq!(csv.lines().count(), 1 + 30_490);
+    assert!(s.pending_files().is_empty());
 }

@@ -1,5 +1,7 @@
 //! `restock validate` on invalid DAG files: the exact messages, with file,
 //! line, column and key path, every error of a file at once, exit code 2.
+//! Messages speak of the YAML (a whole number, a list), never of Rust
+//! types or serde's untagged enums.
 
 mod common;
 
@@ -127,6 +129,13 @@ const CASES: &[(&str, &[&str])] = &[
         &["3:5: tasks[0]: a task must be a mapping with `id` and `kind`"],
     ),
     (
+        "train_undeclared_input.yaml",
+        &[
+            "7:5: tasks[0].input: unknown table `dialy_sales` (declared tables: daily_sales); declare it under `tables:`",
+            "16:5: tasks[1].future: unknown table `promo_plan` (declared tables: daily_sales); declare it under `tables:`",
+        ],
+    ),
+    (
         "unknown_dependency.yaml",
         &[
             "7:18: tasks[1].depends_on[0]: depends_on unknown task `extrct`, did you mean `extract`?",
@@ -151,8 +160,39 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "wrong_type.yaml",
         &[
-            "2:1: parallelism: invalid type: string \"two\", expected u32",
-            "6:5: tasks[0].retries: invalid type: string \"many\", expected u32",
+            "2:1: parallelism: invalid type: string \"two\", expected a whole number of 0 or more",
+            "6:5: tasks[0].retries: invalid type: string \"many\", expected a whole number of 0 or more",
+        ],
+    ),
+    (
+        "limits_out_of_range.yaml",
+        &[
+            "2:1: parallelism: `parallelism: 0` is out of range: allowed 1..=4096",
+            "3:1: max_active_runs: `max_active_runs: 0` is out of range: allowed 1..=1024",
+            "5:3: defaults.retries: `retries: 1000` is out of range: allowed 0..=100",
+            "9:5: tasks[0].retries: `retries: 101` is out of range: allowed 0..=100",
+        ],
+    ),
+    (
+        "command_wrong_shape.yaml",
+        &[
+            "5:5: tasks[0].command: `command` must be a list of strings or one string",
+            "9:5: tasks[1].timeout: expected a duration such as `30s` or `10m`, or a number of seconds",
+        ],
+    ),
+    (
+        "reorder_undeclared_tables.yaml",
+        &[
+            "7:5: tasks[0].products: reads table `product_master`, which is not declared under `tables:` (declared: forecasts)",
+            "9:5: tasks[0].inventory: reads table `stock`, which is not declared under `tables:` (declared: forecasts)",
+        ],
+    ),
+    (
+        "when_not_upstream.yaml",
+        &[
+            "8:5: tasks[1].when: `when` refers to task `count`, which is not upstream of `report`; its outputs are only known once it has finished, so add `count` to `depends_on` (directly or through another task)",
+            "9:23: tasks[1].command[1]: the template refers to task `count`, which is not upstream of `report`; its outputs are only known once it has finished, so add `count` to `depends_on` (directly or through another task)",
+            "12:23: tasks[2].command[1]: the template refers to its own task `self`, whose outputs do not exist while it runs",
         ],
     ),
 ];
@@ -223,4 +263,25 @@ fn valid_dags_print_one_summary_line_each() {
         .count();
     assert_eq!(stdout.lines().count(), files, "{stdout}");
     assert!(stdout.lines().all(|l| l.contains(": ok (")), "{stdout}");
+}
+
+#[test]
+fn no_message_names_rust_types_or_serde_internals() {
+    let out = common::restock()
+        .args(["validate", "tests/fixtures/invalid"])
+        .output()
+        .expect("run restock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for internal in [
+        "untagged enum",
+        "expected u32",
+        "expected u64",
+        "expected usize",
+        "expected f64",
+        "expected i64",
+        "Raw",
+        "variant identifier",
+    ] {
+        assert!(!stderr.contains(internal), "`{internal}` in:\n{stderr}");
+    }
 }

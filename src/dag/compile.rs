@@ -19,6 +19,7 @@ use crate::schedule::{self, Schedule};
 use crate::tasks::{KindCompileCx, Registry};
 use crate::template;
 
+use super::checks::{self, TemplateUse};
 use super::diag::{Diagnostic, Diagnostics, unknown_message};
 use super::graph;
 use super::model::{Dag, RetryPolicy, Table, Task};
@@ -35,6 +36,17 @@ pub fn compile_str(
     root: &Path,
 ) -> Result<Dag, Vec<Diagnostic>> {
     let mut d = Diagnostics::new(file, text);
+    if let Some(pos) = d.too_deep() {
+        d.error_at(
+            pos.line,
+            pos.column,
+            format!(
+                "YAML nested deeper than {} levels; a DAG file needs far fewer",
+                super::locate::MAX_DEPTH
+            ),
+        );
+        return Err(d.items);
+    }
     let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -80,6 +92,15 @@ pub fn compile_str(
     let header = header.as_ref();
     if let Some(h) = header {
         check_id(&mut d, "id", &h.id, "DAG");
+        checks::limit(&mut d, "parallelism", h.parallelism, &checks::PARALLELISM);
+        checks::limit(
+            &mut d,
+            "max_active_runs",
+            h.max_active_runs,
+            &checks::MAX_ACTIVE_RUNS,
+        );
+        let retries = h.defaults.retries;
+        checks::limit(&mut d, "defaults.retries", retries, &checks::RETRIES);
     }
     let (schedule, tz) = compile_schedule(&mut d, header);
     let defaults = header.map(|h| &h.defaults);
@@ -99,6 +120,8 @@ pub fn compile_str(
         retry: RetryPolicy,
         timeout: Option<Duration>,
         executor: Option<String>,
+        /// Its `when` and templates, checked against its upstream below.
+        templates: Vec<TemplateUse>,
     }
     let mut pending: Vec<Option<Pending>> = Vec::with_capacity(raw_tasks.len());
     for (i, raw) in raw_tasks.into_iter().enumerate() {
@@ -125,6 +148,13 @@ pub fn compile_str(
             continue;
         };
         check_id(&mut d, &format!("{path}.id"), &common.id, "task");
+        checks::limit(
+            &mut d,
+            &format!("{path}.retries"),
+            common.retries,
+            &checks::RETRIES,
+        );
+        let mut templates = Vec::new();
         let retry = task_retry(&mut d, &path, &base_retry, &common);
         let timeout = match &common.timeout {
             Some(t) => duration(&mut d, &format!("{path}.timeout"), t),
@@ -134,6 +164,11 @@ pub fn compile_str(
             if let Err(e) = template::check_expression(w) {
                 d.error(&format!("{path}.when"), e.to_string());
             }
+            templates.push(TemplateUse {
+                path: format!("{path}.when"),
+                what: "`when`",
+                source: w.clone(),
+            });
         }
         let runner = match registry.get(&common.kind) {
             Some(kind) => {
@@ -144,8 +179,11 @@ pub fn compile_str(
                     common_keys: TASK_COMMON_KEYS,
                     tables: &tables,
                     params: &compile_params,
+                    templates: Vec::new(),
                 };
-                kind.compile(serde_yaml::Value::Mapping(rest), &mut cx)
+                let runner = kind.compile(serde_yaml::Value::Mapping(rest), &mut cx);
+                templates.append(&mut cx.templates);
+                runner
             }
             None => {
                 let kinds: Vec<String> = registry.names().map(str::to_string).collect();
@@ -183,6 +221,7 @@ pub fn compile_str(
             retry,
             timeout,
             executor: executor.filter(|n| n != "local"),
+            templates,
         }));
     }
 
@@ -240,21 +279,11 @@ pub fn compile_str(
         );
     }
 
-    // A `when` or template may only name tasks upstream of it; that is
-    // checked at run time (values are only known then), except that the
-    // name must be a task of this DAG.
+    // A `when` or template may only name tasks upstream of it: their
+    // outputs are only known once they have finished.
     for (i, p) in pending.iter().enumerate() {
         let Some(p) = p else { continue };
-        if let Some(w) = &p.common.when {
-            for name in referenced_tasks(w) {
-                if !by_id.contains_key(&name) {
-                    d.error(
-                        &format!("tasks[{i}].when"),
-                        format!("`when` refers to unknown task `{name}`"),
-                    );
-                }
-            }
-        }
+        checks::task_references(&mut d, i, &p.common.id, &p.templates, &by_id, &upstream);
     }
 
     let Some(header) = header else {
@@ -293,7 +322,7 @@ pub fn compile_str(
             runner,
         });
     }
-    let parallelism = header.parallelism.unwrap_or(16).max(1) as usize;
+    let parallelism = header.parallelism.unwrap_or(16) as usize;
     Ok(Dag {
         id: header.id.clone(),
         description: header.description.clone(),
@@ -302,12 +331,13 @@ pub fn compile_str(
         source_hash: source_hash(text),
         schedule,
         tz,
-        max_active_runs: header.max_active_runs.unwrap_or(1).max(1) as usize,
+        max_active_runs: header.max_active_runs.unwrap_or(1) as usize,
         parallelism,
         params,
         tables,
         tasks,
         by_id,
+        warnings: sorted(d.warnings),
     })
 }
 
@@ -542,29 +572,6 @@ fn task_retry(
         p.max_delay = duration(d, &format!("{path}.max_retry_delay"), t).unwrap_or(p.max_delay);
     }
     p
-}
-
-/// Task ids named as `tasks.ID` in an expression.
-fn referenced_tasks(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("tasks.") {
-        let before_ok = i == 0
-            || !rest[..i]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        let tail = &rest[i + 6..];
-        let name: String = tail
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .collect();
-        if before_ok && !name.is_empty() {
-            out.push(name.clone());
-        }
-        rest = &tail[name.len()..];
-    }
-    out
 }
 
 /// Shown by `restock validate` for a DAG that compiled.

@@ -34,6 +34,8 @@ pub struct Diagnostics {
     file: PathBuf,
     index: PosIndex,
     pub items: Vec<Diagnostic>,
+    /// Problems that do not stop the DAG from loading (`warning: …`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
@@ -42,11 +44,18 @@ impl Diagnostics {
             file: file.to_path_buf(),
             index: PosIndex::build(text),
             items: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// Where the text nests deeper than a DAG may (see
+    /// [`super::locate::MAX_DEPTH`]); nothing else may parse such a text.
+    pub fn too_deep(&self) -> Option<super::locate::Pos> {
+        self.index.too_deep()
     }
 
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
@@ -57,6 +66,18 @@ impl Diagnostics {
             column: pos.column.max(1),
             path: path.to_string(),
             message: message.into(),
+        });
+    }
+
+    /// A warning at `path`; its message starts with `warning: `.
+    pub fn warning(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.index.find(path).unwrap_or_default();
+        self.warnings.push(Diagnostic {
+            file: self.file.clone(),
+            line: pos.line.max(1),
+            column: pos.column.max(1),
+            path: path.to_string(),
+            message: format!("warning: {}", message.into()),
         });
     }
 
@@ -101,7 +122,7 @@ impl Diagnostics {
                         }
                         self.error(&full, msg);
                     }
-                    None => self.error(&full, inner),
+                    None => self.error(&full, humanize(&inner)),
                 }
                 None
             }
@@ -133,6 +154,46 @@ fn unknown_field(msg: &str, extra_keys: &[&str]) -> Option<(String, String)> {
         .collect();
     expected.extend(extra_keys.iter().map(|s| s.to_string()));
     Some((field.clone(), unknown_message(&field, &expected)))
+}
+
+/// serde's wording with Rust type names replaced by what a YAML author
+/// writes (`u32` → "a whole number of 0 or more"), and the untagged-enum
+/// fallback (which names a Rust type) replaced by a sentence.
+pub fn humanize(msg: &str) -> String {
+    if let Some(i) = msg.find("data did not match any variant of untagged enum") {
+        return format!("{}has a value of the wrong form", &msg[..i]);
+    }
+    const TYPES: &[(&str, &str)] = &[
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number of 0 or more"),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a mapping"),
+        (
+            "expected a string",
+            "expected a string (quote it if it looks like a number)",
+        ),
+    ];
+    let mut out = msg.to_string();
+    for (from, to) in TYPES {
+        if let Some(i) = out.find(from) {
+            let end = i + from.len();
+            let whole = out[end..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_ascii_alphanumeric());
+            if whole {
+                out.replace_range(i..end, to);
+            }
+        }
+    }
+    out
 }
 
 /// "unknown field `x`" plus the closest valid name or the list of valid ones.

@@ -1,7 +1,9 @@
 //! DAG files: the serde mirror ([`raw`]), the compile step ([`compile`])
 //! into validated types ([`model`]), with diagnostics located by
-//! [`locate`], and graph checks ([`graph`]).
+//! [`locate`], graph checks ([`graph`]) and whole-DAG semantic checks
+//! ([`checks`]: limits, references to upstream tasks).
 
+pub mod checks;
 pub mod compile;
 pub mod diag;
 pub mod graph;

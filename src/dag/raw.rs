@@ -128,7 +128,10 @@ pub struct RawTaskCommon {
 /// Accept `30s` as well as a bare number of seconds.
 fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged)]
+    #[serde(
+        untagged,
+        expecting = "expected a duration such as `30s` or `10m`, or a number of seconds"
+    )]
     enum Text {
         S(String),
         U(u64),

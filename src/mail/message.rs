@@ -11,11 +11,17 @@
 //! └── text/csv  reorder_plan.csv
 //! ```
 //!
+//! Every part leaves CRLF-terminated with lines within RFC 5322's 998
+//! octets: text is handed to lettre as `String` (which converts bare LF to
+//! CRLF and picks quoted-printable or base64 when a line is long), binary
+//! parts are base64. Strict servers (aiosmtpd's defaults, Postfix with
+//! `smtpd_forbid_bare_newline`) refuse anything else.
+//!
 //! Owns addressing and the Message-ID; not delivery (see [`super::deliver`]).
 
 use lettre::Message;
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 
 use super::report::{CHART_CID, RenderedReport};
 
@@ -83,6 +89,47 @@ pub struct Built {
     pub attachments: Vec<String>,
 }
 
+/// The body of a text attachment. lettre sends ASCII bytes with short
+/// lines as `7bit` verbatim, bare LF included (a CSV written with `\n`
+/// then reads as one line to the server); as a `String` its line endings
+/// become CRLF and a long line switches it to quoted-printable. Bytes that
+/// are not UTF-8 go as base64.
+fn text_body(bytes: Vec<u8>) -> Body {
+    match String::from_utf8(bytes) {
+        Ok(text) => Body::new(text),
+        Err(e) => match Body::new_with_encoding(e.into_bytes(), ContentTransferEncoding::Base64) {
+            Ok(body) => body,
+            Err(bytes) => Body::new(bytes),
+        },
+    }
+}
+
+/// Why `raw` would be refused by a server enforcing RFC 5321/5322: a bare
+/// LF or CR, or a line over 998 octets (1-based line number).
+pub fn wire_format_problem(raw: &[u8]) -> Option<String> {
+    let mut line = 1;
+    let mut start = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\r' if raw.get(i + 1) == Some(&b'\n') => {
+                if i - start > 998 {
+                    return Some(format!("line {line} is {} octets long", i - start));
+                }
+                line += 1;
+                i += 2;
+                start = i;
+                continue;
+            }
+            b'\r' => return Some(format!("bare CR on line {line}")),
+            b'\n' => return Some(format!("bare LF on line {line}")),
+            _ => {}
+        }
+        i += 1;
+    }
+    (raw.len() - start > 998).then(|| format!("line {line} is {} octets long", raw.len() - start))
+}
+
 pub fn build(
     report: &RenderedReport,
     addressing: &Addressing,
@@ -120,9 +167,12 @@ pub fn build(
     let body = MultiPart::mixed()
         .multipart(alternative)
         .singlepart(
-            Attachment::new(ANOMALIES_CSV.into()).body(report.anomalies_csv.clone(), csv.clone()),
+            Attachment::new(ANOMALIES_CSV.into())
+                .body(text_body(report.anomalies_csv.clone()), csv.clone()),
         )
-        .singlepart(Attachment::new(ORDERS_CSV.into()).body(report.orders_csv.clone(), csv));
+        .singlepart(
+            Attachment::new(ORDERS_CSV.into()).body(text_body(report.orders_csv.clone()), csv),
+        );
     let message = b
         .multipart(body)
         .map_err(|e| MessageError::Build(e.to_string()))?;
@@ -170,5 +220,52 @@ mod tests {
             build(&rendered, &none, "<y@x>".into()),
             Err(MessageError::NoRecipients)
         ));
+    }
+
+    #[test]
+    fn wire_format_problems_are_found() {
+        assert_eq!(wire_format_problem(b"a\r\nb\r\n"), None);
+        assert_eq!(
+            wire_format_problem(b"a\r\nb\nc\r\n").as_deref(),
+            Some("bare LF on line 2")
+        );
+        assert_eq!(
+            wire_format_problem(b"a\rb").as_deref(),
+            Some("bare CR on line 1")
+        );
+        let mut long = vec![b'x'; 999];
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(
+            wire_format_problem(&long).as_deref(),
+            Some("line 1 is 999 octets long")
+        );
+        assert_eq!(wire_format_problem(&long[1..]), None);
+    }
+
+    #[test]
+    fn every_part_is_crlf_with_short_lines_even_for_a_large_report() {
+        let mut r = sample_report();
+        r.orders = (0..5_000)
+            .map(|i| crate::mail::report::Order {
+                sku: format!("FOODS_3_{i:03}"),
+                store: "CA_1".into(),
+                qty: 12.0,
+                order_value: 45.5,
+                order_by: "2026-11-28".into(),
+                reason: String::new(),
+            })
+            .collect();
+        let rendered = r
+            .render(&RenderOptions::default(), Some(vec![0x89, b'P', 0, 255]))
+            .expect("render");
+        assert!(rendered.orders_csv.len() > 100_000);
+        let addressing = Addressing {
+            from: "restock@example.com".into(),
+            to: vec!["planners@example.com".into()],
+            cc: vec![],
+        };
+        let built = build(&rendered, &addressing, "<x@example.com>".into()).expect("build");
+        let raw = built.message.formatted();
+        assert_eq!(wire_format_problem(&raw), None);
     }
 }

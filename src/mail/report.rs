@@ -394,20 +394,21 @@ impl Report {
         .map_err(err)?;
         for a in self.ranked_anomalies() {
             w.write_record([
-                a.date.as_str(),
-                &a.store,
-                &a.sku,
-                &a.kind,
-                &a.severity,
-                &a.observed.to_string(),
-                &a.expected.to_string(),
-                &a.message,
-                &a.money_at_risk
+                cell(&a.date).as_ref(),
+                cell(&a.store).as_ref(),
+                cell(&a.sku).as_ref(),
+                cell(&a.kind).as_ref(),
+                cell(&a.severity).as_ref(),
+                a.observed.to_string().as_str(),
+                a.expected.to_string().as_str(),
+                cell(&a.message).as_ref(),
+                a.money_at_risk
                     .map(|m| format!("{m:.2}"))
-                    .unwrap_or_default(),
-                &a.status,
-                &a.first_seen,
-                &a.reason,
+                    .unwrap_or_default()
+                    .as_str(),
+                cell(&a.status).as_ref(),
+                cell(&a.first_seen).as_ref(),
+                cell(&a.reason).as_ref(),
             ])
             .map_err(err)?;
         }
@@ -429,19 +430,27 @@ impl Report {
         .map_err(err)?;
         for o in self.ranked_orders() {
             w.write_record([
-                o.sku.as_str(),
-                &o.store,
+                cell(&o.sku).as_ref(),
+                cell(&o.store).as_ref(),
                 "order",
-                &o.qty.to_string(),
-                &format!("{:.2}", o.order_value),
-                &o.order_by,
-                &o.reason,
+                o.qty.to_string().as_str(),
+                format!("{:.2}", o.order_value).as_str(),
+                cell(&o.order_by).as_ref(),
+                cell(&o.reason).as_ref(),
             ])
             .map_err(err)?;
         }
         for h in &self.held {
-            w.write_record([h.sku.as_str(), &h.store, "held", "0", "0.00", "", &h.reason])
-                .map_err(err)?;
+            w.write_record([
+                cell(&h.sku).as_ref(),
+                cell(&h.store).as_ref(),
+                "held",
+                "0",
+                "0.00",
+                "",
+                cell(&h.reason).as_ref(),
+            ])
+            .map_err(err)?;
         }
         w.into_inner().map_err(|e| ReportError::Csv(e.to_string()))
     }
@@ -660,9 +669,33 @@ pub fn sample_report() -> Report {
     }
 }
 
+/// A text cell a spreadsheet will not run: one starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return is a formula to Excel and
+/// LibreOffice (CSV injection), so it gets a leading `'` (OWASP's advice).
+/// Numbers are written by us, not through this.
+fn cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        for s in ["+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(cell(s), format!("'{s}"));
+        }
+        assert_eq!(cell("SKU-1"), "SKU-1");
+        assert_eq!(cell(""), "");
+    }
 
     #[test]
     fn subject_carries_dag_date_and_counts() {

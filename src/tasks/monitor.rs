@@ -98,11 +98,18 @@ impl TaskKind for MonitorKind {
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
         let spec: MonitorSpec = cx.deserialize(spec)?;
+        let mut ok = cx.reads_table("inventory", &spec.inventory);
+        ok &= cx.reads_table("sales", &spec.sales);
+        for (key, t) in [("plans", &spec.plans), ("forecasts", &spec.forecasts)] {
+            if let Some(t) = t {
+                ok &= cx.reads_table(key, t);
+            }
+        }
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
-            return None;
+            ok = false;
         }
-        Some(Arc::new(MonitorRunner { spec }))
+        ok.then(|| Arc::new(MonitorRunner { spec }) as Arc<dyn TaskRunner>)
     }
 }
 

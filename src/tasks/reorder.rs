@@ -112,7 +112,9 @@ impl TaskKind for ReorderKind {
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
         let spec: ReorderSpec = cx.deserialize(spec)?;
-        let mut ok = true;
+        let mut ok = cx.reads_table("forecasts", &spec.forecasts);
+        ok &= cx.reads_table("inventory", &spec.inventory);
+        ok &= cx.reads_table("products", &spec.products);
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
             ok = false;

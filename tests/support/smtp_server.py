@@ -6,11 +6,17 @@ throw-away CA written to DIR/ca.pem) and AUTH PLAIN/LOGIN for one user.
 5xx). Each accepted message is written to DIR/mail/N.eml with its envelope in
 DIR/mail/N.json. Prints READY once listening; stops on SIGTERM or when
 stdin closes.
+
+The server is as strict as stock ones: aiosmtpd's default limits (a DATA
+line over 1001 octets with its CRLF is answered `500 Line too long`) and,
+as Postfix does with `smtpd_forbid_bare_newline`, a message carrying a
+bare LF is refused.
 """
 
 import argparse
 import json
 import os
+import re
 import signal
 import ssl
 import sys
@@ -55,11 +61,17 @@ def main():
                         return f"{code} 4.3.0 Try again later"
                     if code.startswith("5"):
                         return f"{code} 5.7.1 Message refused by policy"
+            raw = envelope.original_content or envelope.content
+            if isinstance(raw, str):
+                raw = raw.encode()
+            if re.search(rb"(?<!\r)\n", raw):
+                return "521 5.5.2 Error: bare <LF> received"
+            with lock:
                 counter["n"] += 1
                 n = counter["n"]
             base = os.path.join(mail_dir, str(n))
             with open(base + ".eml.tmp", "wb") as f:
-                f.write(envelope.original_content or envelope.content)
+                f.write(raw)
             with open(base + ".json", "w") as f:
                 json.dump(
                     {
