@@ -444,6 +444,7 @@ fn m5_sized_report() -> restock::mail::Report {
             qty: 12.0 + (i % 17) as f64,
             order_value: 45.5 + (i % 101) as f64,
             order_by: "2026-11-28".into(),
+            reason: String::new(),
         })
         .collect();
     r

@@ -252,6 +252,7 @@ mod tests {
                 qty: 12.0,
                 order_value: 45.5,
                 order_by: "2026-11-28".into(),
+                reason: String::new(),
             })
             .collect();
         let rendered = r

@@ -16,7 +16,8 @@ pub use deliver::{
 };
 pub use message::{Addressing, Built};
 pub use report::{
-    Anomaly, ForecastPoint, HistoryPoint, Order, RenderOptions, RenderedReport, Report, SkuSeries,
+    Anomaly, ForecastPoint, Held, HistoryPoint, Order, RenderOptions, RenderedReport, Report,
+    SkuSeries,
 };
 
 /// Draw the chart on the blocking pool, then render bodies and CSVs.

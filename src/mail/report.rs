@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// How many anomalies and orders the bodies list; the CSVs carry all.
-pub const TOP_ANOMALIES: usize = 10;
+pub const HEADLINE: usize = 25;
 pub const TOP_ORDERS: usize = 15;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,20 @@ pub struct Anomaly {
     /// Expected value or the threshold that was crossed.
     pub expected: f64,
     pub message: String,
+    /// How the money figure was reached (empty when the table has none).
+    #[serde(default)]
+    pub reason: String,
+    /// Money at risk (margin, capital or order value); None when unknown.
+    #[serde(default)]
+    pub money_at_risk: Option<f64>,
+    /// `new`, `recurring` or `worse` (empty when unknown).
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub first_seen: String,
+    /// Whether the monitor put it on the headline (None: not decided).
+    #[serde(default)]
+    pub headline: Option<bool>,
 }
 
 /// One line of the reorder plan.
@@ -53,6 +67,19 @@ pub struct Order {
     pub qty: f64,
     pub order_value: f64,
     pub order_by: String,
+    /// Why the line is that size (empty when the plan has no reasons).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A plan line held on bad input: nothing is ordered until it is fixed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Held {
+    pub sku: String,
+    pub store: String,
+    /// The order value the line would have had.
+    pub would_be_value: f64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,6 +114,9 @@ pub struct Report {
     pub ds: String,
     pub anomalies: Vec<Anomaly>,
     pub orders: Vec<Order>,
+    /// Held plan lines, listed apart; never in the order value.
+    #[serde(default)]
+    pub held: Vec<Held>,
     /// Series of the worst SKUs, worst first (the chart draws up to three).
     pub series: Vec<SkuSeries>,
 }
@@ -169,6 +199,10 @@ struct AnomalyView {
     observed: String,
     expected: String,
     message: String,
+    money: String,
+    /// `new`, `since 2026-11-20`, `worse, since …` (empty when unknown).
+    seen: String,
+    reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,6 +212,15 @@ struct OrderView {
     qty: String,
     order_value: String,
     order_by: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct HeldView {
+    sku: String,
+    store: String,
+    would_be_value: String,
+    reason: String,
 }
 
 /// The rendered parts of a report, ready to be put into a message.
@@ -199,12 +242,15 @@ pub const CHART_CID: &str = "worst-skus.restock";
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
     pub subject_prefix: String,
+    /// Lines of the headline list (the CSV carries every anomaly).
+    pub headline: usize,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
         Self {
             subject_prefix: "[restock]".into(),
+            headline: HEADLINE,
         }
     }
 }
@@ -272,16 +318,49 @@ impl Report {
         rows
     }
 
-    /// Anomalies, most severe first, then by relative gap to expected.
+    /// Anomalies by money at risk when the table carries it (largest
+    /// first, then most severe); otherwise most severe first, then by
+    /// relative gap to expected.
     pub fn ranked_anomalies(&self) -> Vec<&Anomaly> {
         let mut v: Vec<&Anomaly> = self.anomalies.iter().collect();
+        let money = |a: &Anomaly| a.money_at_risk.unwrap_or(0.0);
+        let by_money = self.anomalies.iter().any(|a| a.money_at_risk.is_some());
         v.sort_by(|a, b| {
-            severity_rank(&a.severity)
-                .cmp(&severity_rank(&b.severity))
+            let m = if by_money {
+                money(b).total_cmp(&money(a))
+            } else {
+                std::cmp::Ordering::Equal
+            };
+            m.then(severity_rank(&a.severity).cmp(&severity_rank(&b.severity)))
                 .then(relative_gap(b).total_cmp(&relative_gap(a)))
                 .then(a.date.cmp(&b.date))
         });
         v
+    }
+
+    /// The headline: the monitor's choice when the table records it,
+    /// else the top of the ranking; at most `cap` lines.
+    pub fn headline(&self, cap: usize) -> Vec<&Anomaly> {
+        let decided = self.anomalies.iter().any(|a| a.headline.is_some());
+        self.ranked_anomalies()
+            .into_iter()
+            .filter(|a| !decided || a.headline == Some(true))
+            .take(cap)
+            .collect()
+    }
+
+    /// Money at risk of all anomalies and the share the headline covers.
+    pub fn money_share(&self, cap: usize) -> Option<(f64, f64)> {
+        if !self.anomalies.iter().any(|a| a.money_at_risk.is_some()) {
+            return None;
+        }
+        let total: f64 = self.anomalies.iter().filter_map(|a| a.money_at_risk).sum();
+        let head: f64 = self
+            .headline(cap)
+            .iter()
+            .filter_map(|a| a.money_at_risk)
+            .sum();
+        Some((total, if total > 0.0 { head / total } else { 0.0 }))
     }
 
     /// Orders, earliest order-by date first, then largest value.
@@ -299,7 +378,18 @@ impl Report {
         let mut w = csv::Writer::from_writer(Vec::new());
         let err = |e: csv::Error| ReportError::Csv(e.to_string());
         w.write_record([
-            "date", "store", "sku", "type", "severity", "observed", "expected", "message",
+            "date",
+            "store",
+            "sku",
+            "type",
+            "severity",
+            "observed",
+            "expected",
+            "message",
+            "money_at_risk",
+            "status",
+            "first_seen",
+            "reason",
         ])
         .map_err(err)?;
         for a in self.ranked_anomalies() {
@@ -312,6 +402,13 @@ impl Report {
                 a.observed.to_string().as_str(),
                 a.expected.to_string().as_str(),
                 cell(&a.message).as_ref(),
+                a.money_at_risk
+                    .map(|m| format!("{m:.2}"))
+                    .unwrap_or_default()
+                    .as_str(),
+                cell(&a.status).as_ref(),
+                cell(&a.first_seen).as_ref(),
+                cell(&a.reason).as_ref(),
             ])
             .map_err(err)?;
         }
@@ -321,15 +418,37 @@ impl Report {
     fn orders_csv(&self) -> Result<Vec<u8>, ReportError> {
         let mut w = csv::Writer::from_writer(Vec::new());
         let err = |e: csv::Error| ReportError::Csv(e.to_string());
-        w.write_record(["sku", "store", "qty", "order_value", "order_by"])
-            .map_err(err)?;
+        w.write_record([
+            "sku",
+            "store",
+            "status",
+            "qty",
+            "order_value",
+            "order_by",
+            "reason",
+        ])
+        .map_err(err)?;
         for o in self.ranked_orders() {
             w.write_record([
                 cell(&o.sku).as_ref(),
                 cell(&o.store).as_ref(),
+                "order",
                 o.qty.to_string().as_str(),
                 format!("{:.2}", o.order_value).as_str(),
                 cell(&o.order_by).as_ref(),
+                cell(&o.reason).as_ref(),
+            ])
+            .map_err(err)?;
+        }
+        for h in &self.held {
+            w.write_record([
+                cell(&h.sku).as_ref(),
+                cell(&h.store).as_ref(),
+                "held",
+                "0",
+                "0.00",
+                "",
+                cell(&h.reason).as_ref(),
             ])
             .map_err(err)?;
         }
@@ -344,9 +463,8 @@ impl Report {
         chart_png: Option<Vec<u8>>,
     ) -> Result<RenderedReport, ReportError> {
         let top: Vec<AnomalyView> = self
-            .ranked_anomalies()
+            .headline(opts.headline)
             .into_iter()
-            .take(TOP_ANOMALIES)
             .map(|a| AnomalyView {
                 date: a.date.clone(),
                 store: a.store.clone(),
@@ -356,8 +474,29 @@ impl Report {
                 observed: format_qty(a.observed),
                 expected: format_qty(a.expected),
                 message: a.message.clone(),
+                money: a
+                    .money_at_risk
+                    .map(|m| format_number(m, 2))
+                    .unwrap_or_default(),
+                seen: match a.status.as_str() {
+                    "worse" => format!("worse, since {}", a.first_seen),
+                    "recurring" => format!("since {}", a.first_seen),
+                    other => other.to_string(),
+                },
+                reason: a.reason.clone(),
             })
             .collect();
+        let held: Vec<HeldView> = self
+            .held
+            .iter()
+            .map(|h| HeldView {
+                sku: h.sku.clone(),
+                store: h.store.clone(),
+                would_be_value: format_number(h.would_be_value, 2),
+                reason: h.reason.clone(),
+            })
+            .collect();
+        let share = self.money_share(opts.headline);
         let orders: Vec<OrderView> = self
             .ranked_orders()
             .into_iter()
@@ -368,6 +507,7 @@ impl Report {
                 qty: format_qty(o.qty),
                 order_value: format_number(o.order_value, 2),
                 order_by: o.order_by.clone(),
+                reason: o.reason.clone(),
             })
             .collect();
         let counts = self.counts();
@@ -388,7 +528,11 @@ impl Report {
             other => self.anomalies.len() - self.severity_count("critical") - self.severity_count("warning"),
             counts => minijinja::Value::from(minijinja::value::Serde(&counts)),
             top => minijinja::Value::from(minijinja::value::Serde(&top)),
-            more_anomalies => self.anomalies.len().saturating_sub(TOP_ANOMALIES),
+            more_anomalies => self.anomalies.len().saturating_sub(top.len()),
+            money_total => share.map(|s| format_number(s.0, 2)),
+            money_share => share.map(|s| format!("{:.0}%", s.1 * 100.0)),
+            held => minijinja::Value::from(minijinja::value::Serde(&held)),
+            held_value => format_number(self.held.iter().map(|h| h.would_be_value).sum(), 2),
             orders => minijinja::Value::from(minijinja::value::Serde(&orders)),
             order_count => self.orders.len(),
             more_orders => self.orders.len().saturating_sub(TOP_ORDERS),
@@ -464,6 +608,11 @@ pub fn sample_report() -> Report {
         observed: obs,
         expected: exp,
         message: format!("{kind} on {sku}"),
+        reason: String::new(),
+        money_at_risk: None,
+        status: String::new(),
+        first_seen: String::new(),
+        headline: None,
     };
     let series = |sku: &str, base: f64| SkuSeries {
         sku: sku.into(),
@@ -508,8 +657,10 @@ pub fn sample_report() -> Report {
                 qty: 24.0 * (i + 1) as f64,
                 order_value: 24.0 * (i + 1) as f64 * 3.75,
                 order_by: format!("2026-11-{:02}", 28 + i % 3),
+                reason: String::new(),
             })
             .collect(),
+        held: Vec::new(),
         series: vec![
             series("SKU-1001", 40.0),
             series("SKU-2001", 120.0),
@@ -577,7 +728,9 @@ mod tests {
         assert!(out.html.contains("7,020.00"));
         let csv = String::from_utf8(out.anomalies_csv).expect("utf8");
         assert_eq!(csv.lines().count(), 1 + 8);
-        assert!(csv.starts_with("date,store,sku,type,severity,observed,expected,message\n"));
+        assert!(csv.starts_with(
+            "date,store,sku,type,severity,observed,expected,message,money_at_risk,status,first_seen,reason\n"
+        ));
         // Most severe first, then furthest from expected (380 vs 120 is
         // +217 %, ahead of the stockouts at -100 % and -97 %).
         let skus: Vec<&str> = csv
@@ -587,6 +740,67 @@ mod tests {
             .map(|l| l.split(',').nth(2).unwrap_or(""))
             .collect();
         assert_eq!(skus, ["SKU-2001", "SKU-1001", "SKU-1002"], "{csv}");
+    }
+
+    /// A worklist night: ranked by money, the monitor's headline only,
+    /// its share of the money at risk, held lines apart and outside the
+    /// total.
+    #[test]
+    fn the_worklist_is_ranked_by_money_and_held_lines_stand_apart() {
+        let mut r = sample_report();
+        let plan = [
+            ("SKU-1001", 40.0, Some(true), "new"),
+            ("SKU-1002", 900.0, Some(true), "worse"),
+            ("SKU-2001", 500.0, Some(false), "recurring"),
+            ("SKU-3001", 60.0, Some(false), "new"),
+        ];
+        for (a, (sku, money, head, status)) in r.anomalies.iter_mut().zip(plan) {
+            a.sku = sku.into();
+            a.money_at_risk = Some(money);
+            a.headline = head;
+            a.status = status.into();
+            a.first_seen = "2026-11-20".into();
+            a.reason = format!("why {sku}");
+        }
+        r.held = vec![Held {
+            sku: "SKU-9".into(),
+            store: "S01".into(),
+            would_be_value: 1834.56,
+            reason: "held: on hand is -252, an impossible value; fix the stock feed".into(),
+        }];
+        let head: Vec<&str> = r.headline(25).iter().map(|a| a.sku.as_str()).collect();
+        assert_eq!(head, ["SKU-1002", "SKU-1001"]);
+        assert_eq!(r.headline(1).len(), 1);
+        let (total, share) = r.money_share(25).expect("money");
+        assert_eq!(total, 1500.0);
+        assert!((share - 940.0 / 1500.0).abs() < 1e-12);
+        let out = r.render(&RenderOptions::default(), None).expect("render");
+        assert!(
+            out.text
+                .contains("WORKLIST: 2 lines, 63% of 1,500.00 at risk tonight"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("worse, since 2026-11-20"), "{}", out.text);
+        assert!(!out.text.contains("why SKU-2001"), "recurring stays out");
+        assert!(
+            out.text
+                .contains("HELD ON BAD INPUT: 1 lines not ordered (would have been 1,834.56"),
+            "{}",
+            out.text
+        );
+        assert!(out.html.contains("Held on bad input: 1 lines not ordered"));
+        // The order total is unchanged by the held line.
+        assert!(out.text.contains("7,020.00"));
+        let csv = String::from_utf8(out.orders_csv).expect("utf8");
+        assert!(csv.starts_with("sku,store,status,qty,order_value,order_by,reason\n"));
+        assert!(
+            csv.contains("SKU-9,S01,held,0,0.00,,\"held: on hand is -252"),
+            "{csv}"
+        );
+        let acsv = String::from_utf8(out.anomalies_csv).expect("utf8");
+        assert_eq!(acsv.lines().count(), 1 + 8, "the CSV keeps every anomaly");
+        assert!(acsv.lines().nth(1).is_some_and(|l| l.contains("SKU-1002")));
     }
 
     #[test]

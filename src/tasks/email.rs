@@ -31,7 +31,7 @@ use serde::Deserialize;
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::lake::Lake;
 use crate::mail::{
-    Addressing, Anomaly, ForecastPoint, HistoryPoint, Mailer, Order, Outcome, RenderOptions,
+    Addressing, Anomaly, ForecastPoint, Held, HistoryPoint, Mailer, Order, Outcome, RenderOptions,
     Report, SkuSeries,
 };
 
@@ -69,6 +69,8 @@ struct EmailSpec {
     /// with one partition per day, like raw sales); without it, from its
     /// newest partition up to the run's date.
     history_days: Option<u32>,
+    /// Lines of the headline list (default 25).
+    headline: Option<usize>,
     /// Mail even if this DAG and date were already mailed.
     #[serde(default)]
     force: bool,
@@ -372,6 +374,11 @@ impl Table {
             let observed = self.numbers(b, &["observed", "value"], true)?;
             let expected = self.numbers(b, &["expected", "threshold"], false)?;
             let message = self.strings(b, &["message", "detail"], false)?;
+            let reason = self.strings(b, &["reason"], false)?;
+            let money = self.numbers(b, &["money_at_risk"], false)?;
+            let status = self.strings(b, &["status"], false)?;
+            let first_seen = self.strings(b, &["first_seen"], false)?;
+            let headline = self.strings(b, &["headline"], false)?;
             for i in 0..b.num_rows() {
                 out.push(Anomaly {
                     date: date[i].clone(),
@@ -382,21 +389,48 @@ impl Table {
                     observed: observed[i],
                     expected: expected[i],
                     message: message[i].clone(),
+                    reason: reason[i].clone(),
+                    money_at_risk: Some(money[i]).filter(|m| !m.is_nan()),
+                    status: status[i].clone(),
+                    first_seen: first_seen[i].chars().take(10).collect(),
+                    headline: match headline[i].as_str() {
+                        "true" => Some(true),
+                        "false" => Some(false),
+                        _ => None,
+                    },
                 });
             }
         }
         Ok(out)
     }
 
-    fn orders(&self) -> Result<Vec<Order>, TableError> {
+    /// Order lines to place and the lines held on bad input.
+    fn orders(&self) -> Result<(Vec<Order>, Vec<Held>), TableError> {
         let mut out = Vec::new();
+        let mut held = Vec::new();
         for b in &self.batches {
             let sku = self.strings(b, &["sku", "sku_id"], true)?;
             let store = self.strings(b, &["store", "store_id"], true)?;
             let qty = self.numbers(b, &["qty", "order_qty", "quantity"], true)?;
             let value = self.numbers(b, &["order_value", "value"], false)?;
             let by = self.dates(b, &["order_by", "order_by_date"])?;
+            let status = self.strings(b, &["status"], false)?;
+            let reason = self.strings(b, &["reason"], false)?;
+            let held_value = self.numbers(b, &["held_order_value"], false)?;
             for i in 0..b.num_rows() {
+                if status[i] == "held" {
+                    held.push(Held {
+                        sku: sku[i].clone(),
+                        store: store[i].clone(),
+                        would_be_value: if held_value[i].is_nan() {
+                            0.0
+                        } else {
+                            held_value[i]
+                        },
+                        reason: reason[i].clone(),
+                    });
+                    continue;
+                }
                 // A plan line with nothing to order is not an order.
                 if qty[i].partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                     continue;
@@ -407,10 +441,12 @@ impl Table {
                     qty: qty[i],
                     order_value: if value[i].is_nan() { 0.0 } else { value[i] },
                     order_by: by[i].clone(),
+                    reason: reason[i].clone(),
                 });
             }
         }
-        Ok(out)
+        held.sort_by(|a, b| b.would_be_value.total_cmp(&a.would_be_value));
+        Ok((out, held))
     }
 
     /// `(sku, store) -> rows` of one series table.
@@ -501,9 +537,9 @@ fn build_report(
     ds: &str,
 ) -> Result<Report, TableError> {
     let anomalies = decode(&sources.anomalies, ds, None, None)?.anomalies()?;
-    let orders = match &sources.orders {
+    let (orders, held) = match &sources.orders {
         Some(src) => decode(src, ds, None, None)?.orders()?,
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let mut forecasts = match &sources.forecasts {
         Some(src) => decode(src, ds, None, None)?.series(&["p10", "p50", "p90"], |date, v| {
@@ -524,6 +560,7 @@ fn build_report(
         ds: ds.into(),
         anomalies,
         orders,
+        held,
         series: Vec::new(),
     };
     let mut seen = std::collections::BTreeSet::new();
@@ -640,6 +677,7 @@ impl TaskRunner for EmailRunner {
                 .subject_prefix
                 .clone()
                 .unwrap_or_else(|| RenderOptions::default().subject_prefix),
+            headline: self.spec.headline.unwrap_or(crate::mail::report::HEADLINE),
         };
         let outcome =
             crate::mail::send_report(&mailer, &report, &opts, &addressing, self.spec.force)
