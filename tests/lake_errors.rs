@@ -262,10 +262,9 @@ fn validation_parses_the_query_and_checks_its_tables() {
         errors[0].contains("tasks[0].sql: the template refers to unknown task `x`"),
         "{errors:?}"
     );
-    let with_upstream = dag_yaml("sql/up.sql").replace(
-        "tasks:\n",
-        "tasks:\n  - id: x\n    kind: empty\n",
-    ) + "    depends_on: [x]\n";
+    let with_upstream = dag_yaml("sql/up.sql")
+        .replace("tasks:\n", "tasks:\n  - id: x\n    kind: empty\n")
+        + "    depends_on: [x]\n";
     project.dag(&with_upstream);
 }
 
