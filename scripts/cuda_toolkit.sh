@@ -11,9 +11,14 @@
 # Why the CUDA 13 wheels: `nvidia-cuda-nvcc-cu12` carries only ptxas and
 # libnvvm (it is made for JAX), not the nvcc driver that candle's kernel
 # build calls; `nvidia-cuda-nvcc` (CUDA 13) carries the whole compiler.
+# `nvidia-cuda-cccl` brings the libcu++ headers (`<nv/target>`) the CUDA
+# headers include.
+# Pinned to 13.4, the newest CUDA the cudarc bindings candle uses know.
 set -euo pipefail
 python3 -m pip install --quiet --disable-pip-version-check \
-  nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cublas nvidia-curand nvidia-cuda-nvrtc >&2
+  'nvidia-cuda-nvcc==13.4.*' 'nvidia-nvvm==13.4.*' 'nvidia-cuda-crt==13.4.*' \
+  'nvidia-cuda-runtime==13.4.*' 'nvidia-cuda-nvrtc==13.4.*' \
+  nvidia-cuda-cccl nvidia-cublas nvidia-curand >&2
 cuda_home=$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
 [ -x "$cuda_home/bin/nvcc" ] || { echo "no nvcc under $cuda_home" >&2; exit 1; }
 stubs="${RESTOCK_CUDA_STUBS:-$HOME/.cache/restock-cuda/lib}"
@@ -35,5 +40,8 @@ echo "export CUDA_HOME='$cuda_home'"
 echo "export PATH='$cuda_home/bin':\"\$PATH\""
 echo "export LIBRARY_PATH='$stubs':\"\${LIBRARY_PATH:-}\""
 echo "export LD_LIBRARY_PATH='$cuda_home/lib':\"\${LD_LIBRARY_PATH:-}\""
+# cudarc (candle's CUDA bindings) knows CUDA up to 13.4: say which
+# bindings to use rather than letting it parse nvcc's version.
+echo "export CUDARC_CUDA_VERSION=13040"
 # No GPU to ask: build PTX for compute capability 8.0 (A100 and newer run it).
 echo "export CUDA_COMPUTE_CAP=\"\${CUDA_COMPUTE_CAP:-80}\""

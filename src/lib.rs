@@ -16,4 +16,5 @@ pub mod secrets;
 pub mod store;
 pub mod tasks;
 pub mod template;
+pub mod web;
 pub mod worker;

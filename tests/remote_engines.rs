@@ -21,6 +21,24 @@ fn attempt_logs(p: &RemoteProject, task: &str) -> String {
         .join("\n")
 }
 
+/// The job ended because we stopped it: the engine says so, or the worker
+/// stopped itself on the cancel marker first and reported the interruption.
+fn stopped_by_us(engine: Engine, p: &RemoteProject, state: &str) -> bool {
+    if engine.is_stopped(state) {
+        return true;
+    }
+    let results = remote_support::walk(&p.path().join("lake/_attempts"));
+    engine.is_ended(state)
+        && results
+            .iter()
+            .filter(|f| f.to_string_lossy().ends_with(".result.json"))
+            .all(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .contains("\"interrupted\"")
+            })
+}
+
 fn finished(p: &RemoteProject, secs: u64) -> Option<String> {
     wait(secs, || {
         p.run_state()
@@ -104,7 +122,7 @@ fn timeout_cancels_the_job(engine: Engine) {
     let jobs = engine.jobs(&RemoteProject::prefix(&dag));
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert!(
-        engine.is_stopped(&jobs[0].1),
+        stopped_by_us(engine, &p, &jobs[0].1),
         "{jobs:?}\n{}",
         p.diagnose(&d)
     );
@@ -144,7 +162,7 @@ fn sigterm_cancels_the_job(engine: Engine) {
     let jobs = engine.jobs(&prefix);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert!(
-        engine.is_stopped(&jobs[0].1),
+        stopped_by_us(engine, &p, &jobs[0].1),
         "{jobs:?}\n{}",
         p.diagnose(&d)
     );

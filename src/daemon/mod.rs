@@ -15,6 +15,8 @@
 //! per (DAG, logical date) in the store.
 
 pub mod clock;
+mod commands;
+mod control;
 mod reload;
 
 use std::collections::{HashMap, VecDeque};
@@ -35,7 +37,12 @@ use crate::store::{self, RunRecord, RunType, State, StoreError};
 use crate::tasks::Registry;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use reload::DagSet;
+pub use control::{
+    Command, ControlError, ControlHandle, DaemonLink, SchedulerStatus, Shared, link,
+};
+pub use reload::{CatalogEntry, DagSet};
+
+use commands::next_command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -57,8 +64,36 @@ enum Wake {
 struct DagSlot {
     /// Start of the newest interval that has a run (or is queued).
     last_start: Option<DateTime<Utc>>,
-    queue: VecDeque<(Interval, RunType)>,
+    queue: VecDeque<Queued>,
     active: usize,
+}
+
+/// A run waiting for a `max_active_runs` slot.
+enum Queued {
+    /// A due interval; the executor creates its run when it starts.
+    Due(Interval, RunType),
+    /// A run already in the history (triggered, backfilled, cleared).
+    Run(RunRecord),
+}
+
+impl Queued {
+    fn key(&self, dag_id: &str) -> RunKey {
+        match self {
+            Queued::Due(iv, _) => (dag_id.to_string(), iv.start),
+            Queued::Run(r) => (r.dag_id.clone(), r.logical_date),
+        }
+    }
+}
+
+/// A run is unique per (DAG, logical date) while it is active.
+type RunKey = (String, DateTime<Utc>);
+
+/// What the loop knows about runs it started: their cancellation tokens
+/// and which of them a user cancelled.
+#[derive(Default)]
+struct Live {
+    tokens: HashMap<RunKey, CancellationToken>,
+    cancelled: std::collections::HashSet<RunKey>,
 }
 
 pub struct Daemon {
@@ -66,28 +101,35 @@ pub struct Daemon {
     pub registry: Registry,
     pub executor: Executor,
     pub clock: Arc<dyn Clock>,
+    /// What the web server reads (`restock daemon` serves HTTP), if any.
+    pub shared: Option<Arc<Shared>>,
+    /// Commands from the web server, if any.
+    pub commands: Option<mpsc::Receiver<Command>>,
 }
 
-type RunResult = (String, Result<RunRecord, ExecError>);
+type RunResult = (RunKey, Result<RunRecord, ExecError>);
 
 impl Daemon {
     /// Run until `shutdown` fires (SIGTERM/SIGINT are wired by the caller
     /// or by [`Daemon::run_with_signals`]).
     pub async fn run(
-        self,
+        mut self,
         shutdown: CancellationToken,
         reload_now: Option<mpsc::Receiver<()>>,
     ) -> Result<(), DaemonError> {
         let started_at = self.clock.now();
         let mut dags = DagSet::new(self.config.jobs.clone(), self.config.root.clone());
         dags.reload(&self.registry, true);
+        self.publish(&dags, None);
+        let mut commands = self.commands.take();
+        let mut live = Live::default();
         tracing::info!(dags = dags.len(), jobs = %self.config.jobs.display(), "daemon started");
 
         let runs_cancel = CancellationToken::new();
         let mut runs: JoinSet<RunResult> = JoinSet::new();
         let mut slots: HashMap<String, DagSlot> = HashMap::new();
 
-        self.recover(&dags, &mut runs, &mut slots, &runs_cancel, true)
+        self.recover(&dags, &mut runs, &mut slots, &runs_cancel, &mut live, true)
             .await?;
 
         let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(16);
@@ -120,14 +162,21 @@ impl Daemon {
 
         // Schedule immediately rather than waiting for the first beat.
         self.schedule(&dags, &mut slots, started_at).await?;
-        self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+        self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+        self.publish(&dags, Some(&slots));
 
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(res) = runs.join_next(), if !runs.is_empty() => {
-                    self.on_run_done(res, &mut slots);
-                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+                    self.on_run_done(res, &mut slots, &mut live);
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+                    self.publish(&dags, Some(&slots));
+                }
+                Some(cmd) = next_command(&mut commands) => {
+                    self.command(cmd, &dags, &mut slots, &mut live).await;
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+                    self.publish(&dags, Some(&slots));
                 }
                 Some(w) = wake_rx.recv() => {
                     match w {
@@ -140,11 +189,12 @@ impl Daemon {
                                 slots.retain(|id, s| dags.get(id).is_some() || s.active > 0);
                             }
                             // Runs of a `restock run` (or a peer) that died.
-                            self.recover(&dags, &mut runs, &mut slots, &runs_cancel, false)
+                            self.recover(&dags, &mut runs, &mut slots, &runs_cancel, &mut live, false)
                                 .await?;
                         }
                     }
-                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+                    self.publish(&dags, Some(&slots));
                 }
             }
         }
@@ -164,12 +214,12 @@ impl Daemon {
         let deadline = tokio::time::Instant::now() + grace;
         while !runs.is_empty() {
             tokio::select! {
-                Some(res) = runs.join_next() => self.on_run_done(res, &mut slots),
+                Some(res) = runs.join_next() => self.on_run_done(res, &mut slots, &mut live),
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(running = runs.len(), "grace period over, interrupting running tasks");
                     runs_cancel.cancel();
                     while let Some(res) = runs.join_next().await {
-                        self.on_run_done(res, &mut slots);
+                        self.on_run_done(res, &mut slots, &mut live);
                     }
                 }
             }
@@ -252,6 +302,7 @@ impl Daemon {
         runs: &mut JoinSet<RunResult>,
         slots: &mut HashMap<String, DagSlot>,
         cancel: &CancellationToken,
+        live: &mut Live,
         startup: bool,
     ) -> Result<(), DaemonError> {
         let unfinished = self
@@ -293,8 +344,9 @@ impl Daemon {
             slot.last_start = slot.last_start.max(Some(run.logical_date));
             let exec = self.executor.clone();
             let token = cancel.child_token();
-            let dag_id = run.dag_id.clone();
-            runs.spawn(async move { (dag_id, exec.execute_caught(dag, run, None, token).await) });
+            let key: RunKey = (run.dag_id.clone(), run.logical_date);
+            live.tokens.insert(key.clone(), token.clone());
+            runs.spawn(async move { (key, exec.execute_caught(dag, run, None, token).await) });
         }
         Ok(())
     }
@@ -307,10 +359,17 @@ impl Daemon {
         started_at: DateTime<Utc>,
     ) -> Result<(), DaemonError> {
         let now = self.clock.now();
+        let paused = self.executor.store.call(|c| store::paused_dags(c)).await?;
+        if let Some(shared) = &self.shared {
+            shared.update_status(|s| s.last_beat = Some(now));
+        }
         for dag in dags.iter() {
             let Some(schedule) = &dag.schedule else {
                 continue;
             };
+            if paused.contains(&dag.id) {
+                continue;
+            }
             if !slots.contains_key(&dag.id) {
                 let id = dag.id.clone();
                 let last = self
@@ -344,7 +403,7 @@ impl Daemon {
                     RunType::Catchup
                 };
                 slot.last_start = Some(iv.start);
-                slot.queue.push_back((iv, kind));
+                slot.queue.push_back(Queued::Due(iv, kind));
             }
         }
         Ok(())
@@ -356,28 +415,36 @@ impl Daemon {
         slots: &mut HashMap<String, DagSlot>,
         runs: &mut JoinSet<RunResult>,
         cancel: &CancellationToken,
+        live: &mut Live,
     ) {
         for (dag_id, slot) in slots.iter_mut() {
             let Some(dag) = dags.get(dag_id) else {
                 continue;
             };
             while slot.active < dag.max_active_runs {
-                let Some((iv, kind)) = slot.queue.pop_front() else {
+                let Some(next) = slot.queue.pop_front() else {
                     break;
                 };
                 slot.active += 1;
                 let exec = self.executor.clone();
                 let token = cancel.child_token();
-                let id = dag_id.clone();
+                let key = next.key(dag_id);
+                live.tokens.insert(key.clone(), token.clone());
                 let dag: Arc<Dag> = dag.clone();
                 runs.spawn(async move {
-                    let req = RunRequest {
-                        interval: iv,
-                        run_type: kind,
-                        force: false,
-                        only: None,
+                    let result = match next {
+                        Queued::Due(interval, run_type) => {
+                            let req = RunRequest {
+                                interval,
+                                run_type,
+                                force: false,
+                                only: None,
+                            };
+                            exec.run_caught(dag, req, token).await
+                        }
+                        Queued::Run(run) => exec.execute_caught(dag, run, None, token).await,
                     };
-                    (id, exec.run_caught(dag, req, token).await)
+                    (key, result)
                 });
             }
         }
@@ -387,11 +454,19 @@ impl Daemon {
         &self,
         res: Result<RunResult, tokio::task::JoinError>,
         slots: &mut HashMap<String, DagSlot>,
+        live: &mut Live,
     ) {
         match res {
-            Ok((dag_id, result)) => {
+            Ok((key, result)) => {
+                let dag_id = key.0.clone();
                 if let Some(slot) = slots.get_mut(&dag_id) {
                     slot.active = slot.active.saturating_sub(1);
+                }
+                live.tokens.remove(&key);
+                if live.cancelled.remove(&key) {
+                    if let Ok(run) = &result {
+                        self.mark_cancelled(run.run_id.clone());
+                    }
                 }
                 match result {
                     Ok(run) if run.state == State::Succeeded => {}

@@ -17,9 +17,11 @@
 //! (`lock.rs`), not by the database. The file, its WAL and the lock folder
 //! are created readable by the owner only.
 
+mod browse;
 mod lock;
 mod schema;
 
+pub use browse::*;
 pub use lock::RunLock;
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -103,7 +105,7 @@ impl RunType {
 }
 
 /// States of runs, task instances and attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Queued,

@@ -75,6 +75,15 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE dag_runs ADD COLUMN ran_ms INTEGER NOT NULL DEFAULT 0;
      UPDATE dag_runs SET ran_ms = CAST(ROUND((julianday(ended_at) - julianday(started_at)) * 86400000) AS INTEGER)
      WHERE started_at IS NOT NULL AND ended_at IS NOT NULL;",
+    // 5: DAGs paused from the web UI or API; the scheduler starts no
+    // scheduled or catchup run of a paused DAG. A row per DAG ever paused
+    // or unpaused, so the history says who changed it last and when.
+    "CREATE TABLE dag_pauses (
+        dag_id TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX dag_runs_by_date ON dag_runs (logical_date, generation);",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -219,6 +219,8 @@ impl TaskRunner for SqlRunner {
         out.insert("bytes".into(), written.bytes.into());
         out.insert("path".into(), lake.describe(&written.dir).into());
         out.insert("file".into(), lake.describe(&written.file).into());
+        // The rendered statement, for the run page (bounded: outputs stay small).
+        out.insert("sql".into(), bounded(&query, 64 * 1024).into());
         Ok(out)
     }
 }
@@ -533,4 +535,16 @@ mod tests {
         let commented = "-- sales_x is gone\nSELECT 1 FROM sales_x";
         assert_eq!(find_word(commented, "sales_x"), Some((2, 15)));
     }
+}
+
+/// `text`, cut at a character boundary after at most `max` bytes (marked).
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n-- … ({} more bytes)", &text[..end], text.len() - end)
 }
