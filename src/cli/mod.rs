@@ -3,8 +3,8 @@
 
 pub mod attempt;
 pub mod bench;
-pub mod bench_executor;
 pub mod bench_accuracy;
+pub mod bench_executor;
 pub mod bench_forecast;
 pub mod bench_inventory;
 pub mod bench_lake;
