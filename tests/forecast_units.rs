@@ -534,6 +534,9 @@ fn forecast_rows_become_an_arrow_batch() {
         model_id: "lstm-FOODS-00ff".into(),
         model_kind: ModelKind::Lstm,
         flags: "intermittent".into(),
+        frequency: Frequency::Daily,
+        promotion: step == 2,
+        events: String::new(),
     };
     let names = vec!["store".to_string(), "sku".to_string()];
     let batch = forecast_batch(&names, &[0.1, 0.5, 0.9], &[row("x", 1), row("y", 2)]).unwrap();
@@ -557,7 +560,10 @@ fn forecast_rows_become_an_arrow_batch() {
             "mean",
             "model_id",
             "model_kind",
-            "flags"
+            "flags",
+            "frequency",
+            "promotion",
+            "events"
         ]
     );
     assert_eq!(batch.num_rows(), 2);

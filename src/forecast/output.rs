@@ -1,6 +1,7 @@
 //! Forecast rows as the planners see them, and their Arrow form for the
 //! lake (one column per series key, group, forecast_date, step, one column
-//! per quantile, mean, model_id, model_kind, flags). Owns the output
+//! per quantile, mean, model_id, model_kind, flags, frequency, promotion,
+//! events). Owns the output
 //! schema; writing Parquet is the lake layer's job.
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 
 use super::baselines::ModelKind;
-use super::config::quantile_names;
+use super::config::{Frequency, quantile_names};
 
 /// Errors building the output batch.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,13 @@ pub struct ForecastRow {
     pub model_kind: ModelKind,
     /// Comma-separated flag names (see `Flag`), empty when clean.
     pub flags: String,
+    /// The grid the forecast is on (a step is a day, week or month).
+    pub frequency: Frequency,
+    /// A promotion is planned for this period (from the `future:` plan).
+    pub promotion: bool,
+    /// Events of the `events:` calendar falling in this period, comma-separated
+    /// (empty when none).
+    pub events: String,
 }
 
 /// The output schema for the given key column names and quantile levels.
@@ -66,6 +74,9 @@ pub fn schema(key_names: &[String], quantiles: &[f64]) -> Schema {
     fields.push(Field::new("model_id", DataType::Utf8, false));
     fields.push(Field::new("model_kind", DataType::Utf8, false));
     fields.push(Field::new("flags", DataType::Utf8, false));
+    fields.push(Field::new("frequency", DataType::Utf8, false));
+    fields.push(Field::new("promotion", DataType::Boolean, false));
+    fields.push(Field::new("events", DataType::Utf8, false));
     Schema::new(fields)
 }
 
@@ -88,6 +99,9 @@ pub fn forecast_batch(
     let mut model_id = StringBuilder::new();
     let mut model_kind = StringBuilder::new();
     let mut flags = StringBuilder::new();
+    let mut frequency = StringBuilder::new();
+    let mut promotion = arrow::array::BooleanBuilder::with_capacity(n);
+    let mut events = StringBuilder::new();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     for r in rows {
         if r.key.len() != key_names.len() {
@@ -118,6 +132,9 @@ pub fn forecast_batch(
         model_id.append_value(&r.model_id);
         model_kind.append_value(r.model_kind.as_str());
         flags.append_value(&r.flags);
+        frequency.append_value(r.frequency.as_str());
+        promotion.append_value(r.promotion);
+        events.append_value(&r.events);
     }
     let mut cols: Vec<ArrayRef> = keys
         .iter_mut()
@@ -133,6 +150,9 @@ pub fn forecast_batch(
     cols.push(Arc::new(model_id.finish()));
     cols.push(Arc::new(model_kind.finish()));
     cols.push(Arc::new(flags.finish()));
+    cols.push(Arc::new(frequency.finish()));
+    cols.push(Arc::new(promotion.finish()));
+    cols.push(Arc::new(events.finish()));
     Ok(RecordBatch::try_new(
         Arc::new(schema(key_names, quantiles)),
         cols,

@@ -565,7 +565,14 @@ fn forecast_rows(
             }
             (None, None) => continue,
         };
-        push_rows(&mut out, s, freq, h, kind, &id, &quality.joined(), &f)?;
+        let events = model.and_then(|(m, _)| m.layout.event_calendar.0.as_deref());
+        let row = RowInfo {
+            kind,
+            id: &id,
+            flags: quality.joined(),
+            events,
+        };
+        push_rows(&mut out, s, freq, h, &row, &f)?;
     }
     Ok(out)
 }
@@ -589,29 +596,47 @@ fn weighted(a: &PointForecast, b: &PointForecast, w: f64) -> PointForecast {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the rows of one series share.
+struct RowInfo<'a> {
+    kind: ModelKind,
+    id: &'a str,
+    flags: String,
+    events: Option<&'a super::events::EventCalendar>,
+}
+
 fn push_rows(
     out: &mut Vec<ForecastRow>,
     s: &Prepared,
     freq: Frequency,
     h: usize,
-    kind: ModelKind,
-    id: &str,
-    flags: &str,
+    row: &RowInfo<'_>,
     f: &PointForecast,
 ) -> Result<(), PipelineError> {
     let anchor = s.dates[0];
     for step in 0..h {
+        let date = calendar::date_at(freq, anchor, (s.len() + step) as i64)?;
+        let next = calendar::date_at(freq, anchor, (s.len() + step + 1) as i64)?;
+        let events = row.events.map_or_else(String::new, |c| {
+            c.names_between(date, next.pred_opt().unwrap_or(date))
+                .join(",")
+        });
         out.push(ForecastRow {
             key: s.key.clone(),
             group: s.group.clone(),
-            forecast_date: calendar::date_at(freq, anchor, (s.len() + step) as i64)?,
+            forecast_date: date,
             step: (step + 1) as u32,
             quantiles: f.quantiles.iter().map(|q| q[step]).collect(),
             mean: f.mean[step],
-            model_id: id.to_string(),
-            model_kind: kind,
-            flags: flags.to_string(),
+            model_id: row.id.to_string(),
+            model_kind: row.kind,
+            flags: row.flags.clone(),
+            frequency: freq,
+            promotion: s
+                .future_promo
+                .as_ref()
+                .and_then(|p| p.get(step))
+                .is_some_and(|&p| p > 0.0),
+            events,
         });
     }
     Ok(())
