@@ -47,6 +47,7 @@ struct RawConfig {
     jobs: Option<PathBuf>,
     lake: Option<String>,
     state: Option<PathBuf>,
+    state_busy_timeout: Option<String>,
     logs: Option<PathBuf>,
     outbox: Option<PathBuf>,
     #[serde(default)]
@@ -73,6 +74,9 @@ pub struct Config {
     /// Lake URL: a folder, `s3://bucket/prefix`, or `memory://`.
     pub lake: String,
     pub state: PathBuf,
+    /// How long to wait for another process's lock on the state database
+    /// before failing with "database is locked by another process".
+    pub state_busy_timeout: Duration,
     pub logs: PathBuf,
     pub outbox: PathBuf,
     pub shutdown_grace: Duration,
@@ -81,6 +85,9 @@ pub struct Config {
     /// Where reports are mailed; `None` when neither `restock.yaml` nor
     /// the environment configures mail (reports then go to the outbox).
     pub mail: Option<crate::mail::MailConfig>,
+    /// Set by `restock attempt run` when the executor gives the job a GPU
+    /// (`device: auto` then means CUDA); never read from the file.
+    pub gpu_attempt: bool,
     /// Named remote executors (`executors:`), by name.
     pub executors: std::collections::BTreeMap<String, crate::remote::ExecutorConfig>,
 }
@@ -92,6 +99,7 @@ impl Default for Config {
             jobs: PathBuf::from("jobs"),
             lake: "./lake".into(),
             state: PathBuf::from(".restock/state.db"),
+            state_busy_timeout: crate::store::DEFAULT_BUSY_TIMEOUT,
             logs: PathBuf::from(".restock/logs"),
             outbox: PathBuf::from("outbox"),
             shutdown_grace: Duration::from_secs(30),
@@ -99,6 +107,7 @@ impl Default for Config {
             max_catchup_runs: 100,
             mail: None,
             executors: Default::default(),
+            gpu_attempt: false,
         }
     }
 }
@@ -206,6 +215,10 @@ impl Config {
         if let Some(v) = raw.state {
             self.state = v;
         }
+        if let Some(v) = raw.state_busy_timeout {
+            self.state_busy_timeout = humantime::parse_duration(&v)
+                .map_err(|e| err(format!("state_busy_timeout: invalid duration `{v}`: {e}")))?;
+        }
         if let Some(v) = raw.logs {
             self.logs = v;
         }
@@ -245,6 +258,9 @@ impl Config {
         }
         if let Some(v) = get("RESTOCK_STATE") {
             self.state = v.into();
+        }
+        if let Some(v) = get("RESTOCK_STATE_BUSY_TIMEOUT") {
+            self.state_busy_timeout = dur("RESTOCK_STATE_BUSY_TIMEOUT", &v)?;
         }
         if let Some(v) = get("RESTOCK_LOGS") {
             self.logs = v.into();

@@ -40,6 +40,17 @@ enum Cmd {
         /// Jobs folder (overrides config and RESTOCK_JOBS).
         #[arg(long)]
         jobs: Option<PathBuf>,
+        #[command(flatten)]
+        listen: cli::serve::ListenArgs,
+    },
+    /// Serve the web UI and API over the run history without scheduling
+    /// (a read-only view, or a second machine).
+    Serve {
+        /// Jobs folder (overrides config and RESTOCK_JOBS).
+        #[arg(long)]
+        jobs: Option<PathBuf>,
+        #[command(flatten)]
+        listen: cli::serve::ListenArgs,
     },
     /// Recent runs.
     Runs {
@@ -116,7 +127,8 @@ fn main() -> ExitCode {
         match args.cmd {
             Cmd::Validate { paths } => cli::validate::validate(&config, paths),
             Cmd::Run(a) => cli::run::run(config, a).await,
-            Cmd::Daemon { jobs } => cli::daemon(config, jobs).await,
+            Cmd::Daemon { jobs, listen } => cli::daemon(config, jobs, listen).await,
+            Cmd::Serve { jobs, listen } => cli::serve::serve(config, jobs, listen).await,
             Cmd::Runs { dag, limit, json } => {
                 cli::history::runs(&config, dag.as_deref(), limit, json)
             }

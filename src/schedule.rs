@@ -15,7 +15,7 @@
 //! (the repeated hour in autumn) fires once, at its first occurrence.
 //! Schedules that fire every hour fire on every real hour.
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -92,6 +92,13 @@ pub fn parse_tz(name: &str) -> Result<Tz, ScheduleError> {
         .map_err(|_| ScheduleError::Timezone(name.to_string()))
 }
 
+/// A tick as an exact instant. croner keeps the sub-second part of the
+/// instant it searched from (`01:00:00.825`); ticks, and so interval
+/// boundaries, logical dates and run ids, are whole seconds.
+fn exact(t: DateTime<Tz>) -> DateTime<Utc> {
+    t.with_timezone(&Utc).trunc_subsecs(0)
+}
+
 impl Schedule {
     pub fn new(expr: &str, tz: Tz, catchup: Catchup) -> Result<Self, ScheduleError> {
         let cron = parse_cron(expr)?;
@@ -117,7 +124,7 @@ impl Schedule {
         self.cron
             .find_next_occurrence(&t.with_timezone(&self.tz), false)
             .ok()
-            .map(|d| d.with_timezone(&Utc))
+            .map(exact)
     }
 
     /// First tick at or after `t`.
@@ -125,7 +132,7 @@ impl Schedule {
         self.cron
             .find_next_occurrence(&t.with_timezone(&self.tz), true)
             .ok()
-            .map(|d| d.with_timezone(&Utc))
+            .map(exact)
     }
 
     /// Last tick at or before `t`.
@@ -133,7 +140,7 @@ impl Schedule {
         self.cron
             .find_previous_occurrence(&t.with_timezone(&self.tz), true)
             .ok()
-            .map(|d| d.with_timezone(&Utc))
+            .map(exact)
     }
 
     /// The interval that starts at tick `start`.
@@ -156,8 +163,8 @@ impl Schedule {
             t = self
                 .cron
                 .find_previous_occurrence(&t.with_timezone(&self.tz), false)
-                .ok()?
-                .with_timezone(&Utc);
+                .map(exact)
+                .ok()?;
         }
         let mut a = self.next_from(t)?;
         let mut b = self.next_after(a)?;
@@ -425,5 +432,20 @@ mod tests {
         assert_eq!(s.intervals_between(d, d).len(), 24);
         let d2 = NaiveDate::from_ymd_opt(2026, 11, 2).expect("date");
         assert_eq!(s.intervals_between(d, d2).len(), 48);
+    }
+
+    #[test]
+    fn intervals_have_whole_second_boundaries_whatever_now_is() {
+        let s = Schedule::new("0 2 * * *", Tz::Europe__Berlin, Catchup::All).expect("schedule");
+        let now = utc("2026-11-30T12:00:00.825Z");
+        let due = s.due(Some(utc("2026-11-27T01:00:00Z")), now, Catchup::All, 100);
+        assert_eq!(due.len(), 2);
+        for iv in &due {
+            assert_eq!(iv.start.timestamp_subsec_nanos(), 0, "{iv:?}");
+            assert_eq!(iv.end.timestamp_subsec_nanos(), 0, "{iv:?}");
+        }
+        assert_eq!(due[1].start, utc("2026-11-29T01:00:00Z"));
+        let latest = s.latest_complete(now).expect("latest");
+        assert_eq!(latest.start, utc("2026-11-29T01:00:00Z"));
     }
 }

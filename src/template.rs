@@ -4,6 +4,14 @@
 //! string. The compile step uses [`check_template`] / [`check_expression`] to
 //! reject what does not parse; the executor renders with a [`RunVars`]
 //! context built per attempt.
+//!
+//! Quoting: upstream outputs are data another program produced, so a
+//! template that builds SQL or a shell line must quote them. The filters
+//! `sql_literal` (a value: `'it''s'`, numbers as numbers, `NULL`),
+//! `sql_ident` (a name: `"col""x"`) and `shell_word` (one POSIX shell word)
+//! do that; [`unquoted_refs`] finds `{{ … tasks.… }}` expressions whose
+//! last filter is not a quoting one, so the compile step can refuse them in
+//! SQL and warn about them in a shell string.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -30,6 +38,9 @@ fn env() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_filter("add_days", add_days);
+        env.add_filter("sql_literal", sql_literal);
+        env.add_filter("sql_ident", sql_ident);
+        env.add_filter("shell_word", shell_word);
         env
     })
 }
@@ -45,6 +56,148 @@ fn add_days(date: &str, days: i64) -> Result<String, minijinja::Error> {
     Ok((d + chrono::Duration::days(days))
         .format("%Y-%m-%d")
         .to_string())
+}
+
+/// `{{ x | sql_literal }}`: a SQL literal. Strings are single-quoted with
+/// `'` doubled (and refused if they hold a NUL), numbers and booleans stay
+/// as they are, none/undefined is `NULL`.
+fn sql_literal(v: Value) -> Result<String, minijinja::Error> {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => Ok("NULL".into()),
+        ValueKind::Bool => Ok(if v.is_true() { "TRUE" } else { "FALSE" }.into()),
+        ValueKind::Number => Ok(v.to_string()),
+        ValueKind::String => {
+            let s = v.as_str().unwrap_or_default();
+            if s.contains('\0') {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    "sql_literal: a NUL character cannot be part of a SQL string",
+                ));
+            }
+            Ok(format!("'{}'", s.replace('\'', "''")))
+        }
+        other => Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("sql_literal: a {other} is not a SQL value; pick one of its fields"),
+        )),
+    }
+}
+
+/// `{{ x | sql_ident }}`: a double-quoted SQL identifier, `"` doubled.
+fn sql_ident(v: Value) -> Result<String, minijinja::Error> {
+    let s = v.to_string();
+    if s.is_empty() || s.contains('\0') {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("sql_ident: `{s}` cannot be a SQL name"),
+        ));
+    }
+    Ok(quote_ident(&s))
+}
+
+/// `name` as a double-quoted SQL identifier (`"` doubled).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `{{ x | shell_word }}`: one POSIX shell word (single-quoted, `'` as
+/// `'\''`), whatever `x` holds.
+fn shell_word(v: Value) -> String {
+    let s = v.to_string();
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Filters after which a value cannot change the structure of SQL.
+pub const SQL_SAFE_FILTERS: &[&str] = &["sql_literal", "sql_ident", "int", "float"];
+
+/// `{{ … }}` expressions in `source` that insert an upstream output
+/// (`tasks.…`) without ending in one of `safe` filters (or `int`/`float`).
+/// A value routed through `{% set %}` is not followed: this guards against
+/// the common mistake, the filters are the mechanism.
+pub fn unquoted_refs(source: &str, safe: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { break };
+        let expr = after[..close].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        rest = &after[close + 2..];
+        if !mentions_tasks(expr) {
+            continue;
+        }
+        let last_filter = top_level_pipes(expr)
+            .last()
+            .map(|f| f.split('(').next().unwrap_or_default().trim().to_string());
+        let quoted =
+            last_filter.is_some_and(|f| safe.contains(&f.as_str()) || f == "int" || f == "float");
+        if !quoted {
+            out.push(format!("{{{{ {expr} }}}}"));
+        }
+    }
+    out
+}
+
+fn mentions_tasks(expr: &str) -> bool {
+    expr.match_indices("tasks.").any(|(i, _)| {
+        !expr[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    })
+}
+
+/// The filter parts of an expression (`a | f(x) | g` → `f(x)`, `g`),
+/// ignoring `|` inside quotes and brackets.
+fn top_level_pipes(expr: &str) -> Vec<&str> {
+    let (mut depth, mut quote, mut cuts) = (0i32, None::<char>, Vec::new());
+    for (i, c) in expr.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, '|') if depth == 0 => cuts.push(i),
+            _ => {}
+        }
+    }
+    let mut parts = Vec::new();
+    for (k, &c) in cuts.iter().enumerate() {
+        let end = cuts.get(k + 1).copied().unwrap_or(expr.len());
+        parts.push(&expr[c + 1..end]);
+    }
+    parts
+}
+
+/// Placeholder values for validating a template that reads upstream
+/// outputs: every `tasks.ID.outputs.KEY` it names is `0` and every
+/// `tasks.ID.state` is `succeeded`.
+pub fn placeholder_tasks(source: &str) -> BTreeMap<String, TaskVars> {
+    let mut tasks: BTreeMap<String, TaskVars> = BTreeMap::new();
+    let word = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect()
+    };
+    for (i, _) in source.match_indices("tasks.") {
+        let tail = &source[i + 6..];
+        let id = word(tail);
+        if id.is_empty() {
+            continue;
+        }
+        let entry = tasks.entry(id.clone()).or_insert_with(|| TaskVars {
+            state: "succeeded".into(),
+            outputs: serde_json::Value::Object(Default::default()),
+        });
+        let key = tail[id.len()..].strip_prefix(".outputs.").map(word);
+        if let (Some(key), serde_json::Value::Object(m)) = (key, &mut entry.outputs) {
+            if !key.is_empty() {
+                m.insert(key, 0.into());
+            }
+        }
+    }
+    tasks
 }
 
 fn describe(err: &minijinja::Error) -> String {
@@ -218,5 +371,47 @@ mod tests {
         );
         assert!(check_expression("a >").is_err());
         assert!(check_template("{{ a ").is_err());
+    }
+
+    #[test]
+    fn quoting_filters() {
+        let mut v = vars();
+        v.tasks.insert(
+            "up".into(),
+            TaskVars {
+                state: "succeeded".into(),
+                outputs: serde_json::json!({
+                    "s": "NOPE' OR '1'='1", "n": 3, "c": "a\"b", "sh": "$(touch x)'"
+                }),
+            },
+        );
+        let sql = "{{ tasks.up.outputs.s | sql_literal }} {{ tasks.up.outputs.n | sql_literal }} {{ none | sql_literal }}";
+        assert_eq!(
+            v.render(sql).expect("render"),
+            "'NOPE'' OR ''1''=''1' 3 NULL"
+        );
+        let ident = v.render("{{ tasks.up.outputs.c | sql_ident }}");
+        assert_eq!(ident.expect("render"), r#""a""b""#);
+        let sh = v.render("{{ tasks.up.outputs.sh | shell_word }}");
+        assert_eq!(sh.expect("render"), r"'$(touch x)'\'''");
+    }
+
+    #[test]
+    fn finds_unquoted_upstream_outputs() {
+        let sql = "WHERE a = {{ tasks.x.outputs.v }} AND b = {{ tasks.x.outputs.w | sql_literal }}
+                   AND c = {{ tasks.x.outputs.n | int }} AND d = '{{ ds }}'
+                   AND e = {{ tasks.x.outputs.v | upper }}";
+        assert_eq!(
+            unquoted_refs(sql, SQL_SAFE_FILTERS),
+            vec![
+                "{{ tasks.x.outputs.v }}".to_string(),
+                "{{ tasks.x.outputs.v | upper }}".to_string()
+            ]
+        );
+        let sh = "echo {{ tasks.a.outputs.b | shell_word }}";
+        assert!(unquoted_refs(sh, &["shell_word"]).is_empty());
+        let ph = placeholder_tasks("{{ tasks.x.outputs.v }} {{ tasks.y.state }}");
+        assert_eq!(ph["x"].outputs["v"], 0);
+        assert_eq!(ph["y"].state, "succeeded");
     }
 }

@@ -325,3 +325,325 @@ fn a_missing_input_column_is_named() {
         "nothing written on bad input"
     );
 }
+
+fn run_plan(p: &Project, lake: &Path) {
+    let o = p
+        .restock()
+        .env("RESTOCK_LAKE", lake)
+        .args(["run", "plan", "--date", "2026-11-27"])
+        .output()
+        .expect("run");
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn rows_of(lake: &Path, table: &str) -> Vec<serde_json::Value> {
+    let out = pyarrow(&format!(
+        r#"
+import pyarrow.parquet as pq, json
+t = pq.read_table("{lake}/{table}/ds=2026-11-27/part-00000.parquet").to_pylist()
+print(json.dumps(t, default=str))
+"#,
+        lake = lake.display()
+    ));
+    serde_json::from_str(&out).expect("json")
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], store: &str, sku: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["store"] == store && r["sku"] == sku)
+        .unwrap_or_else(|| panic!("no row {store}/{sku} in {rows:?}"))
+}
+
+/// Every kind of bad input holds its line, names itself, and the held
+/// lines never count in the order value.
+#[test]
+fn held_lines_name_the_bad_input_and_order_nothing() {
+    let p = Project::new();
+    let lake = p.path().join("lake");
+    build_lake(&lake);
+    // The stock table with snapshot dates (TX_1 stopped on the 23rd) and
+    // two more series: E has no lead time, F a forecast of NaNs.
+    write(
+        &lake,
+        "curated/inventory_position/ds=2026-11-27/part-00000.parquet",
+        vec![
+            (
+                "store",
+                s(&["CA_1", "CA_1", "CA_1", "CA_1", "TX_1", "CA_1", "CA_1"]),
+            ),
+            ("sku", s(&["A", "B", "C", "D", "A", "E", "F"])),
+            ("on_hand", i(&[25, 0, -4, 200, 100, 10, 10])),
+            ("on_order", i(&[0, 0, 0, 0, 0, 0, 0])),
+            (
+                "snapshot_date",
+                dates(&[
+                    "2026-11-27",
+                    "2026-11-27",
+                    "2026-11-27",
+                    "2026-11-27",
+                    "2026-11-23",
+                    "2026-11-27",
+                    "2026-11-27",
+                ]),
+            ),
+        ],
+    );
+    let lead: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(4.0),
+        Some(4.0),
+        Some(4.0),
+        Some(4.0),
+        None,
+        Some(4.0),
+    ]));
+    write(
+        &lake,
+        "curated/product_master/part-00000.parquet",
+        vec![
+            ("sku", s(&["A", "B", "C", "D", "E", "F"])),
+            ("unit_cost", f(&[2.5, 1.0, 1.0, 1.0, 1.0, 1.0])),
+            ("case_pack", i(&[6, 1, 1, 1, 1, 1])),
+            ("moq", i(&[12, 0, 0, 0, 0, 0])),
+            ("lead_time_days", lead),
+            ("lead_time_std_days", f(&[1.0; 6])),
+            ("review_period_days", i(&[7; 6])),
+            ("service_level", f(&[0.95; 6])),
+        ],
+    );
+    // Today's forecasts with F's steps all NaN (E has none: held on its
+    // lead time first, the product master being fixed before the forecast).
+    let mut store = vec![];
+    let mut sku = vec![];
+    let mut step = vec![];
+    let mut mean = vec![];
+    for (st, sk) in [
+        ("CA_1", "A"),
+        ("CA_1", "B"),
+        ("CA_1", "C"),
+        ("CA_1", "D"),
+        ("TX_1", "A"),
+        ("CA_1", "F"),
+    ] {
+        for k in 1..=10i64 {
+            store.push(st);
+            sku.push(sk);
+            step.push(k);
+            // D's forecast differs from the others: when every non-NaN
+            // value of a column is equal, DataFusion 55 reads the NaNs as
+            // that value (Parquet statistics leave NaN out of min/max).
+            mean.push(match sk {
+                "F" => f64::NAN,
+                "D" => 12.0,
+                _ => 10.0,
+            });
+        }
+    }
+    let fdates: Vec<String> = (1..=10)
+        .map(|k| {
+            (NaiveDate::from_ymd_opt(2026, 11, 27).expect("d") + chrono::Duration::days(k))
+                .to_string()
+        })
+        .collect();
+    let fdate: Vec<&str> = (0..store.len()).map(|j| fdates[j % 10].as_str()).collect();
+    let n = store.len();
+    let q = |v: f64| -> Vec<f64> {
+        mean.iter()
+            .map(|m| if m.is_nan() { *m } else { v })
+            .collect()
+    };
+    write(
+        &lake,
+        "forecasts/ds=2026-11-27/part-00000.parquet",
+        vec![
+            ("store", s(&store)),
+            ("sku", s(&sku)),
+            ("group", s(&vec!["FOODS_1"; n])),
+            ("forecast_date", dates(&fdate)),
+            ("step", i(&step)),
+            ("p10", f(&q(-4.0))),
+            ("p50", f(&q(0.0))),
+            ("p90", f(&q(4.0))),
+            ("mean", f(&mean)),
+            ("model_kind", s(&vec!["ets"; n])),
+            ("flags", s(&vec![""; n])),
+        ],
+    );
+    p.write_dag("plan.yaml", DAG);
+    run_plan(&p, &lake);
+    let plan = rows_of(&lake, "reorder_plans");
+    let want = [
+        (
+            "CA_1",
+            "C",
+            "held: on hand is -4, an impossible value; fix the stock feed",
+        ),
+        (
+            "TX_1",
+            "A",
+            "held: the stock snapshot is from 2026-11-23, 4 days before the run (allowed: 1)",
+        ),
+        (
+            "CA_1",
+            "E",
+            "held: the product master has no lead time for this SKU",
+        ),
+        (
+            "CA_1",
+            "F",
+            "held: the forecast has no usable value (all 10 steps NaN or empty)",
+        ),
+    ];
+    for (st, sk, reason) in want {
+        let r = row(&plan, st, sk);
+        assert_eq!(r["status"], "held", "{r}");
+        assert_eq!(r["order_qty"], 0, "{r}");
+        assert_eq!(r["order_value"], 0.0, "{r}");
+        assert!(
+            r["reason"].as_str().is_some_and(|x| x.starts_with(reason)),
+            "{st}/{sk}: want `{reason}`, got {}",
+            r["reason"]
+        );
+    }
+    // C and TX_1/A would have ordered: the value is kept apart and named.
+    let c = row(&plan, "CA_1", "C");
+    assert!(
+        c["held_order_value"].as_f64().expect("held value") > 0.0,
+        "{c}"
+    );
+    assert!(
+        c["reason"]
+            .as_str()
+            .is_some_and(|x| x.contains("(it would have ordered ")),
+        "{c}"
+    );
+    // The one orderable line with a hand-computed reason: protection 11 d
+    // of N(10, 3.1213²) a day → mean 110, sd 10.35; SS = 1.6449 ×
+    // √(11 × 9.743 + 10² × 1²) = 23.67; ROP 133.67; needs 108.67 → 109 →
+    // 19 cases of 6 = 114.
+    let a = row(&plan, "CA_1", "A");
+    assert_eq!(a["status"], "order");
+    assert_eq!(
+        a["reason"],
+        "position 25 (on hand 25 + on order 0) is below the reorder point 133.7 = demand over \
+         lead time 4 d + review 7 d (mean 110, sd 10.4) + safety stock 23.7 at 95% service \
+         (lead time sd 1 d); order up to 133.7 needs 108.7, rounded up to the case pack of 6: \
+         114; forecast by ets (group FOODS_1)"
+    );
+    let ordered: f64 = plan
+        .iter()
+        .map(|r| r["order_value"].as_f64().expect("value"))
+        .sum();
+    let show = p
+        .restock()
+        .args(["show", "plan.20261127T000000Z", "--json"])
+        .output()
+        .expect("show");
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let reorder = v["attempts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["task_id"] == "reorder"))
+        .expect("reorder attempt");
+    assert_eq!(reorder["outputs"]["held"], 4);
+    let total = reorder["outputs"]["total_order_value"]
+        .as_f64()
+        .expect("total");
+    assert!((total - ordered).abs() < 0.01, "{total} vs {ordered}");
+    assert_eq!(
+        ordered,
+        a["order_value"].as_f64().expect("a")
+            + row(&plan, "CA_1", "B")["order_value"].as_f64().expect("b"),
+        "only A and B order"
+    );
+}
+
+/// The second night: what was reported the night before is `recurring`
+/// with its first date and leaves the headline; what grew is `worse`.
+#[test]
+fn a_second_night_marks_recurring_and_worse_anomalies() {
+    let p = Project::new();
+    let lake = p.path().join("lake");
+    build_lake(&lake);
+    // Last night's table as the monitor writes it.
+    write(
+        &lake,
+        "anomalies/ds=2026-11-26/part-00000.parquet",
+        vec![
+            ("date", dates(&["2026-11-26"; 3])),
+            ("store", s(&["CA_1", "CA_1", "TX_1"])),
+            (
+                "sku",
+                Arc::new(StringArray::from(vec![Some("B"), Some("D"), None])) as ArrayRef,
+            ),
+            (
+                "type",
+                s(&["stockout", "demand_outside_interval", "stale_data"]),
+            ),
+            ("severity", s(&["critical", "warning", "critical"])),
+            ("money_at_risk", f(&[40.0, 1.0, 1e9])),
+            (
+                "first_seen",
+                dates(&["2026-11-20", "2026-11-26", "2026-11-24"]),
+            ),
+        ],
+    );
+    p.write_dag("plan.yaml", DAG);
+    run_plan(&p, &lake);
+    let rows = rows_of(&lake, "anomalies");
+    let find = |ty: &str, store: &str| {
+        rows.iter()
+            .find(|r| r["type"] == ty && r["store"] == store)
+            .unwrap_or_else(|| panic!("no {ty} at {store}: {rows:?}"))
+    };
+    // B: 10 a day × 4 d lead time × unit cost 1 (no price) = 40, as before.
+    let b = find("stockout", "CA_1");
+    assert_eq!(b["money_at_risk"], 40.0, "{b}");
+    assert_eq!(
+        (&b["status"], &b["first_seen"], &b["headline"]),
+        (
+            &serde_json::json!("recurring"),
+            &serde_json::json!("2026-11-20"),
+            &serde_json::json!(false)
+        )
+    );
+    let d = find("demand_outside_interval", "CA_1");
+    assert_eq!(
+        (&d["status"], &d["headline"]),
+        (&"worse".into(), &true.into())
+    );
+    assert_eq!(d["first_seen"], "2026-11-26");
+    let stale = find("stale_data", "TX_1");
+    assert_eq!(stale["status"], "recurring");
+    assert_eq!(stale["first_seen"], "2026-11-24");
+    let neg = find("negative_on_hand", "CA_1");
+    assert_eq!(
+        (&neg["status"], &neg["first_seen"], &neg["headline"]),
+        (&"new".into(), &"2026-11-27".into(), &true.into())
+    );
+    // Ranked by money: ranks 1..n in the order of the money figure.
+    let mut by_rank: Vec<(i64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["rank"].as_i64().expect("rank"),
+                r["money_at_risk"].as_f64().expect("money"),
+            )
+        })
+        .collect();
+    by_rank.sort_by_key(|x| x.0);
+    assert_eq!(
+        by_rank.iter().map(|x| x.0).collect::<Vec<_>>(),
+        (1..=rows.len() as i64).collect::<Vec<_>>()
+    );
+    assert!(by_rank.windows(2).all(|w| w[0].1 >= w[1].1), "{by_rank:?}");
+    // Every row says how its money figure was reached.
+    assert!(
+        rows.iter()
+            .all(|r| r["reason"].as_str().is_some_and(|x| x.contains(" = "))),
+        "{rows:?}"
+    );
+}

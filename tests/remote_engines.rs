@@ -21,6 +21,24 @@ fn attempt_logs(p: &RemoteProject, task: &str) -> String {
         .join("\n")
 }
 
+/// The job ended because we stopped it: the engine says so, or the worker
+/// stopped itself on the cancel marker first and reported the interruption.
+fn stopped_by_us(engine: Engine, p: &RemoteProject, state: &str) -> bool {
+    if engine.is_stopped(state) {
+        return true;
+    }
+    let results = remote_support::walk(&p.path().join("lake/_attempts"));
+    engine.is_ended(state)
+        && results
+            .iter()
+            .filter(|f| f.to_string_lossy().ends_with(".result.json"))
+            .all(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .contains("\"interrupted\"")
+            })
+}
+
 fn finished(p: &RemoteProject, secs: u64) -> Option<String> {
     wait(secs, || {
         p.run_state()
@@ -104,7 +122,7 @@ fn timeout_cancels_the_job(engine: Engine) {
     let jobs = engine.jobs(&RemoteProject::prefix(&dag));
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert!(
-        engine.is_stopped(&jobs[0].1),
+        stopped_by_us(engine, &p, &jobs[0].1),
         "{jobs:?}\n{}",
         p.diagnose(&d)
     );
@@ -144,7 +162,7 @@ fn sigterm_cancels_the_job(engine: Engine) {
     let jobs = engine.jobs(&prefix);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert!(
-        engine.is_stopped(&jobs[0].1),
+        stopped_by_us(engine, &p, &jobs[0].1),
         "{jobs:?}\n{}",
         p.diagnose(&d)
     );
@@ -156,8 +174,8 @@ fn start_timeout_names_what_it_waited_for(engine: Engine) {
     if !engine.require() {
         return;
     }
-    let _hold = engine.hold_gpu();
-    let p = RemoteProject::new(engine, ", start_timeout: 3s");
+    let hold = engine.hold_gpu();
+    let p = RemoteProject::new(engine, ", start_timeout: 3s, cancel_grace: 3s");
     let dag = format!("pending_{}", std::process::id());
     p.write_dag(
         "d.yaml",
@@ -178,13 +196,32 @@ fn start_timeout_names_what_it_waited_for(engine: Engine) {
         "{err}"
     );
     assert!(err.contains("GPU") || err.contains("gpu:1"), "{err}");
-    let jobs = engine.jobs(&RemoteProject::prefix(&dag));
-    assert!(jobs.iter().all(|(_, s)| engine.is_ended(s)), "{jobs:?}");
     assert!(
         attempt_logs(&p, "wants_gpu").contains("did not start"),
         "{}",
         p.diagnose(&d)
     );
+    // Slurm cancels a pending job at once. Ray cannot stop a job that is
+    // still waiting and starts it once the GPU frees up: the cancel marker
+    // in the lake makes that late worker stop before running the task.
+    drop(hold);
+    let prefix = RemoteProject::prefix(&dag);
+    let ended = wait(60, || {
+        let jobs = engine.jobs(&prefix);
+        (!jobs.is_empty() && jobs.iter().all(|(_, s)| engine.is_ended(s))).then_some(jobs)
+    });
+    assert!(ended.is_some(), "{:?}", engine.jobs(&prefix));
+    let results = remote_support::walk(&p.path().join("lake/_attempts"));
+    for r in results
+        .iter()
+        .filter(|f| f.to_string_lossy().ends_with(".result.json"))
+    {
+        let text = std::fs::read_to_string(r).unwrap_or_default();
+        assert!(
+            text.contains("\"interrupted\"") && text.contains("before it started"),
+            "{text}"
+        );
+    }
 }
 
 fn sigkill_restart_adopts_the_job(engine: Engine) {
@@ -222,7 +259,11 @@ fn sigkill_restart_adopts_the_job(engine: Engine) {
         p.diagnose(&d),
         p.diagnose(&d2)
     );
-    let jobs = engine.jobs(&prefix);
+    let jobs: Vec<_> = engine
+        .jobs(&prefix)
+        .into_iter()
+        .filter(|(n, _)| n.contains("-long-"))
+        .collect();
     assert_eq!(jobs.len(), 1, "exactly one submission: {jobs:?}");
     let atts = p.attempts("long");
     assert_eq!(atts.len(), 1, "{atts:?}");
@@ -233,6 +274,105 @@ fn sigkill_restart_adopts_the_job(engine: Engine) {
         "{}",
         p.diagnose(&d2)
     );
+}
+
+/// The main job's `daily_sales` and `train` tasks on a small demo lake,
+/// `train` on the GPU executor.
+fn main_job_train_runs_on_the_gpu_executor(engine: Engine) {
+    if !engine.require() {
+        return;
+    }
+    let p = RemoteProject::new(engine, "");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let cfg = std::fs::read_to_string(p.path().join("restock.yaml")).expect("config");
+    std::fs::write(
+        p.path().join("restock.yaml"),
+        format!("root: {repo}\n{cfg}"),
+    )
+    .expect("config");
+    let ds = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    let demo = p
+        .restock()
+        .args(["demo", "--no-run", "--end-date", &ds.to_string()])
+        .output()
+        .expect("demo");
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let dag = format!("train_{}", std::process::id());
+    let main: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(format!("{repo}/jobs/nightly_inventory.yaml")).expect("main job"),
+    )
+    .expect("yaml");
+    let mut m = main.as_mapping().expect("mapping").clone();
+    m.insert("id".into(), dag.clone().into());
+    m.insert(
+        "schedule".into(),
+        serde_yaml::from_str("{cron: \"0 0 * * *\", timezone: UTC, catchup: last}")
+            .expect("schedule"),
+    );
+    m.insert(
+        "defaults".into(),
+        serde_yaml::from_str("{retries: 0}").expect("defaults"),
+    );
+    let tasks: Vec<serde_yaml::Value> = m["tasks"]
+        .as_sequence()
+        .expect("tasks")
+        .iter()
+        .filter(|t| ["daily_sales", "train"].contains(&t["id"].as_str().unwrap_or("")))
+        .cloned()
+        .map(|mut t| {
+            if t["id"] == "train" {
+                let t = t.as_mapping_mut().expect("task");
+                t.insert("executor".into(), "gpu".into());
+                // The test cluster's GPU is declared, not real.
+                t.insert("device".into(), "cpu".into());
+            }
+            t
+        })
+        .collect();
+    m.insert("tasks".into(), serde_yaml::Value::Sequence(tasks));
+    p.write_dag("main.yaml", &serde_yaml::to_string(&m).expect("yaml"));
+    let d = p.start_daemon("5s");
+    let state = finished(&p, 420);
+    assert_eq!(state.as_deref(), Some("succeeded"), "{}", p.diagnose(&d));
+    let atts = p.attempts("train");
+    assert_eq!(atts.len(), 1, "{atts:?}");
+    // The model and the backtest landed in the lake.
+    let lake = remote_support::walk(&p.path().join("lake"));
+    let names: Vec<String> = lake
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains(&format!("models/{dag}/")) && n.ends_with("model.safetensors")),
+        "no model in the lake"
+    );
+    assert!(
+        names.iter().any(|n| n.contains("forecast_metrics/")),
+        "no backtest in the lake"
+    );
+    // The engine saw a GPU request, and the worker got the GPU.
+    let job = engine
+        .jobs(&RemoteProject::prefix(&dag))
+        .into_iter()
+        .find(|(n, _)| n.contains("-train-"))
+        .expect("train job");
+    let record = engine.record(&job.0);
+    match engine {
+        Engine::Slurm => assert!(record.contains("gpu:1"), "{record}"),
+        Engine::Ray => assert!(
+            record.contains("\"GPU\": 1") || record.contains("\"GPU\":1"),
+            "{record}"
+        ),
+    }
+    let logs = attempt_logs(&p, "train");
+    assert!(logs.contains("CUDA_VISIBLE_DEVICES=0"), "{logs}");
+    assert!(logs.contains("epoch"), "{logs}");
 }
 
 macro_rules! on_both {
@@ -247,6 +387,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    main_job_train_runs_on_the_gpu_executor,
     retries_with_backoff,
     timeout_cancels_the_job,
     sigterm_cancels_the_job,

@@ -129,6 +129,13 @@ const CASES: &[(&str, &[&str])] = &[
         &["3:5: tasks[0]: a task must be a mapping with `id` and `kind`"],
     ),
     (
+        "train_undeclared_input.yaml",
+        &[
+            "7:5: tasks[0].input: unknown table `dialy_sales` (declared tables: daily_sales); declare it under `tables:`",
+            "16:5: tasks[1].future: unknown table `promo_plan` (declared tables: daily_sales); declare it under `tables:`",
+        ],
+    ),
+    (
         "unknown_dependency.yaml",
         &[
             "7:18: tasks[1].depends_on[0]: depends_on unknown task `extrct`, did you mean `extract`?",
@@ -176,8 +183,8 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "reorder_undeclared_tables.yaml",
         &[
-            "7:5: tasks[0].products: reads table `product_master`, which is not declared under `tables:` (declared: forecasts)",
-            "9:5: tasks[0].inventory: reads table `stock`, which is not declared under `tables:` (declared: forecasts)",
+            "7:5: tasks[0].products: unknown table `product_master` (declared tables: forecasts); declare it under `tables:`",
+            "9:5: tasks[0].inventory: unknown table `stock` (declared tables: forecasts); declare it under `tables:`",
         ],
     ),
     (

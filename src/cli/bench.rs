@@ -51,6 +51,44 @@ pub enum BenchCmd {
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
     },
+    /// Remote executors per engine: submit-to-start and end-to-end
+    /// overhead per attempt against local, and local scheduling overhead
+    /// while remote attempts are in flight (needs the engines running:
+    /// scripts/start_slurm.sh, scripts/start_ray.sh).
+    Executor {
+        /// Engines to measure, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "slurm,ray")]
+        engines: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        attempts: usize,
+        #[arg(long, default_value_t = 20)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 500)]
+        local_tasks: usize,
+        #[arg(long, default_value = "http://127.0.0.1:8265")]
+        ray_address: String,
+        #[arg(long)]
+        slurm_partition: Option<String>,
+        /// How often a remote job's state is asked.
+        #[arg(long, default_value = "500ms")]
+        poll_interval: String,
+    },
+    /// The web server over 100,000 runs and 1,000,000 attempts: latency of
+    /// the DAG list, grid, run page, a 50 MB log and /metrics; RSS; wrk.
+    Web(super::bench_web::WebBenchArgs),
+    /// The forecaster on a shared real dataset's holdout next to the
+    /// statsforecast baselines on the same split (RMSSE, MASE, WAPE, bias,
+    /// coverage).
+    Accuracy {
+        /// tuna | cheese | tourism
+        dataset: String,
+        /// Folder of the shared datasets.
+        #[arg(long, default_value = "../shared/data")]
+        data: std::path::PathBuf,
+        /// Skip the statsforecast baselines (only pandas and pyarrow needed).
+        #[arg(long)]
+        no_baselines: bool,
+    },
     /// `reorder` + `monitor` over a generated M5-sized lake.
     Inventory {
         /// Store×sku series.
@@ -156,6 +194,36 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
         }
         BenchCmd::Forecast { date } => {
             super::bench_forecast::bench(config, date).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::Executor {
+            engines,
+            attempts,
+            in_flight,
+            local_tasks,
+            ray_address,
+            slurm_partition,
+            poll_interval,
+        } => {
+            let args = super::bench_executor::Args {
+                engines,
+                attempts,
+                in_flight,
+                local_tasks,
+                ray_address,
+                slurm_partition,
+                poll_interval,
+            };
+            super::bench_executor::bench(config, args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::Web(a) => super::bench_web::bench_web(config, a).await,
+        BenchCmd::Accuracy {
+            dataset,
+            data,
+            no_baselines,
+        } => {
+            super::bench_accuracy::bench(dataset, data, !no_baselines).await?;
             return Ok(ExitCode::SUCCESS);
         }
         BenchCmd::Inventory { series } => {

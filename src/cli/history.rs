@@ -18,6 +18,15 @@ fn dur(
     }
 }
 
+/// A run's duration: the time it spent executing, which for a resumed run
+/// or a `--task` rerun is less than the span from its first start.
+fn run_dur(r: &store::RunRecord) -> String {
+    match (r.started_at, r.ended_at) {
+        (Some(_), Some(_)) if r.ran_ms > 0 => format!("{:.2}s", r.ran_ms as f64 / 1000.0),
+        (a, b) => dur(a, b),
+    }
+}
+
 fn short(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into())
@@ -43,7 +52,7 @@ pub fn runs(config: &Config, dag: Option<&str>, limit: usize, json: bool) -> Res
             r.run_type,
             r.state.as_str(),
             short(r.started_at),
-            dur(r.started_at, r.ended_at)
+            run_dur(&r)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -69,7 +78,7 @@ pub fn show(config: &Config, run_id: &str, json: bool) -> Result<ExitCode> {
     );
     println!("type      {}", run.run_type);
     println!("state     {}", run.state);
-    println!("duration  {}", dur(run.started_at, run.ended_at));
+    println!("duration  {}", run_dur(&run));
     println!();
     println!(
         "{:<24} {:>3} {:<15} {:<19} {:>9}  DETAIL",

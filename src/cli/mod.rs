@@ -3,14 +3,18 @@
 
 pub mod attempt;
 pub mod bench;
+pub mod bench_accuracy;
+pub mod bench_executor;
 pub mod bench_forecast;
 pub mod bench_inventory;
 pub mod bench_lake;
+pub mod bench_web;
 pub mod demo;
 pub mod history;
 pub mod init;
 pub mod mail;
 pub mod run;
+pub mod serve;
 pub mod task;
 pub mod validate;
 
@@ -37,7 +41,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
 }
 
 pub fn open_store(config: &Config) -> Result<Store> {
-    Store::open(&config.state)
+    Store::open_with_timeout(&config.state, config.state_busy_timeout)
         .with_context(|| format!("opening run history {}", config.state.display()))
 }
 
@@ -86,18 +90,29 @@ pub fn resolve_dag(config: &Config, registry: &Registry, name: &str) -> Result<A
     )
 }
 
-pub async fn daemon(mut config: Config, jobs: Option<PathBuf>) -> Result<ExitCode> {
+pub async fn daemon(
+    mut config: Config,
+    jobs: Option<PathBuf>,
+    listen: serve::ListenArgs,
+) -> Result<ExitCode> {
     if let Some(j) = jobs {
         config.jobs = j;
     }
     let exec = executor(&config, Arc::new(TracingObserver))?;
     let registry = registry(&config);
+    let (link, handle) = serve::link();
+    let (stop_web, web) = serve::start(&config, &listen, link.shared.clone(), Some(handle)).await?;
     let d = Daemon {
         config,
         registry,
         executor: exec,
         clock: Arc::new(SystemClock),
+        shared: Some(link.shared),
+        commands: Some(link.commands),
     };
-    d.run_with_signals().await?;
+    let result = d.run_with_signals().await;
+    stop_web.cancel();
+    let _ = web.await;
+    result?;
     Ok(ExitCode::SUCCESS)
 }

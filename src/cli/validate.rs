@@ -18,6 +18,9 @@ pub fn validate(config: &Config, paths: Vec<PathBuf>) -> Result<ExitCode> {
     let (dags, diags) = dag::load_all(&paths, &registry, &config.root);
     for d in &dags {
         println!("{}", dag::summary(d));
+        for w in &d.warnings {
+            eprintln!("{w}");
+        }
     }
     for d in &diags {
         eprintln!("{d}");

@@ -15,6 +15,8 @@
 //! per (DAG, logical date) in the store.
 
 pub mod clock;
+mod commands;
+mod control;
 mod reload;
 
 use std::collections::{HashMap, VecDeque};
@@ -35,7 +37,12 @@ use crate::store::{self, RunRecord, RunType, State, StoreError};
 use crate::tasks::Registry;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use reload::DagSet;
+pub use control::{
+    Command, ControlError, ControlHandle, DaemonLink, SchedulerStatus, Shared, link,
+};
+pub use reload::{CatalogEntry, DagSet};
+
+use commands::next_command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -57,8 +64,36 @@ enum Wake {
 struct DagSlot {
     /// Start of the newest interval that has a run (or is queued).
     last_start: Option<DateTime<Utc>>,
-    queue: VecDeque<(Interval, RunType)>,
+    queue: VecDeque<Queued>,
     active: usize,
+}
+
+/// A run waiting for a `max_active_runs` slot.
+enum Queued {
+    /// A due interval; the executor creates its run when it starts.
+    Due(Interval, RunType),
+    /// A run already in the history (triggered, backfilled, cleared).
+    Run(RunRecord),
+}
+
+impl Queued {
+    fn key(&self, dag_id: &str) -> RunKey {
+        match self {
+            Queued::Due(iv, _) => (dag_id.to_string(), iv.start),
+            Queued::Run(r) => (r.dag_id.clone(), r.logical_date),
+        }
+    }
+}
+
+/// A run is unique per (DAG, logical date) while it is active.
+type RunKey = (String, DateTime<Utc>);
+
+/// What the loop knows about runs it started: their cancellation tokens
+/// and which of them a user cancelled.
+#[derive(Default)]
+struct Live {
+    tokens: HashMap<RunKey, CancellationToken>,
+    cancelled: std::collections::HashSet<RunKey>,
 }
 
 pub struct Daemon {
@@ -66,28 +101,35 @@ pub struct Daemon {
     pub registry: Registry,
     pub executor: Executor,
     pub clock: Arc<dyn Clock>,
+    /// What the web server reads (`restock daemon` serves HTTP), if any.
+    pub shared: Option<Arc<Shared>>,
+    /// Commands from the web server, if any.
+    pub commands: Option<mpsc::Receiver<Command>>,
 }
 
-type RunResult = (String, Result<RunRecord, ExecError>);
+type RunResult = (RunKey, Result<RunRecord, ExecError>);
 
 impl Daemon {
     /// Run until `shutdown` fires (SIGTERM/SIGINT are wired by the caller
     /// or by [`Daemon::run_with_signals`]).
     pub async fn run(
-        self,
+        mut self,
         shutdown: CancellationToken,
         reload_now: Option<mpsc::Receiver<()>>,
     ) -> Result<(), DaemonError> {
         let started_at = self.clock.now();
         let mut dags = DagSet::new(self.config.jobs.clone(), self.config.root.clone());
         dags.reload(&self.registry, true);
+        self.publish(&dags, None);
+        let mut commands = self.commands.take();
+        let mut live = Live::default();
         tracing::info!(dags = dags.len(), jobs = %self.config.jobs.display(), "daemon started");
 
         let runs_cancel = CancellationToken::new();
         let mut runs: JoinSet<RunResult> = JoinSet::new();
         let mut slots: HashMap<String, DagSlot> = HashMap::new();
 
-        self.recover(&dags, &mut runs, &mut slots, &runs_cancel)
+        self.recover(&dags, &mut runs, &mut slots, &runs_cancel, &mut live, true)
             .await?;
 
         let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(16);
@@ -120,14 +162,21 @@ impl Daemon {
 
         // Schedule immediately rather than waiting for the first beat.
         self.schedule(&dags, &mut slots, started_at).await?;
-        self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+        self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+        self.publish(&dags, Some(&slots));
 
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(res) = runs.join_next(), if !runs.is_empty() => {
-                    self.on_run_done(res, &mut slots);
-                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+                    self.on_run_done(res, &mut slots, &mut live);
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+                    self.publish(&dags, Some(&slots));
+                }
+                Some(cmd) = next_command(&mut commands) => {
+                    self.command(cmd, &dags, &mut slots, &mut live).await;
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+                    self.publish(&dags, Some(&slots));
                 }
                 Some(w) = wake_rx.recv() => {
                     match w {
@@ -139,9 +188,13 @@ impl Daemon {
                                 // DAGs whose file is gone stop being scheduled.
                                 slots.retain(|id, s| dags.get(id).is_some() || s.active > 0);
                             }
+                            // Runs of a `restock run` (or a peer) that died.
+                            self.recover(&dags, &mut runs, &mut slots, &runs_cancel, &mut live, false)
+                                .await?;
                         }
                     }
-                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel);
+                    self.start_runs(&dags, &mut slots, &mut runs, &runs_cancel, &mut live);
+                    self.publish(&dags, Some(&slots));
                 }
             }
         }
@@ -161,12 +214,12 @@ impl Daemon {
         let deadline = tokio::time::Instant::now() + grace;
         while !runs.is_empty() {
             tokio::select! {
-                Some(res) = runs.join_next() => self.on_run_done(res, &mut slots),
+                Some(res) = runs.join_next() => self.on_run_done(res, &mut slots, &mut live),
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(running = runs.len(), "grace period over, interrupting running tasks");
                     runs_cancel.cancel();
                     while let Some(res) = runs.join_next().await {
-                        self.on_run_done(res, &mut slots);
+                        self.on_run_done(res, &mut slots, &mut live);
                     }
                 }
             }
@@ -237,15 +290,20 @@ impl Daemon {
         Ok(sched)
     }
 
-    /// After a crash (or a stop past the grace period): attempts left
-    /// running are failed with "process died", and each unfinished run
-    /// resumes from its unfinished tasks.
+    /// Adopt unfinished runs whose owner is gone (see `store::RunLock`): at
+    /// start every unfinished run, later (`startup == false`, on each
+    /// reload tick) only runs left `running` by a process that died. A run
+    /// another process still executes is left to it. The executor fails
+    /// the dead owner's attempts ("process died") and resumes the run from
+    /// its unfinished tasks.
     async fn recover(
         &self,
         dags: &DagSet,
         runs: &mut JoinSet<RunResult>,
         slots: &mut HashMap<String, DagSlot>,
         cancel: &CancellationToken,
+        live: &mut Live,
+        startup: bool,
     ) -> Result<(), DaemonError> {
         let unfinished = self
             .executor
@@ -253,34 +311,42 @@ impl Daemon {
             .call(|c| store::unfinished_runs(c))
             .await?;
         for run in unfinished {
+            if !startup && run.state != State::Running {
+                continue;
+            }
             let Some(dag) = dags.get(&run.dag_id) else {
-                tracing::warn!(run = %run.run_id, dag = %run.dag_id, "unfinished run of a DAG that is not loaded; leaving it");
+                if startup {
+                    tracing::warn!(run = %run.run_id, dag = %run.dag_id, "unfinished run of a DAG that is not loaded; leaving it");
+                }
                 continue;
             };
-            let rid = run.run_id.clone();
-            // Attempts on remote executors may still be running on their
-            // engine: the executor adopts them instead of failing them.
-            let remote: Vec<String> = dag
-                .tasks
-                .iter()
-                .filter(|t| t.executor.is_some())
-                .map(|t| t.id.clone())
-                .collect();
-            let orphans = self
-                .executor
-                .store
-                .call(move |c| {
-                    store::fail_orphans_except(c, &rid, &remote, "process died", Utc::now())
-                })
-                .await?;
-            tracing::info!(run = %run.run_id, orphaned_attempts = orphans, "resuming run");
+            let (st, id, start) = (
+                self.executor.store.clone(),
+                run.dag_id.clone(),
+                run.logical_date,
+            );
+            let owned = tokio::task::spawn_blocking(move || st.lock_run(&id, start).map(drop))
+                .await
+                .map_err(|e| StoreError::Join(e.to_string()))?;
+            match owned {
+                Ok(()) => {}
+                Err(StoreError::RunBusy { owner, .. }) => {
+                    if startup {
+                        tracing::info!(run = %run.run_id, owner = %owner, "run is executed by another process; leaving it");
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(run = %run.run_id, "resuming run");
             let slot = slots.entry(run.dag_id.clone()).or_default();
             slot.active += 1;
             slot.last_start = slot.last_start.max(Some(run.logical_date));
             let exec = self.executor.clone();
             let token = cancel.child_token();
-            let dag_id = run.dag_id.clone();
-            runs.spawn(async move { (dag_id, exec.execute_caught(dag, run, None, token).await) });
+            let key: RunKey = (run.dag_id.clone(), run.logical_date);
+            live.tokens.insert(key.clone(), token.clone());
+            runs.spawn(async move { (key, exec.execute_caught(dag, run, None, token).await) });
         }
         Ok(())
     }
@@ -293,10 +359,17 @@ impl Daemon {
         started_at: DateTime<Utc>,
     ) -> Result<(), DaemonError> {
         let now = self.clock.now();
+        let paused = self.executor.store.call(|c| store::paused_dags(c)).await?;
+        if let Some(shared) = &self.shared {
+            shared.update_status(|s| s.last_beat = Some(now));
+        }
         for dag in dags.iter() {
             let Some(schedule) = &dag.schedule else {
                 continue;
             };
+            if paused.contains(&dag.id) {
+                continue;
+            }
             if !slots.contains_key(&dag.id) {
                 let id = dag.id.clone();
                 let last = self
@@ -330,7 +403,7 @@ impl Daemon {
                     RunType::Catchup
                 };
                 slot.last_start = Some(iv.start);
-                slot.queue.push_back((iv, kind));
+                slot.queue.push_back(Queued::Due(iv, kind));
             }
         }
         Ok(())
@@ -342,28 +415,36 @@ impl Daemon {
         slots: &mut HashMap<String, DagSlot>,
         runs: &mut JoinSet<RunResult>,
         cancel: &CancellationToken,
+        live: &mut Live,
     ) {
         for (dag_id, slot) in slots.iter_mut() {
             let Some(dag) = dags.get(dag_id) else {
                 continue;
             };
             while slot.active < dag.max_active_runs {
-                let Some((iv, kind)) = slot.queue.pop_front() else {
+                let Some(next) = slot.queue.pop_front() else {
                     break;
                 };
                 slot.active += 1;
                 let exec = self.executor.clone();
                 let token = cancel.child_token();
-                let id = dag_id.clone();
+                let key = next.key(dag_id);
+                live.tokens.insert(key.clone(), token.clone());
                 let dag: Arc<Dag> = dag.clone();
                 runs.spawn(async move {
-                    let req = RunRequest {
-                        interval: iv,
-                        run_type: kind,
-                        force: false,
-                        only: None,
+                    let result = match next {
+                        Queued::Due(interval, run_type) => {
+                            let req = RunRequest {
+                                interval,
+                                run_type,
+                                force: false,
+                                only: None,
+                            };
+                            exec.run_caught(dag, req, token).await
+                        }
+                        Queued::Run(run) => exec.execute_caught(dag, run, None, token).await,
                     };
-                    (id, exec.run_caught(dag, req, token).await)
+                    (key, result)
                 });
             }
         }
@@ -373,11 +454,19 @@ impl Daemon {
         &self,
         res: Result<RunResult, tokio::task::JoinError>,
         slots: &mut HashMap<String, DagSlot>,
+        live: &mut Live,
     ) {
         match res {
-            Ok((dag_id, result)) => {
+            Ok((key, result)) => {
+                let dag_id = key.0.clone();
                 if let Some(slot) = slots.get_mut(&dag_id) {
                     slot.active = slot.active.saturating_sub(1);
+                }
+                live.tokens.remove(&key);
+                if live.cancelled.remove(&key) {
+                    if let Ok(run) = &result {
+                        self.mark_cancelled(run.run_id.clone());
+                    }
                 }
                 match result {
                     Ok(run) if run.state == State::Succeeded => {}
@@ -386,6 +475,13 @@ impl Daemon {
                     }
                     Err(ExecError::Store(StoreError::RunExists { run_id, .. })) => {
                         tracing::debug!(dag = %dag_id, run = %run_id, "interval already has a run")
+                    }
+                    Err(ExecError::Store(StoreError::RunBusy {
+                        logical_date,
+                        owner,
+                        ..
+                    })) => {
+                        tracing::info!(dag = %dag_id, logical_date = %logical_date, owner = %owner, "run is executed by another process; leaving it")
                     }
                     Err(e) => tracing::error!(dag = %dag_id, "run failed to execute: {e}"),
                 }

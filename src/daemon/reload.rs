@@ -32,6 +32,17 @@ struct Entry {
     stamp: Stamp,
     /// The last version of this file that compiled.
     dag: Option<Arc<Dag>>,
+    /// Why the file as it is now does not compile (`file:line:col: …`).
+    errors: Vec<String>,
+}
+
+/// One DAG file as the daemon sees it: the version it runs (if any) and
+/// the errors of the file's current text (the web UI shows both).
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub file: PathBuf,
+    pub dag: Option<Arc<Dag>>,
+    pub errors: Vec<String>,
 }
 
 pub struct DagSet {
@@ -85,23 +96,33 @@ impl DagSet {
                         .any(|(p, e)| p != &file && e.dag.as_ref().is_some_and(|o| o.id == d.id));
                     if clash {
                         tracing::error!(dag = %d.id, file = %file.display(), "DAG id is already defined by another file; ignoring this one");
+                        let errors = vec![format!(
+                            "{}: DAG id `{}` is already defined by another file",
+                            file.display(),
+                            d.id
+                        )];
                         self.files.insert(
                             file,
                             Entry {
                                 stamp: st,
                                 dag: None,
+                                errors,
                             },
                         );
                         continue;
                     }
                     if !unchanged {
                         tracing::info!(dag = %d.id, file = %file.display(), tasks = d.tasks.len(), "DAG loaded");
+                        for w in &d.warnings {
+                            tracing::warn!(dag = %d.id, "{w}");
+                        }
                     }
                     self.files.insert(
                         file,
                         Entry {
                             stamp: st,
                             dag: Some(Arc::new(d)),
+                            errors: Vec::new(),
                         },
                     );
                     changed = true;
@@ -119,6 +140,7 @@ impl DagSet {
                         Entry {
                             stamp: st,
                             dag: previous,
+                            errors: diags.iter().map(|d| d.to_string()).collect(),
                         },
                     );
                 }
@@ -137,6 +159,22 @@ impl DagSet {
 
     pub fn iter(&self) -> impl Iterator<Item = Arc<Dag>> + '_ {
         self.files.values().filter_map(|e| e.dag.clone())
+    }
+
+    /// Every file with its running version and current errors, sorted by
+    /// file name.
+    pub fn catalog(&self) -> Vec<CatalogEntry> {
+        let mut out: Vec<CatalogEntry> = self
+            .files
+            .iter()
+            .map(|(file, e)| CatalogEntry {
+                file: file.clone(),
+                dag: e.dag.clone(),
+                errors: e.errors.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.file.cmp(&b.file));
+        out
     }
 
     pub fn len(&self) -> usize {

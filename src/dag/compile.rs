@@ -36,6 +36,17 @@ pub fn compile_str(
     root: &Path,
 ) -> Result<Dag, Vec<Diagnostic>> {
     let mut d = Diagnostics::new(file, text);
+    if let Some(pos) = d.too_deep() {
+        d.error_at(
+            pos.line,
+            pos.column,
+            format!(
+                "YAML nested deeper than {} levels; a DAG file needs far fewer",
+                super::locate::MAX_DEPTH
+            ),
+        );
+        return Err(d.items);
+    }
     let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -108,9 +119,9 @@ pub fn compile_str(
         runner: Option<Arc<dyn crate::tasks::TaskRunner>>,
         retry: RetryPolicy,
         timeout: Option<Duration>,
+        executor: Option<String>,
         /// Its `when` and templates, checked against its upstream below.
         templates: Vec<TemplateUse>,
-        executor: Option<String>,
     }
     let mut pending: Vec<Option<Pending>> = Vec::with_capacity(raw_tasks.len());
     for (i, raw) in raw_tasks.into_iter().enumerate() {
@@ -209,8 +220,8 @@ pub fn compile_str(
             runner,
             retry,
             timeout,
-            templates,
             executor: executor.filter(|n| n != "local"),
+            templates,
         }));
     }
 
@@ -326,6 +337,7 @@ pub fn compile_str(
         tables,
         tasks,
         by_id,
+        warnings: sorted(d.warnings),
     })
 }
 

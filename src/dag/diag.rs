@@ -34,6 +34,8 @@ pub struct Diagnostics {
     file: PathBuf,
     index: PosIndex,
     pub items: Vec<Diagnostic>,
+    /// Problems that do not stop the DAG from loading (`warning: …`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
@@ -42,11 +44,18 @@ impl Diagnostics {
             file: file.to_path_buf(),
             index: PosIndex::build(text),
             items: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// Where the text nests deeper than a DAG may (see
+    /// [`super::locate::MAX_DEPTH`]); nothing else may parse such a text.
+    pub fn too_deep(&self) -> Option<super::locate::Pos> {
+        self.index.too_deep()
     }
 
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
@@ -57,6 +66,18 @@ impl Diagnostics {
             column: pos.column.max(1),
             path: path.to_string(),
             message: message.into(),
+        });
+    }
+
+    /// A warning at `path`; its message starts with `warning: `.
+    pub fn warning(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.index.find(path).unwrap_or_default();
+        self.warnings.push(Diagnostic {
+            file: self.file.clone(),
+            line: pos.line.max(1),
+            column: pos.column.max(1),
+            path: path.to_string(),
+            message: format!("warning: {}", message.into()),
         });
     }
 

@@ -5,6 +5,12 @@
 //! yaml-rust2's marked event stream and records, for every key path
 //! (`tasks[2].depends_on[0]`), the line and column where it starts. The
 //! compile step asks it where a path lives; it never decides validity.
+//!
+//! It is also the first thing to read a DAG file, so it bounds nesting
+//! depth: events are pulled one at a time (yaml-rust2's `load` recurses per
+//! level and a 6 KB file nested 3,000 deep overflows the stack), and a file
+//! deeper than [`MAX_DEPTH`] is reported before serde_yaml or anything else
+//! recursive sees it.
 
 use std::collections::HashMap;
 
@@ -23,20 +29,55 @@ pub struct Pos {
 #[derive(Debug, Default)]
 pub struct PosIndex {
     paths: HashMap<String, Pos>,
+    too_deep: Option<Pos>,
 }
+
+/// The deepest nesting of mappings and sequences a DAG file may use. Real
+/// DAGs need fewer than ten levels; the bound keeps every later (recursive)
+/// parse and drop far from the stack limit.
+pub const MAX_DEPTH: usize = 64;
 
 impl PosIndex {
     /// Index `text`. A text that does not parse yields an empty index: the
-    /// syntax error itself is reported by the deserializer.
+    /// syntax error itself is reported by the deserializer. A text nested
+    /// deeper than [`MAX_DEPTH`] stops the walk; [`PosIndex::too_deep`]
+    /// says where.
     pub fn build(text: &str) -> Self {
         let mut walker = Walker::default();
         let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut walker, false).is_err() {
-            return Self::default();
+        let mut depth = 0usize;
+        loop {
+            let Ok((ev, mark)) = parser.next_token() else {
+                return Self::default();
+            };
+            match ev {
+                Event::StreamEnd => break,
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Self {
+                            paths: HashMap::new(),
+                            too_deep: Some(Pos {
+                                line: mark.line(),
+                                column: mark.col() + 1,
+                            }),
+                        };
+                    }
+                }
+                Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            walker.on_event(ev, mark);
         }
         Self {
             paths: walker.paths,
+            too_deep: None,
         }
+    }
+
+    /// Where the text first nests deeper than [`MAX_DEPTH`], if it does.
+    pub fn too_deep(&self) -> Option<Pos> {
+        self.too_deep
     }
 
     /// Position of `path`, or of its nearest ancestor that has one.
@@ -182,5 +223,16 @@ mod tests {
         assert_eq!(idx.find("tasks[1].id"), Some(Pos { line: 7, column: 5 }));
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(idx.find("tasks[1].nope"), Some(Pos { line: 7, column: 5 }));
+        assert_eq!(idx.too_deep(), None);
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded_without_recursion() {
+        let deep = format!("id: x\ndescription:\n  {}x\n", "- ".repeat(100_000));
+        let idx = PosIndex::build(&deep);
+        let pos = idx.too_deep().expect("too deep");
+        assert_eq!(pos.line, 3);
+        let ok = format!("id: x\ndescription:\n  {}x\n", "- ".repeat(MAX_DEPTH - 1));
+        assert_eq!(PosIndex::build(&ok).too_deep(), None);
     }
 }

@@ -33,6 +33,8 @@ pub struct Dag {
     /// In file order; `upstream`/`downstream` index into this.
     pub tasks: Vec<Task>,
     pub by_id: HashMap<String, usize>,
+    /// Problems worth reporting that do not stop the DAG from loading.
+    pub warnings: Vec<super::Diagnostic>,
 }
 
 impl Dag {

@@ -82,7 +82,8 @@ pub struct RunRequest {
     pub interval: Interval,
     pub run_type: RunType,
     pub force: bool,
-    /// Run only these tasks (ids); their dependencies are not checked.
+    /// Run only these tasks (ids): dependencies among them are honoured,
+    /// the recorded outcome of the others stands.
     pub only: Option<Vec<String>>,
 }
 
@@ -172,6 +173,9 @@ impl Executor {
         let dag_id = dag.id.clone();
         let start = req.interval.start;
         let only = req.only.clone();
+        // Own the (DAG, date) before its row exists, so no other process
+        // can adopt the run between its creation and its execution.
+        let lock = self.lock_run(&dag.id, start).await?;
         let run = self
             .store
             .call(move |c| {
@@ -183,17 +187,48 @@ impl Executor {
                 store::create_run(c, &new, Utc::now())
             })
             .await?;
-        self.execute(dag, run, req.only, cancel).await
+        self.execute_owned(dag, run, req.only, cancel, lock).await
+    }
+
+    /// Take the run lock of (DAG, logical date): [`StoreError::RunBusy`]
+    /// when another process executes that run.
+    async fn lock_run(
+        &self,
+        dag_id: &str,
+        start: chrono::DateTime<Utc>,
+    ) -> Result<store::RunLock, ExecError> {
+        let (store, id) = (self.store.clone(), dag_id.to_string());
+        tokio::task::spawn_blocking(move || store.lock_run(&id, start))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+            .map_err(ExecError::Store)
     }
 
     /// Execute (or resume) an existing run until every task is final or
     /// `cancel` fires. Tasks already succeeded or skipped are not rerun.
+    /// Refused with [`StoreError::RunBusy`] while another process executes
+    /// the run; otherwise its previous owner is gone, and attempts it left
+    /// `running` are failed ("process died") and run again.
     pub async fn execute(
         &self,
         dag: Arc<Dag>,
         run: RunRecord,
         only: Option<Vec<String>>,
         cancel: CancellationToken,
+    ) -> Result<RunRecord, ExecError> {
+        let lock = self.lock_run(&dag.id, run.logical_date).await?;
+        self.execute_owned(dag, run, only, cancel, lock).await
+    }
+
+    /// [`Executor::execute`] once the run's lock is held (kept until the
+    /// run stops).
+    async fn execute_owned(
+        &self,
+        dag: Arc<Dag>,
+        run: RunRecord,
+        only: Option<Vec<String>>,
+        cancel: CancellationToken,
+        _lock: store::RunLock,
     ) -> Result<RunRecord, ExecError> {
         let mut lp = RunLoop::load(self.clone(), dag, &run, only, cancel).await?;
         match lp.drive().await {

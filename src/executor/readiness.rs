@@ -29,15 +29,29 @@ impl RunLoop {
     ) -> Result<Self, ExecError> {
         let run_id = run.run_id.clone();
         let rid = run_id.clone();
-        let (prior, running) = exec
+        // The caller holds the run's lock, so an attempt still marked
+        // running belongs to a process that died. Attempts on remote
+        // executors may still run on their engine: those are adopted.
+        let remote: Vec<String> = dag
+            .tasks
+            .iter()
+            .filter(|t| t.executor.is_some())
+            .map(|t| t.id.clone())
+            .collect();
+        let (prior, running, orphans) = exec
             .store
             .call(move |c| {
+                let orphans =
+                    store::fail_orphans_except(c, &rid, &remote, "process died", Utc::now())?;
                 let tis = store::task_instances(c, &rid)?;
                 let running = store::running_attempts(c, &rid)?;
                 store::set_run_state(c, &rid, State::Running, Utc::now())?;
-                Ok((tis, running))
+                Ok((tis, running, orphans))
             })
             .await?;
+        if orphans > 0 {
+            tracing::info!(run = %run_id, orphaned_attempts = orphans, "previous owner died; its attempts are failed");
+        }
         let prior: HashMap<String, store::TaskInstance> =
             prior.into_iter().map(|t| (t.task_id.clone(), t)).collect();
         let selected: Option<HashSet<usize>> = only.as_ref().map(|ids| {
@@ -84,23 +98,23 @@ impl RunLoop {
         Ok(lp)
     }
 
-    /// A queued task waits for its non-final upstreams. With `only`,
-    /// selected tasks ignore their upstreams and the others never run.
+    /// A queued task waits for its non-final upstreams. With `only`, the
+    /// others never run, and a selected task waits only for its selected
+    /// upstreams (the recorded outcome of the rest stands).
     fn initial_ready(&mut self) {
         for i in 0..self.dag.tasks.len() {
             if self.slots[i].state.is_final() {
                 continue;
             }
-            if let Some(sel) = &self.selected {
-                if sel.contains(&i) {
-                    self.ready.push_back(i);
-                }
+            let sel = self.selected.as_ref();
+            if sel.is_some_and(|s| !s.contains(&i)) {
                 continue;
             }
             let waiting = self.dag.tasks[i]
                 .upstream
                 .iter()
                 .filter(|&&u| !self.slots[u].state.is_final())
+                .filter(|u| sel.is_none_or(|s| s.contains(u)))
                 .count();
             self.slots[i].waiting = waiting;
             if waiting == 0 {
@@ -130,10 +144,24 @@ impl RunLoop {
 
     fn decision(&self, i: usize) -> Decision {
         let task = &self.dag.tasks[i];
-        let forced = self.selected.as_ref().is_some_and(|s| s.contains(&i));
         // An adopted attempt was decided by the process that started it.
-        if forced || self.slots[i].adopt.is_some() {
+        if self.slots[i].adopt.is_some() {
             return Decision::Run;
+        }
+        if let Some(sel) = &self.selected {
+            // A selected task runs; trigger rules apply among the selected
+            // tasks only.
+            let ups: Vec<State> = task
+                .upstream
+                .iter()
+                .filter(|u| sel.contains(u))
+                .map(|&u| self.slots[u].state)
+                .collect();
+            return if ups.is_empty() {
+                Decision::Run
+            } else {
+                decide(task.trigger_rule, &ups)
+            };
         }
         let ups: Vec<State> = task.upstream.iter().map(|&u| self.slots[u].state).collect();
         match (decide(task.trigger_rule, &ups), &task.when) {

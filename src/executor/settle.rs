@@ -186,10 +186,10 @@ impl RunLoop {
                 outputs: self.slots[idx].outputs.clone(),
             },
         );
-        if self.selected.is_some() {
-            return;
-        }
         for &d in &self.dag.tasks[idx].downstream {
+            if self.selected.as_ref().is_some_and(|s| !s.contains(&d)) {
+                continue;
+            }
             let slot = &mut self.slots[d];
             if slot.state.is_final() {
                 continue;

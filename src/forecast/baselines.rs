@@ -1,5 +1,6 @@
 //! Simple challengers to the global model: naive (last value), seasonal
-//! naive, and AutoETS from `augurs`. Each gives a point forecast (its mean)
+//! naive, AutoETS from `augurs`, the Theta method, and Croston (SBA) and TSB
+//! for intermittent demand (`intermittent.rs`). Each gives a point forecast (its mean)
 //! and the requested quantiles. Owns these methods only; choosing between
 //! them and the LSTM is `pipeline.rs`.
 //!
@@ -31,13 +32,37 @@ pub enum ModelKind {
     Naive,
     SeasonalNaive,
     Ets,
+    /// The Theta method (SES with half the linear trend, on seasonally
+    /// adjusted data).
+    Theta,
+    /// Croston's method with the Syntetos–Boylan bias correction.
+    Croston,
+    /// Teunter–Syntetos–Babai: demand size and probability smoothed apart.
+    Tsb,
+    /// The equal-weight average of AutoETS, Theta and (where it was
+    /// trained) the LSTM: means and quantiles averaged.
+    Combo,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Lstm,
         ModelKind::Naive,
         ModelKind::SeasonalNaive,
+        ModelKind::Ets,
+        ModelKind::Theta,
+        ModelKind::Croston,
+        ModelKind::Tsb,
+        ModelKind::Combo,
+    ];
+
+    /// The per-series methods, simplest first (ties go to the earlier).
+    pub const BASELINES: [ModelKind; 6] = [
+        ModelKind::Naive,
+        ModelKind::SeasonalNaive,
+        ModelKind::Croston,
+        ModelKind::Tsb,
+        ModelKind::Theta,
         ModelKind::Ets,
     ];
 
@@ -47,6 +72,10 @@ impl ModelKind {
             ModelKind::Naive => "naive",
             ModelKind::SeasonalNaive => "seasonal_naive",
             ModelKind::Ets => "ets",
+            ModelKind::Theta => "theta",
+            ModelKind::Croston => "croston",
+            ModelKind::Tsb => "tsb",
+            ModelKind::Combo => "combo",
         }
     }
 }
@@ -262,7 +291,8 @@ fn ets_guarded(
         .unwrap_or_else(|_| Err(BaselineError::Ets("fitting panicked".into())))
 }
 
-/// Runs one baseline by kind. `Lstm` is not a baseline and yields naive.
+/// Runs one baseline by kind. `Lstm` is not a baseline and yields naive;
+/// `Combo` yields the average of ETS and Theta (the pipeline adds the LSTM).
 pub fn run(
     kind: ModelKind,
     history: &[f64],
@@ -274,5 +304,46 @@ pub fn run(
         ModelKind::Naive | ModelKind::Lstm => naive(history, horizon, quantiles),
         ModelKind::SeasonalNaive => seasonal_naive(history, season, horizon, quantiles),
         ModelKind::Ets => ets_guarded(history, season, horizon, quantiles),
+        ModelKind::Theta => super::theta::theta(history, season, horizon, quantiles),
+        ModelKind::Croston => super::intermittent::croston(history, horizon, quantiles),
+        ModelKind::Tsb => super::intermittent::tsb(history, horizon, quantiles),
+        ModelKind::Combo => {
+            let e = ets_guarded(history, season, horizon, quantiles)
+                .or_else(|_| seasonal_naive(history, season, horizon, quantiles))?;
+            let t = super::theta::theta(history, season, horizon, quantiles)?;
+            Ok(average(&[&e, &t]))
+        }
     }
+}
+
+/// Equal-weight average of forecasts: means and each quantile level
+/// (quantile averaging, as in Vincentization).
+pub fn average(parts: &[&PointForecast]) -> PointForecast {
+    let n = parts.len().max(1) as f64;
+    let Some(first) = parts.first() else {
+        return PointForecast {
+            mean: Vec::new(),
+            quantiles: Vec::new(),
+        };
+    };
+    let avg = |get: &dyn Fn(&PointForecast) -> &Vec<f64>| -> Vec<f64> {
+        (0..get(first).len())
+            .map(|t| parts.iter().map(|p| get(p)[t]).sum::<f64>() / n)
+            .collect()
+    };
+    PointForecast {
+        mean: avg(&|p| &p.mean),
+        quantiles: (0..first.quantiles.len())
+            .map(|i| avg(&|p| &p.quantiles[i]))
+            .collect(),
+    }
+}
+
+/// Normal quantiles around `mean` with spread `sd_at(step)`, clamped at 0.
+pub fn normal_forecast(
+    mean: Vec<f64>,
+    sd_at: impl Fn(usize) -> f64,
+    quantiles: &[f64],
+) -> PointForecast {
+    with_normal_quantiles(mean, sd_at, quantiles)
 }

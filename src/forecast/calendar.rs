@@ -40,6 +40,19 @@ pub fn step_index(
     }
 }
 
+/// Index of the last grid step on or before `date` (weekly: the week that
+/// `date` falls in, whatever its weekday).
+pub fn step_on_or_before(freq: Frequency, anchor: NaiveDate, date: NaiveDate) -> i64 {
+    match freq {
+        Frequency::Weekly => (date - anchor).num_days().div_euclid(7),
+        Frequency::Daily => (date - anchor).num_days(),
+        Frequency::Monthly => {
+            let m = |d: NaiveDate| i64::from(d.year()) * 12 + i64::from(d.month0());
+            m(date) - m(anchor)
+        }
+    }
+}
+
 /// The date `steps` grid steps after `anchor` (monthly: first of the month).
 pub fn date_at(freq: Frequency, anchor: NaiveDate, steps: i64) -> Result<NaiveDate, CalendarError> {
     let err = CalendarError::OutOfRange { anchor, steps };

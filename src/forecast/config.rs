@@ -61,6 +61,39 @@ impl Frequency {
     }
 }
 
+/// What a period missing from the history means.
+///
+/// - `zero`: nothing was sold (point-of-sale data with a row per sale day).
+/// - `missing`: the period was not recorded. It is left out of the training
+///   loss, of the MASE/RMSSE scales and of the backtest scores, and bridged
+///   in the model inputs (linear interpolation between its neighbours, the
+///   last value after the last observation).
+///
+/// Default: `zero` for daily data, `missing` for weekly and monthly data,
+/// where a missing period is usually an unrecorded one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapPolicy {
+    Zero,
+    Missing,
+}
+
+impl GapPolicy {
+    pub fn default_for(freq: Frequency) -> Self {
+        match freq {
+            Frequency::Daily => GapPolicy::Zero,
+            Frequency::Weekly | Frequency::Monthly => GapPolicy::Missing,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapPolicy::Zero => "zero",
+            GapPolicy::Missing => "missing",
+        }
+    }
+}
+
 /// Hyper-parameters of the global LSTM model. Mirrors the DAG YAML `model:`
 /// block; every field has a default so `model: {}` is valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +122,13 @@ pub struct ModelConfig {
     /// Global gradient norm clip.
     pub max_grad_norm: f64,
     pub device: DeviceChoice,
+    /// Backtest cut-offs the champion is chosen over (rolling origin): the
+    /// last is `horizon` steps before the end, each earlier one
+    /// `origin_step` steps before the next. The LSTM is trained on what
+    /// precedes the earliest, so every backtest point is out of sample.
+    pub origins: usize,
+    /// Steps between backtest cut-offs; 0 = ⌈horizon / origins⌉.
+    pub origin_step: usize,
 }
 
 impl Default for ModelConfig {
@@ -107,6 +147,8 @@ impl Default for ModelConfig {
             batches_per_epoch: 50,
             max_grad_norm: 1.0,
             device: DeviceChoice::Auto,
+            origins: 3,
+            origin_step: 0,
         }
     }
 }
@@ -114,7 +156,7 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// Checks every field; the first fault is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mins: [(&'static str, usize, usize); 7] = [
+        let mins: [(&'static str, usize, usize); 8] = [
             ("context", 1, self.context),
             ("hidden", 1, self.hidden),
             ("layers", 1, self.layers),
@@ -122,6 +164,7 @@ impl ModelConfig {
             ("batch_size", 1, self.batch_size),
             ("horizon", 1, self.horizon),
             ("batches_per_epoch", 1, self.batches_per_epoch),
+            ("origins", 1, self.origins),
         ];
         for (field, min, got) in mins {
             if got < min {
@@ -140,6 +183,21 @@ impl ModelConfig {
             return Err(ConfigError::GradNorm(self.max_grad_norm));
         }
         Ok(())
+    }
+
+    /// Steps between backtest cut-offs.
+    pub fn origin_step(&self) -> usize {
+        if self.origin_step > 0 {
+            self.origin_step
+        } else {
+            self.horizon.div_ceil(self.origins.max(1)).max(1)
+        }
+    }
+
+    /// Steps at the end of every history that the LSTM does not train on:
+    /// the backtest windows of all origins.
+    pub fn held_out(&self) -> usize {
+        self.horizon + (self.origins.max(1) - 1) * self.origin_step()
     }
 
     /// Column names for the quantiles: 0.1 → `p10`, 0.025 → `p2_5`.

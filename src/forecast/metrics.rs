@@ -8,7 +8,14 @@
 //!   Both scales use the history from the first non-zero value on; series
 //!   whose scale is zero are left out of these two means.
 //! - WAPE = Σ|y − f| / Σy; bias = Σ(f − y) / Σy (positive: over-forecast).
-//! - coverage(q) = share of points with y ≤ forecast quantile q.
+//! - coverage(q) = share of points with y < forecast quantile q, a point
+//!   where y equals the quantile counting one half (the mid-point of the
+//!   randomised PIT). Demand is discrete and quantiles are clamped at zero,
+//!   so ties are common: counting y = 0 = p10 as covered would report a p10
+//!   that "covers" half the points of an intermittent series. The p10–p90
+//!   interval covers coverage(p90) − coverage(p10) of the points.
+//! - A non-finite actual (a period that was not recorded, under the
+//!   `missing` gap policy) is not scored by any measure.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,11 +42,12 @@ pub struct Scales {
     pub rmsse: Option<f64>,
 }
 
-/// Computes the MASE and RMSSE scales from the training history.
+/// Computes the MASE and RMSSE scales from the training history. NaN marks
+/// a period that was not recorded: differences touching it are left out.
 pub fn scales(history: &[f64], season: usize) -> Scales {
     let start = history
         .iter()
-        .position(|&v| v != 0.0)
+        .position(|&v| v != 0.0 && v.is_finite())
         .unwrap_or(history.len());
     let h = &history[start..];
     let m = if h.len() > season { season } else { 1 };
@@ -59,14 +67,20 @@ pub fn scales(history: &[f64], season: usize) -> Scales {
     };
     let mase = if h.len() > m {
         positive(mean(
-            (m..h.len()).map(|t| (h[t] - h[t - m]).abs()).collect(),
+            (m..h.len())
+                .map(|t| (h[t] - h[t - m]).abs())
+                .filter(|d| d.is_finite())
+                .collect(),
         ))
     } else {
         None
     };
     let rmsse = if h.len() > 1 {
         positive(mean(
-            (1..h.len()).map(|t| (h[t] - h[t - 1]).powi(2)).collect(),
+            (1..h.len())
+                .map(|t| (h[t] - h[t - 1]).powi(2))
+                .filter(|d| d.is_finite())
+                .collect(),
         ))
     } else {
         None
@@ -85,28 +99,50 @@ pub struct SeriesEval {
 }
 
 impl SeriesEval {
-    pub fn mase(&self) -> Option<f64> {
-        let s = self.scales.mase?;
-        let n = self.actual.len().max(1) as f64;
-        let mae: f64 = self
-            .actual
+    /// (actual, mean) of the scored points: those with a finite actual.
+    fn scored(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.actual
             .iter()
             .zip(&self.mean)
-            .map(|(y, f)| (y - f).abs())
-            .sum();
-        Some(mae / n / s)
+            .filter(|(y, _)| y.is_finite())
+            .map(|(&y, &f)| (y, f))
+    }
+
+    /// Points with a finite actual.
+    pub fn points(&self) -> usize {
+        self.scored().count()
+    }
+
+    pub fn mase(&self) -> Option<f64> {
+        let s = self.scales.mase?;
+        let n = self.points();
+        if n == 0 {
+            return None;
+        }
+        let mae: f64 = self.scored().map(|(y, f)| (y - f).abs()).sum();
+        Some(mae / n as f64 / s)
     }
 
     pub fn rmsse(&self) -> Option<f64> {
         let s = self.scales.rmsse?;
-        let n = self.actual.len().max(1) as f64;
-        let mse: f64 = self
-            .actual
-            .iter()
-            .zip(&self.mean)
-            .map(|(y, f)| (y - f).powi(2))
-            .sum();
-        Some((mse / n / s).sqrt())
+        let n = self.points();
+        if n == 0 {
+            return None;
+        }
+        let mse: f64 = self.scored().map(|(y, f)| (y - f).powi(2)).sum();
+        Some((mse / n as f64 / s).sqrt())
+    }
+}
+
+/// Coverage credit of one point for a quantile forecast `p`: 1 below it,
+/// one half on a tie, 0 above.
+pub fn coverage_credit(y: f64, p: f64) -> f64 {
+    if y < p {
+        1.0
+    } else if y == p {
+        0.5
+    } else {
+        0.0
     }
 }
 
@@ -135,17 +171,18 @@ pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
     let mase = mean_of(evals.iter().filter_map(SeriesEval::mase).collect());
     let rmsse = mean_of(evals.iter().filter_map(SeriesEval::rmsse).collect());
     let (mut abs_err, mut err, mut total, mut points) = (0.0, 0.0, 0.0, 0usize);
-    let mut hits = vec![0usize; n_quantiles];
+    let mut hits = vec![0.0f64; n_quantiles];
     for e in evals {
         for (t, (&y, &f)) in e.actual.iter().zip(&e.mean).enumerate() {
+            if !y.is_finite() {
+                continue;
+            }
             abs_err += (y - f).abs();
             err += f - y;
             total += y;
             points += 1;
             for (i, q) in e.quantiles.iter().enumerate().take(n_quantiles) {
-                if q.get(t).is_some_and(|&p| y <= p) {
-                    hits[i] += 1;
-                }
+                hits[i] += q.get(t).map_or(0.0, |&p| coverage_credit(y, p));
             }
         }
     }
@@ -159,7 +196,7 @@ pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
             .iter()
             .map(|&h| {
                 if points > 0 {
-                    h as f64 / points as f64
+                    h / points as f64
                 } else {
                     f64::NAN
                 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod device;
 pub mod events;
 pub mod features;
+pub mod intermittent;
 pub mod metrics;
 pub mod network;
 pub mod output;
@@ -22,18 +23,21 @@ pub mod prepare;
 pub mod rng;
 pub mod series;
 pub mod synthetic;
+pub mod theta;
 pub mod train;
 
 pub use artifact::{ArtifactError, ModelMeta};
 pub use baselines::ModelKind;
-pub use config::{DeviceChoice, Frequency, ModelConfig};
+pub use config::{DeviceChoice, Frequency, GapPolicy, ModelConfig};
 pub use device::select as select_device;
 pub use events::EventCalendar;
 pub use metrics::Metrics;
 pub use output::{ForecastRow, forecast_batch};
 pub use pipeline::{
-    GroupResult, PipelineError, SharedProgress, forecast_with_model, overall_metrics,
-    train_all_groups, train_all_groups_blocking, train_group,
+    GroupResult, PipelineError, SharedProgress, forecast_with_model, forecast_with_model_at,
+    overall_metrics, train_all_groups, train_all_groups_blocking, train_all_groups_with,
+    train_group, train_group_with,
 };
+pub use prepare::PrepareOptions;
 pub use series::{Flag, FutureCovariates, Series};
 pub use train::{EpochReport, TrainedModel};

@@ -24,7 +24,7 @@ use super::device::{self, DeviceError};
 use super::features::{AttachedEvents, FeatureLayout};
 use super::metrics::{self, Metrics, SeriesEval};
 use super::output::ForecastRow;
-use super::prepare::{self, PrepareError, Prepared};
+use super::prepare::{self, PrepareError, PrepareOptions, Prepared};
 use super::series::{Flag, Series};
 use super::train::{self, EpochReport, TrainError, TrainedModel};
 
@@ -56,11 +56,14 @@ pub enum PipelineError {
     Panicked(String),
 }
 
-/// Backtest of one candidate over a group.
+/// Backtest of one candidate over a group: over all origins pooled, and
+/// per origin (index 0 = the latest cut-off).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BacktestScore {
     pub kind: ModelKind,
     pub metrics: Metrics,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_origin: Vec<Metrics>,
 }
 
 /// Wall-clock seconds of each phase.
@@ -81,11 +84,17 @@ pub struct GroupResult {
     /// The trained LSTM (also when a baseline won), for the artifact store.
     pub model: Option<TrainedModel>,
     pub backtest: Vec<BacktestScore>,
-    /// Per candidate, the series evaluations behind `backtest`.
+    /// Per candidate, the series evaluations behind `backtest` (one per
+    /// series and origin).
     pub evals: Vec<(ModelKind, Vec<SeriesEval>)>,
+    /// The backtest cut-offs (the last date each candidate saw), latest
+    /// first, of the group's longest series.
+    pub origins: Vec<chrono::NaiveDate>,
     pub forecasts: Vec<ForecastRow>,
     pub series: usize,
     pub cold_start: usize,
+    /// Missing and stale periods of the group's series.
+    pub gaps: prepare::GapSummary,
     pub timings: Timings,
 }
 
@@ -143,8 +152,8 @@ fn baseline_or_fallback(
     }
 }
 
-/// Trains, backtests and forecasts one group. `progress` is called after
-/// every epoch of the LSTM.
+/// Trains, backtests and forecasts one group (gaps are zero sales, no run
+/// date). `progress` is called after every epoch of the LSTM.
 pub fn train_group(
     group: &str,
     series: &[Series],
@@ -152,85 +161,211 @@ pub fn train_group(
     config: &ModelConfig,
     progress: &mut dyn FnMut(&EpochReport),
 ) -> Result<GroupResult, PipelineError> {
+    train_group_with(group, series, freq, config, &PrepareOptions::ZERO, progress)
+}
+
+/// One backtest forecast: series index, origin index, cut-off.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    series: usize,
+    origin: usize,
+    cut: usize,
+}
+
+/// The (series, origin) pairs every candidate is scored on: series the
+/// LSTM can serve, at cut-offs with a full context before them.
+fn backtest_jobs(prepared: &[Prepared], config: &ModelConfig) -> Vec<Job> {
+    let (c, h, step) = (config.context, config.horizon, config.origin_step());
+    let mut jobs = Vec::new();
+    for (i, s) in prepared.iter().enumerate() {
+        if needs_fallback(s) {
+            continue;
+        }
+        for j in 0..config.origins.max(1) {
+            let Some(cut) = s.len().checked_sub(h + j * step) else {
+                continue;
+            };
+            if cut >= c.max(1) {
+                jobs.push(Job {
+                    series: i,
+                    origin: j,
+                    cut,
+                });
+            }
+        }
+    }
+    jobs
+}
+
+fn eval_at(s: &Prepared, cut: usize, h: usize, season: usize, f: PointForecast) -> SeriesEval {
+    SeriesEval {
+        actual: s.scored_values(cut..cut + h),
+        mean: f.mean,
+        quantiles: f.quantiles,
+        scales: metrics::scales(&s.scored_values(0..cut), season),
+    }
+}
+
+/// Every candidate's backtest evaluations, one per job, in job order.
+fn backtest_candidates(
+    group: &str,
+    prepared: &[Prepared],
+    jobs: &[Job],
+    freq: Frequency,
+    config: &ModelConfig,
+    model: Option<&TrainedModel>,
+) -> Result<Vec<(ModelKind, Vec<SeriesEval>)>, PipelineError> {
+    let h = config.horizon;
+    let season = freq.season();
+    let mut evals: Vec<(ModelKind, Vec<SeriesEval>)> = Vec::new();
+    for kind in ModelKind::BASELINES {
+        let fits = par_map(jobs, |job| {
+            let s = &prepared[job.series];
+            baseline_or_fallback(kind, &s.values[..job.cut], freq, config)
+        });
+        let mut ev = Vec::with_capacity(jobs.len());
+        for (job, fit) in jobs.iter().zip(fits) {
+            let (_, f) = fit.map_err(|source| PipelineError::Baseline {
+                group: group.to_string(),
+                source,
+            })?;
+            ev.push(eval_at(&prepared[job.series], job.cut, h, season, f));
+        }
+        evals.push((kind, ev));
+    }
+    let lstm = match model {
+        Some(m) if !jobs.is_empty() => {
+            let inputs: Vec<(&Prepared, usize)> =
+                jobs.iter().map(|j| (&prepared[j.series], j.cut)).collect();
+            let preds = m.predict(&inputs)?;
+            let ev: Vec<SeriesEval> = jobs
+                .iter()
+                .zip(preds)
+                .map(|(j, p)| {
+                    let f = PointForecast {
+                        mean: p.mean,
+                        quantiles: p.quantiles,
+                    };
+                    eval_at(&prepared[j.series], j.cut, h, season, f)
+                })
+                .collect();
+            Some(ev)
+        }
+        _ => None,
+    };
+    let combo = combine_evals(&evals, lstm.as_deref());
+    if let Some(ev) = lstm {
+        evals.push((ModelKind::Lstm, ev));
+    }
+    evals.push((ModelKind::Combo, combo));
+    Ok(evals)
+}
+
+/// The combination's evaluations: the average of ETS, Theta and the LSTM.
+fn combine_evals(
+    evals: &[(ModelKind, Vec<SeriesEval>)],
+    lstm: Option<&[SeriesEval]>,
+) -> Vec<SeriesEval> {
+    let of = |k: ModelKind| evals.iter().find(|(kind, _)| *kind == k).map(|(_, e)| e);
+    let (Some(ets), Some(theta)) = (of(ModelKind::Ets), of(ModelKind::Theta)) else {
+        return Vec::new();
+    };
+    (0..ets.len())
+        .map(|i| {
+            let as_fc = |e: &SeriesEval| PointForecast {
+                mean: e.mean.clone(),
+                quantiles: e.quantiles.clone(),
+            };
+            let mut parts = vec![as_fc(&ets[i]), as_fc(&theta[i])];
+            if let Some(l) = lstm {
+                parts.push(as_fc(&l[i]));
+            }
+            let refs: Vec<&PointForecast> = parts.iter().collect();
+            let avg = baselines::average(&refs);
+            SeriesEval {
+                actual: ets[i].actual.clone(),
+                mean: avg.mean,
+                quantiles: avg.quantiles,
+                scales: ets[i].scales,
+            }
+        })
+        .collect()
+}
+
+/// Pooled and per-origin scores of every candidate.
+fn score_candidates(
+    evals: &[(ModelKind, Vec<SeriesEval>)],
+    jobs: &[Job],
+    origins: usize,
+    nq: usize,
+) -> Vec<BacktestScore> {
+    let distinct = jobs
+        .iter()
+        .map(|j| j.series)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    evals
+        .iter()
+        .map(|(kind, ev)| {
+            let by_origin = (0..origins)
+                .map(|o| {
+                    let part: Vec<SeriesEval> = ev
+                        .iter()
+                        .zip(jobs)
+                        .filter(|(_, j)| j.origin == o)
+                        .map(|(e, _)| e.clone())
+                        .collect();
+                    metrics::aggregate(&part, nq)
+                })
+                .collect();
+            let mut pooled = metrics::aggregate(ev, nq);
+            pooled.series = distinct;
+            BacktestScore {
+                kind: *kind,
+                metrics: pooled,
+                by_origin,
+            }
+        })
+        .collect()
+}
+
+/// Trains, backtests and forecasts one group, with the gap policy and the
+/// run's date of `opts`. The LSTM trains on all but the last
+/// [`ModelConfig::held_out`] steps; every candidate forecasts from each of
+/// the `origins` cut-offs after that, and the champion is the lowest mean
+/// RMSSE over all of them.
+pub fn train_group_with(
+    group: &str,
+    series: &[Series],
+    freq: Frequency,
+    config: &ModelConfig,
+    opts: &PrepareOptions,
+    progress: &mut dyn FnMut(&EpochReport),
+) -> Result<GroupResult, PipelineError> {
     config.validate()?;
     let device = device::select(config.device)?;
     let (c, h) = (config.context, config.horizon);
-    let prepared = prepare::prepare_group(series, freq, c + h)?;
-    let mut layout = FeatureLayout::for_group(&prepared, freq, c, h);
-    let events = series.iter().find_map(|s| s.events.clone());
-    let first = prepared.iter().filter_map(|s| s.dates.first()).min();
-    let last = prepared.iter().filter_map(|s| s.dates.last()).max();
-    if let (Some(events), Some(&first), Some(&last)) = (events, first, last) {
-        let to = calendar::date_at(freq, last, h as i64)?;
-        layout = layout.with_events(Some(events), first, to);
-    }
-    let bl_err = |source| PipelineError::Baseline {
-        group: group.to_string(),
-        source,
-    };
+    let prepared = prepare::prepare_group_with(series, freq, c + h, opts)?;
+    let layout = group_layout(&prepared, series, freq, config)?;
 
-    // Backtest: everything but the last `h` steps is visible to training.
     let started = Instant::now();
-    let visible: Vec<usize> = prepared.iter().map(|s| s.len().saturating_sub(h)).collect();
+    let held = config.held_out();
+    let visible: Vec<usize> = prepared
+        .iter()
+        .map(|s| s.len().saturating_sub(held))
+        .collect();
     let model = train::train(
         group, &prepared, &visible, &layout, config, &device, progress,
     )?;
     let train_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let eligible: Vec<usize> = (0..prepared.len())
-        .filter(|&i| !needs_fallback(&prepared[i]))
-        .collect();
-    let mut evals: Vec<(ModelKind, Vec<SeriesEval>)> = Vec::new();
-    let eval_of = |s: &Prepared, f: PointForecast| SeriesEval {
-        actual: s.values[s.len() - h..].to_vec(),
-        mean: f.mean,
-        quantiles: f.quantiles,
-        scales: metrics::scales(&s.values[..s.len() - h], freq.season()),
-    };
-    for kind in [ModelKind::Naive, ModelKind::SeasonalNaive, ModelKind::Ets] {
-        let fits = par_map(&eligible, |&i| {
-            let s = &prepared[i];
-            baseline_or_fallback(kind, &s.values[..s.len() - h], freq, config)
-        });
-        let mut ev = Vec::with_capacity(eligible.len());
-        for (&i, fit) in eligible.iter().zip(fits) {
-            let (_, f) = fit.map_err(bl_err)?;
-            ev.push(eval_of(&prepared[i], f));
-        }
-        evals.push((kind, ev));
-    }
-    if let Some(m) = &model {
-        let jobs: Vec<(&Prepared, usize)> = eligible
-            .iter()
-            .map(|&i| (&prepared[i], prepared[i].len() - h))
-            .collect();
-        let preds = m.predict(&jobs)?;
-        let ev = jobs
-            .iter()
-            .zip(preds)
-            .map(|(&(s, _), p)| {
-                eval_of(
-                    s,
-                    PointForecast {
-                        mean: p.mean,
-                        quantiles: p.quantiles,
-                    },
-                )
-            })
-            .collect();
-        evals.push((ModelKind::Lstm, ev));
-    }
-    let nq = config.quantiles.len();
-    let backtest: Vec<BacktestScore> = evals
-        .iter()
-        .map(|(kind, ev)| BacktestScore {
-            kind: *kind,
-            metrics: metrics::aggregate(ev, nq),
-        })
-        .collect();
+    let jobs = backtest_jobs(&prepared, config);
+    let evals = backtest_candidates(group, &prepared, &jobs, freq, config, model.as_ref())?;
+    let backtest = score_candidates(&evals, &jobs, config.origins.max(1), config.quantiles.len());
     let champion = choose_champion(&backtest);
     let backtest_secs = started.elapsed().as_secs_f64();
+    let origins = origin_dates(&prepared, config);
 
     let started = Instant::now();
     let mut model = model;
@@ -250,7 +385,7 @@ pub fn train_group(
         model.as_ref().zip(lstm_id.as_deref()),
     )?;
     let model_id = match (champion, &lstm_id) {
-        (ModelKind::Lstm, Some(id)) => id.clone(),
+        (ModelKind::Lstm | ModelKind::Combo, Some(id)) => id.clone(),
         _ => baseline_id(champion, group),
     };
     Ok(GroupResult {
@@ -260,8 +395,10 @@ pub fn train_group(
         model,
         backtest,
         evals,
+        origins,
         forecasts,
         series: prepared.len(),
+        gaps: prepare::GapSummary::of(&prepared),
         cold_start: prepared
             .iter()
             .filter(|s| s.quality.has(Flag::ColdStart))
@@ -274,19 +411,50 @@ pub fn train_group(
     })
 }
 
+/// The feature layout of a group, with the events of its dates and horizon.
+fn group_layout(
+    prepared: &[Prepared],
+    series: &[Series],
+    freq: Frequency,
+    config: &ModelConfig,
+) -> Result<FeatureLayout, PipelineError> {
+    let (c, h) = (config.context, config.horizon);
+    let mut layout = FeatureLayout::for_group(prepared, freq, c, h);
+    let events = series.iter().find_map(|s| s.events.clone());
+    let first = prepared.iter().filter_map(|s| s.dates.first()).min();
+    let last = prepared.iter().filter_map(|s| s.dates.last()).max();
+    if let (Some(events), Some(&first), Some(&last)) = (events, first, last) {
+        let to = calendar::date_at(freq, last, h as i64)?;
+        layout = layout.with_events(Some(events), first, to);
+    }
+    Ok(layout)
+}
+
+/// The last date before each backtest cut-off of the longest series.
+fn origin_dates(prepared: &[Prepared], config: &ModelConfig) -> Vec<chrono::NaiveDate> {
+    let Some(s) = prepared.iter().max_by_key(|s| s.len()) else {
+        return Vec::new();
+    };
+    let (h, step) = (config.horizon, config.origin_step());
+    (0..config.origins.max(1))
+        .filter_map(|j| {
+            let cut = s.len().checked_sub(h + j * step)?;
+            s.dates.get(cut.checked_sub(1)?).copied()
+        })
+        .collect()
+}
+
 fn baseline_id(kind: ModelKind, group: &str) -> String {
     format!("{}-{group}", kind.as_str())
 }
 
-/// The candidate with the lowest backtest RMSSE; baselines are listed
-/// before the LSTM and win ties. Seasonal naive when nothing is scored.
+/// The candidate with the lowest mean backtest RMSSE over all origins;
+/// the per-series methods are listed simplest first, then the combination,
+/// then the LSTM, and an earlier candidate wins ties. Non-finite scores are
+/// ignored; seasonal naive when nothing is scored.
 pub fn choose_champion(scores: &[BacktestScore]) -> ModelKind {
-    let order = [
-        ModelKind::Naive,
-        ModelKind::SeasonalNaive,
-        ModelKind::Ets,
-        ModelKind::Lstm,
-    ];
+    let mut order = ModelKind::BASELINES.to_vec();
+    order.extend([ModelKind::Combo, ModelKind::Lstm]);
     let mut best: Option<(ModelKind, f64)> = None;
     for kind in order {
         let Some(score) = scores.iter().find(|s| s.kind == kind) else {
@@ -303,7 +471,37 @@ pub fn choose_champion(scores: &[BacktestScore]) -> ModelKind {
     best.map_or(ModelKind::SeasonalNaive, |(k, _)| k)
 }
 
-/// Forecast rows for the `horizon` steps after each series' last date.
+/// The LSTM's forecasts from the end of every series it can serve, when
+/// the champion uses it.
+fn lstm_forecasts(
+    prepared: &[Prepared],
+    config: &ModelConfig,
+    champion: ModelKind,
+    model: Option<(&TrainedModel, &str)>,
+) -> Result<BTreeMap<usize, train::ModelForecast>, PipelineError> {
+    let mut out = BTreeMap::new();
+    let Some((m, _)) = model.filter(|_| matches!(champion, ModelKind::Lstm | ModelKind::Combo))
+    else {
+        return Ok(out);
+    };
+    let idx: Vec<usize> = (0..prepared.len())
+        .filter(|&i| !needs_fallback(&prepared[i]) && prepared[i].len() >= config.context)
+        .collect();
+    if idx.is_empty() {
+        return Ok(out);
+    }
+    let jobs: Vec<(&Prepared, usize)> = idx
+        .iter()
+        .map(|&i| (&prepared[i], prepared[i].len()))
+        .collect();
+    for (i, p) in idx.iter().zip(m.predict(&jobs)?) {
+        out.insert(*i, p);
+    }
+    Ok(out)
+}
+
+/// Forecast rows for the `horizon` steps after each series' last period
+/// (the run's date, when the series were prepared with one).
 fn forecast_rows(
     prepared: &[Prepared],
     freq: Frequency,
@@ -313,75 +511,110 @@ fn forecast_rows(
 ) -> Result<Vec<ForecastRow>, PipelineError> {
     let h = config.horizon;
     let mut out = Vec::with_capacity(prepared.len() * h);
-    let lstm_jobs: Vec<usize> = match (champion, model) {
-        (ModelKind::Lstm, Some(_)) => (0..prepared.len())
-            .filter(|&i| !needs_fallback(&prepared[i]) && prepared[i].len() >= config.context)
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut lstm_preds = BTreeMap::new();
-    if let Some((m, _)) = model.filter(|_| !lstm_jobs.is_empty()) {
-        let jobs: Vec<(&Prepared, usize)> = lstm_jobs
-            .iter()
-            .map(|&i| (&prepared[i], prepared[i].len()))
-            .collect();
-        for (i, p) in lstm_jobs.iter().zip(m.predict(&jobs)?) {
-            lstm_preds.insert(*i, p);
-        }
-    }
+    let mut lstm_preds = lstm_forecasts(prepared, config, champion, model)?;
     // Baselines are fitted per series (AutoETS dominates): spread them over
     // the cores; the rows are then assembled in series order.
     let baseline_fits = par_map(&(0..prepared.len()).collect::<Vec<_>>(), |&i| {
         let s = &prepared[i];
-        if lstm_preds.contains_key(&i) {
+        let has_lstm = lstm_preds.contains_key(&i);
+        if has_lstm && champion == ModelKind::Lstm {
             None
-        } else if needs_fallback(s) || champion == ModelKind::Lstm {
+        } else if needs_fallback(s) || (champion == ModelKind::Lstm && !has_lstm) {
             Some(fallback(s, freq, config))
+        } else if champion == ModelKind::Combo && has_lstm {
+            Some(baseline_or_fallback(
+                ModelKind::Combo,
+                &s.values,
+                freq,
+                config,
+            ))
         } else {
             Some(baseline_or_fallback(champion, &s.values, freq, config))
         }
     });
     for ((i, s), fit) in prepared.iter().enumerate().zip(baseline_fits) {
-        let group = s.group.clone();
         let bl_err = |source| PipelineError::Baseline {
-            group: group.clone(),
+            group: s.group.clone(),
             source,
         };
         let mut quality = s.quality.clone();
-        let (kind, id, f) = if let Some(p) = lstm_preds.remove(&i) {
-            for flag in &p.flags {
-                quality.add(*flag);
+        let lstm_id = model.map_or_else(String::new, |(_, id)| id.to_string());
+        let (kind, id, f) = match (lstm_preds.remove(&i), fit) {
+            (Some(p), fit) => {
+                for flag in &p.flags {
+                    quality.add(*flag);
+                }
+                let lf = PointForecast {
+                    mean: p.mean,
+                    quantiles: p.quantiles,
+                };
+                match fit {
+                    // Combo: ETS and Theta averaged (by `run`), then with the LSTM
+                    // at weights 2/3 and 1/3, i.e. all three equally.
+                    Some(fit) => {
+                        let (_, bf) = fit.map_err(bl_err)?;
+                        let f = weighted(&bf, &lf, 2.0 / 3.0);
+                        (ModelKind::Combo, lstm_id, f)
+                    }
+                    None => (ModelKind::Lstm, lstm_id, lf),
+                }
             }
-            let id = model.map_or_else(String::new, |(_, id)| id.to_string());
-            let f = PointForecast {
-                mean: p.mean,
-                quantiles: p.quantiles,
-            };
-            (ModelKind::Lstm, id, f)
-        } else {
-            let Some(fit) = fit else {
-                continue;
-            };
-            let (k, f) = fit.map_err(bl_err)?;
-            (k, baseline_id(k, &s.group), f)
+            (None, Some(fit)) => {
+                let (k, f) = fit.map_err(bl_err)?;
+                (k, baseline_id(k, &s.group), f)
+            }
+            (None, None) => continue,
         };
-        let flags = quality.joined();
-        let anchor = s.dates[0];
-        for step in 0..h {
-            out.push(ForecastRow {
-                key: s.key.clone(),
-                group: s.group.clone(),
-                forecast_date: calendar::date_at(freq, anchor, (s.len() + step) as i64)?,
-                step: (step + 1) as u32,
-                quantiles: f.quantiles.iter().map(|q| q[step]).collect(),
-                mean: f.mean[step],
-                model_id: id.clone(),
-                model_kind: kind,
-                flags: flags.clone(),
-            });
-        }
+        push_rows(&mut out, s, freq, h, kind, &id, &quality.joined(), &f)?;
     }
     Ok(out)
+}
+
+/// `w·a + (1 − w)·b`, means and quantiles.
+fn weighted(a: &PointForecast, b: &PointForecast, w: f64) -> PointForecast {
+    let mix = |x: &[f64], y: &[f64]| -> Vec<f64> {
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| w * x + (1.0 - w) * y)
+            .collect()
+    };
+    PointForecast {
+        mean: mix(&a.mean, &b.mean),
+        quantiles: a
+            .quantiles
+            .iter()
+            .zip(&b.quantiles)
+            .map(|(x, y)| mix(x, y))
+            .collect(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_rows(
+    out: &mut Vec<ForecastRow>,
+    s: &Prepared,
+    freq: Frequency,
+    h: usize,
+    kind: ModelKind,
+    id: &str,
+    flags: &str,
+    f: &PointForecast,
+) -> Result<(), PipelineError> {
+    let anchor = s.dates[0];
+    for step in 0..h {
+        out.push(ForecastRow {
+            key: s.key.clone(),
+            group: s.group.clone(),
+            forecast_date: calendar::date_at(freq, anchor, (s.len() + step) as i64)?,
+            step: (step + 1) as u32,
+            quantiles: f.quantiles.iter().map(|q| q[step]).collect(),
+            mean: f.mean[step],
+            model_id: id.to_string(),
+            model_kind: kind,
+            flags: flags.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Maps `f` over `items` on all cores (scoped threads taking blocks of
@@ -432,8 +665,20 @@ pub fn forecast_with_model(
     series: &[Series],
     freq: Frequency,
 ) -> Result<Vec<ForecastRow>, PipelineError> {
+    forecast_with_model_at(model, series, freq, &PrepareOptions::ZERO)
+}
+
+/// [`forecast_with_model`] with a gap policy and the run's date: every
+/// forecast covers the `horizon` periods after the run's date.
+pub fn forecast_with_model_at(
+    model: &TrainedModel,
+    series: &[Series],
+    freq: Frequency,
+    opts: &PrepareOptions,
+) -> Result<Vec<ForecastRow>, PipelineError> {
     let config = &model.config;
-    let prepared = prepare::prepare_group(series, freq, config.context + config.horizon)?;
+    let prepared =
+        prepare::prepare_group_with(series, freq, config.context + config.horizon, opts)?;
     let id = artifact::model_id(model)?;
     let mut model = model.clone();
     if !model.layout.events.is_empty() {
@@ -459,6 +704,25 @@ pub fn train_all_groups(
     threads: usize,
     progress: &(dyn Fn(&str, &EpochReport) + Sync),
 ) -> Vec<(String, Result<GroupResult, PipelineError>)> {
+    train_all_groups_with(
+        series,
+        freq,
+        config,
+        &PrepareOptions::ZERO,
+        threads,
+        progress,
+    )
+}
+
+/// [`train_all_groups`] with a gap policy and the run's date.
+pub fn train_all_groups_with(
+    series: Vec<Series>,
+    freq: Frequency,
+    config: &ModelConfig,
+    opts: &PrepareOptions,
+    threads: usize,
+    progress: &(dyn Fn(&str, &EpochReport) + Sync),
+) -> Vec<(String, Result<GroupResult, PipelineError>)> {
     let mut groups: BTreeMap<String, Vec<Series>> = BTreeMap::new();
     for s in series {
         groups.entry(s.group.clone()).or_default().push(s);
@@ -478,7 +742,7 @@ pub fn train_all_groups(
                     };
                     let mut cb = |r: &EpochReport| progress(name, r);
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        train_group(name, members, freq, config, &mut cb)
+                        train_group_with(name, members, freq, config, opts, &mut cb)
                     }))
                     .unwrap_or_else(|_| Err(PipelineError::Panicked(name.clone())));
                     let mut guard = results.lock().unwrap_or_else(|e| e.into_inner());
@@ -512,7 +776,13 @@ pub fn overall_metrics(
             .flat_map(|(_, ev)| ev.iter().cloned())
             .collect();
         if !pooled.is_empty() {
-            out.push((Some(kind), metrics::aggregate(&pooled, n_quantiles)));
+            let mut m = metrics::aggregate(&pooled, n_quantiles);
+            m.series = results
+                .iter()
+                .filter_map(|r| r.score(kind))
+                .map(|m| m.series)
+                .sum();
+            out.push((Some(kind), m));
         }
     }
     let served: Vec<SeriesEval> = results
@@ -520,7 +790,13 @@ pub fn overall_metrics(
         .flat_map(|r| r.evals.iter().filter(move |(k, _)| *k == r.champion))
         .flat_map(|(_, ev)| ev.iter().cloned())
         .collect();
-    out.push((None, metrics::aggregate(&served, n_quantiles)));
+    let mut m = metrics::aggregate(&served, n_quantiles);
+    m.series = results
+        .iter()
+        .filter_map(|r| r.score(r.champion))
+        .map(|m| m.series)
+        .sum();
+    out.push((None, m));
     out
 }
 

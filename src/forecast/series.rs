@@ -32,6 +32,9 @@ pub struct Series {
 pub struct FutureCovariates {
     pub price: Option<Vec<f64>>,
     pub on_promo: Option<Vec<bool>>,
+    /// Horizon periods the plan did not cover (filled with the last
+    /// planned price and no promotion).
+    pub filled: usize,
 }
 
 /// A data-quality or modelling condition noted on a series; each one ends up
@@ -41,6 +44,13 @@ pub struct FutureCovariates {
 pub enum Flag {
     /// Dates missing from the calendar grid were filled with zero demand.
     GapsFilled,
+    /// Periods missing from the grid were treated as not recorded (gap
+    /// policy `missing`): bridged in the inputs, left out of loss and scores.
+    GapsBridged,
+    /// The last observation is older than the run's date: the periods up
+    /// to the run's date were filled by the gap policy, so the forecast
+    /// still starts after the run's date.
+    StaleHistory,
     /// Negative values (returns) were clamped to zero.
     NegativeClamped,
     /// NaN values were treated as missing and filled with zero.
@@ -58,6 +68,9 @@ pub enum Flag {
     /// Future price/promotion were not given; last price and no promotion
     /// were assumed.
     FutureCovariatesAssumed,
+    /// The future plan lacked some horizon periods; those were filled
+    /// (last planned price, no promotion).
+    FutureCovariatesFilled,
     /// The static feature value was not seen in training.
     UnknownStaticFeature,
 }
@@ -66,6 +79,8 @@ impl Flag {
     pub fn as_str(self) -> &'static str {
         match self {
             Flag::GapsFilled => "gaps_filled",
+            Flag::GapsBridged => "gaps_bridged",
+            Flag::StaleHistory => "stale_history",
             Flag::NegativeClamped => "negative_clamped",
             Flag::MissingValues => "missing_values",
             Flag::DuplicateDates => "duplicate_dates",
@@ -74,6 +89,7 @@ impl Flag {
             Flag::ColdStart => "cold_start",
             Flag::SingleSeriesGroup => "single_series_group",
             Flag::FutureCovariatesAssumed => "future_covariates_assumed",
+            Flag::FutureCovariatesFilled => "future_covariates_filled",
             Flag::UnknownStaticFeature => "unknown_static_feature",
         }
     }
@@ -84,6 +100,10 @@ impl Flag {
 pub struct Quality {
     pub flags: Vec<Flag>,
     pub gaps_filled: usize,
+    /// Periods treated as not recorded (gap policy `missing`).
+    pub gaps_bridged: usize,
+    /// Periods added after the last observation to reach the run's date.
+    pub stale_periods: usize,
     pub negatives_clamped: usize,
     pub missing: usize,
 }

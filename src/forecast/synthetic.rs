@@ -107,6 +107,7 @@ pub fn generate(spec: &SyntheticSpec) -> (Vec<Series>, Vec<Vec<f64>>) {
         let future = FutureCovariates {
             price: Some(price[spec.days..].to_vec()),
             on_promo: Some(promo[spec.days..].to_vec()),
+            filled: 0,
         };
         price.truncate(spec.days);
         promo.truncate(spec.days);

@@ -96,11 +96,31 @@ struct Batch {
     enc: Tensor,
     dec: Tensor,
     target: Tensor,
+    /// 1 where the target period was recorded, 0 where it was not; `None`
+    /// when every target was recorded.
+    mask: Option<Tensor>,
+}
+
+/// One training window: its inputs, the target values and which of them
+/// were recorded.
+type Example<'a> = (Window, &'a [f64], &'a [bool]);
+
+fn example<'a>(
+    layout: &FeatureLayout,
+    s: &'a Prepared,
+    t: usize,
+) -> Result<Example<'a>, TrainError> {
+    let h = layout.horizon;
+    Ok((
+        layout.window(s, t)?,
+        &s.values[t..t + h],
+        &s.observed[t..t + h],
+    ))
 }
 
 fn make_batch(
     layout: &FeatureLayout,
-    windows: &[(Window, &[f64])],
+    windows: &[Example<'_>],
     device: &Device,
 ) -> Result<Batch, TrainError> {
     let b = windows.len();
@@ -111,16 +131,61 @@ fn make_batch(
     let mut enc = Vec::with_capacity(b * c * fe);
     let mut dec = Vec::with_capacity(b * fd);
     let mut target = Vec::with_capacity(b * h);
-    for (w, y) in windows {
+    let mut mask = Vec::with_capacity(b * h);
+    for (w, y, o) in windows {
         enc.extend_from_slice(&w.enc);
         dec.extend_from_slice(&w.dec);
         target.extend(y.iter().map(|v| (v / w.scale) as f32));
+        mask.extend(o.iter().map(|&o| if o { 1.0f32 } else { 0.0 }));
     }
+    let mask = if mask.iter().all(|&m| m == 1.0) {
+        None
+    } else {
+        Some(Tensor::from_vec(mask, (b, h), device)?)
+    };
     Ok(Batch {
         enc: Tensor::from_vec(enc, (b, c, fe), device)?,
         dec: Tensor::from_vec(dec, (b, fd), device)?,
         target: Tensor::from_vec(target, (b, h), device)?,
+        mask,
     })
+}
+
+impl Batch {
+    fn loss(&self, pred: &Tensor, quantiles: &[f64]) -> Result<Tensor, TrainError> {
+        match &self.mask {
+            None => loss(pred, &self.target, quantiles),
+            Some(m) => masked_loss(pred, &self.target, m, quantiles),
+        }
+    }
+}
+
+/// [`loss`] over the recorded targets only: `mask` (B, H) is 1 where the
+/// target was recorded and 0 where it was not (gap policy `missing`), so an
+/// unrecorded period neither pulls the forecast down nor up.
+pub fn masked_loss(
+    pred: &Tensor,
+    target: &Tensor,
+    mask: &Tensor,
+    quantiles: &[f64],
+) -> Result<Tensor, TrainError> {
+    let q = quantiles.len();
+    let qs: Vec<f32> = quantiles.iter().map(|&x| x as f32).collect();
+    let qs = Tensor::from_vec(qs, (1, 1, q), pred.device())?;
+    let n = (mask.sum_all()?.to_scalar::<f32>()?).max(1.0);
+    let qpred = pred.narrow(2, 0, q)?;
+    let mean = pred.narrow(2, q, 1)?.squeeze(2)?;
+    let e = target.unsqueeze(2)?.broadcast_sub(&qpred)?;
+    let over = e.broadcast_mul(&qs)?;
+    let under = e.broadcast_mul(&(qs - 1.0)?)?;
+    let pin = over
+        .maximum(&under)?
+        .broadcast_mul(&mask.unsqueeze(2)?)?
+        .sum_all()?;
+    let pin = (pin / f64::from(n * q as f32))?;
+    let mse = ((target - mean)?.sqr()? * mask)?.sum_all()?;
+    let mse = (mse / f64::from(n))?;
+    Ok((pin + (mse * 0.5)?)?)
 }
 
 /// Mean pinball loss over quantiles plus half the mean squared error of the
@@ -211,7 +276,7 @@ pub fn train(
         for chunk in val_origins.chunks(config.batch_size.max(1)) {
             let ws = chunk
                 .iter()
-                .map(|&(i, t)| Ok((layout.window(&series[i], t)?, &series[i].values[t..t + h])))
+                .map(|&(i, t)| example(layout, &series[i], t))
                 .collect::<Result<Vec<_>, TrainError>>()?;
             out.push(make_batch(layout, &ws, device)?);
         }
@@ -233,11 +298,11 @@ pub fn train(
             for _ in 0..b {
                 let (i, last) = train_ranges[rng.below(train_ranges.len())];
                 let t = c + rng.below(last - c + 1);
-                ws.push((layout.window(&series[i], t)?, &series[i].values[t..t + h]));
+                ws.push(example(layout, &series[i], t)?);
             }
             let batch = make_batch(layout, &ws, device)?;
             let pred = net.forward(&batch.enc, &batch.dec)?;
-            let l = loss(&pred, &batch.target, &config.quantiles)?;
+            let l = batch.loss(&pred, &config.quantiles)?;
             let lv = f64::from(l.to_scalar::<f32>()?);
             if !lv.is_finite() {
                 return Err(TrainError::Diverged(lv));
@@ -257,8 +322,8 @@ pub fn train(
             for vb in &val_batches {
                 let pred = net.forward(&vb.enc, &vb.dec)?;
                 let rows = vb.target.dim(0)?;
-                sum += f64::from(loss(&pred, &vb.target, &config.quantiles)?.to_scalar::<f32>()?)
-                    * rows as f64;
+                sum +=
+                    f64::from(vb.loss(&pred, &config.quantiles)?.to_scalar::<f32>()?) * rows as f64;
                 n += rows;
             }
             Some(sum / n.max(1) as f64)
@@ -351,6 +416,7 @@ impl TrainedModel {
         for chunk in jobs.chunks(1024) {
             let mut ws = Vec::with_capacity(chunk.len());
             let zeros = vec![0.0; h];
+            let all = vec![true; h];
             for &(s, t) in chunk {
                 if t < c || t > s.len() {
                     return Err(TrainError::TooShort {
@@ -359,12 +425,12 @@ impl TrainedModel {
                         context: c,
                     });
                 }
-                ws.push((self.layout.window(s, t)?, zeros.as_slice()));
+                ws.push((self.layout.window(s, t)?, zeros.as_slice(), all.as_slice()));
             }
             let batch = make_batch(&self.layout, &ws, &self.device)?;
             let pred = self.network.forward(&batch.enc, &batch.dec)?;
             let pred: Vec<Vec<Vec<f32>>> = pred.to_vec3()?;
-            for ((w, _), p) in ws.into_iter().zip(pred) {
+            for ((w, _, _), p) in ws.into_iter().zip(pred) {
                 let mut quantiles = vec![vec![0.0; h]; nq];
                 let mut mean = vec![0.0; h];
                 for (step, row) in p.iter().enumerate().take(h) {

@@ -204,7 +204,7 @@ pub fn order_value_affected(value: f64, lines: usize) -> Money {
         amount: value.max(0.0),
         kind: MoneyKind::OrderValueAffected,
         explain: format!(
-            "{lines} order line(s) worth {} held until the data is fixed",
+            "{lines} order line(s) rest on this data: order value affected = {}",
             money(value.max(0.0))
         ),
     }

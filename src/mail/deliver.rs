@@ -458,7 +458,7 @@ impl Mailer {
         built: Built,
         force: bool,
     ) -> Result<Outcome, MailError> {
-        tokio::fs::create_dir_all(&self.outbox)
+        private_dir(&self.outbox)
             .await
             .map_err(|source| MailError::Outbox {
                 path: self.outbox.clone(),
@@ -501,14 +501,14 @@ impl Mailer {
             let path = path.to_path_buf();
             move |source| MailError::Outbox { path, source }
         };
-        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        private_dir(&dir).await.map_err(io(&dir))?;
         let text = serde_json::to_vec_pretty(pending).map_err(|e| MailError::OutboxFile {
             path: json.to_path_buf(),
             message: e.to_string(),
         })?;
         // The message first: a sidecar always has its message.
-        tokio::fs::write(eml, raw).await.map_err(io(eml))?;
-        tokio::fs::write(json, text).await.map_err(io(json))?;
+        private_write(eml, raw).await.map_err(io(eml))?;
+        private_write(json, &text).await.map_err(io(json))?;
         Ok(())
     }
 
@@ -619,4 +619,27 @@ impl Mailer {
         }
         Ok(summary)
     }
+}
+/// Create `dir` (and its parents) readable by the owner only: reports
+/// carry order values and planners' addresses.
+async fn private_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await
+}
+
+/// Write `bytes` to a new owner-only file (replacing an old one).
+async fn private_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await?;
+    f.write_all(bytes).await?;
+    f.flush().await
 }

@@ -304,14 +304,14 @@ impl Report {
         .map_err(err)?;
         for a in self.ranked_anomalies() {
             w.write_record([
-                a.date.as_str(),
-                &a.store,
-                &a.sku,
-                &a.kind,
-                &a.severity,
-                &a.observed.to_string(),
-                &a.expected.to_string(),
-                &a.message,
+                cell(&a.date).as_ref(),
+                cell(&a.store).as_ref(),
+                cell(&a.sku).as_ref(),
+                cell(&a.kind).as_ref(),
+                cell(&a.severity).as_ref(),
+                a.observed.to_string().as_str(),
+                a.expected.to_string().as_str(),
+                cell(&a.message).as_ref(),
             ])
             .map_err(err)?;
         }
@@ -325,11 +325,11 @@ impl Report {
             .map_err(err)?;
         for o in self.ranked_orders() {
             w.write_record([
-                o.sku.as_str(),
-                &o.store,
-                &o.qty.to_string(),
-                &format!("{:.2}", o.order_value),
-                &o.order_by,
+                cell(&o.sku).as_ref(),
+                cell(&o.store).as_ref(),
+                o.qty.to_string().as_str(),
+                format!("{:.2}", o.order_value).as_str(),
+                cell(&o.order_by).as_ref(),
             ])
             .map_err(err)?;
         }
@@ -518,9 +518,33 @@ pub fn sample_report() -> Report {
     }
 }
 
+/// A text cell a spreadsheet will not run: one starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return is a formula to Excel and
+/// LibreOffice (CSV injection), so it gets a leading `'` (OWASP's advice).
+/// Numbers are written by us, not through this.
+fn cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        for s in ["+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(cell(s), format!("'{s}"));
+        }
+        assert_eq!(cell("SKU-1"), "SKU-1");
+        assert_eq!(cell(""), "");
+    }
 
     #[test]
     fn subject_carries_dag_date_and_counts() {

@@ -289,6 +289,13 @@ impl RemoteExecutor {
         if let Err(e) = self.engine.cancel(job).await {
             a.log.line(&format!("cancelling job {}: {e}", job.id));
         }
+        // After the engine's cancel, so a job it stops is reported as
+        // cancelled; a worker the engine could not stop sees the marker.
+        let marker = Bytes::from_static(b"cancelled\n");
+        if let Err(e) = a.lake.store().put(&keys.cancel, marker.into()).await {
+            a.log
+                .line(&format!("writing the cancel marker to the lake: {e}"));
+        }
         let deadline = tokio::time::Instant::now() + self.settings.cancel_grace;
         while tokio::time::Instant::now() < deadline {
             if let Ok(JobStatus::Ended { .. } | JobStatus::Unknown) = self.engine.status(job).await

@@ -6,14 +6,31 @@
 //! [`Store::call`], which runs the closure on the blocking pool so the
 //! runtime never waits on the disk. `restock runs`/`show` use the same
 //! functions synchronously.
+//!
+//! Concurrency: every transaction is `IMMEDIATE` (it takes the write lock
+//! when it begins, so a read-then-write never fails half way with
+//! `SQLITE_BUSY`), a connection waits at most its busy timeout for another
+//! process's lock and then fails with [`StoreError::Locked`] naming the
+//! file, and migrations run in one `EXCLUSIVE` transaction that reads the
+//! schema version itself, so two processes opening a new file cannot both
+//! migrate it. Which process executes a run is decided by the run lock
+//! (`lock.rs`), not by the database. The file, its WAL and the lock folder
+//! are created readable by the owner only.
 
+mod browse;
+mod lock;
 mod schema;
 
+pub use browse::*;
+pub use lock::RunLock;
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +42,23 @@ pub enum StoreError {
     },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database is locked by another process (waited {}s): {}", .waited.as_secs(), .path.display())]
+    Locked { path: PathBuf, waited: Duration },
+    #[error("{}: not a restock state database, or corrupt ({detail}); move it aside to start a new history", .path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "a run of `{dag_id}` for {logical_date} is being executed by another process (pid {owner}); not running it twice"
+    )]
+    RunBusy {
+        dag_id: String,
+        logical_date: String,
+        owner: String,
+    },
+    #[error("run lock {}: {source}", .path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "state database was written by a newer restock (schema {found}, this build knows {known})"
     )]
@@ -71,7 +105,7 @@ impl RunType {
 }
 
 /// States of runs, task instances and attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Queued,
@@ -150,6 +184,9 @@ pub struct RunRecord {
     pub created_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// Time spent executing, summed over the run's executions (a resumed
+    /// run or a `--task` rerun adds only its own time).
+    pub ran_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -184,10 +221,17 @@ pub struct Attempt {
     pub log_path: Option<String>,
 }
 
+/// How long a connection waits for another process's lock by default.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A handle to the state database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// The database file (`None` in memory): named in lock and corruption
+    /// errors, and the run locks live beside it.
+    path: Option<PathBuf>,
+    busy: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -197,37 +241,63 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open (creating if needed) and migrate the database at `path`.
+    /// Open (creating if needed) and migrate the database at `path`,
+    /// waiting up to [`DEFAULT_BUSY_TIMEOUT`] for other processes' locks.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Open with a chosen bound on waiting for other processes' locks.
+    pub fn open_with_timeout(path: &Path, busy: Duration) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StoreError::Dir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
         }
+        // Create the file ourselves so it is owner-only from the start;
+        // SQLite gives its WAL and shared-memory files the same mode.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Dir {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::init(conn)
+        conn.busy_timeout(busy)?;
+        let store = Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Some(path.to_path_buf()),
+            busy,
+        };
+        store.with(init)?;
+        Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        let store = Self {
+            conn: Arc::new(Mutex::new(Connection::open_in_memory()?)),
+            path: None,
+            busy: DEFAULT_BUSY_TIMEOUT,
+        };
+        store.with(init)?;
+        Ok(store)
     }
 
-    fn init(mut conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    /// Run `f` with the connection, synchronously.
+    /// Run `f` with the connection, synchronously. SQLite's busy and
+    /// corruption errors come back naming the file.
     pub fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
@@ -236,7 +306,35 @@ impl Store {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        f(&mut guard)
+        f(&mut guard).map_err(|e| self.explain(e))
+    }
+
+    fn explain(&self, e: StoreError) -> StoreError {
+        let path = || self.path.clone().unwrap_or_else(|| ":memory:".into());
+        let code = match &e {
+            StoreError::Sql(s) | StoreError::Open { source: s, .. } => s.sqlite_error_code(),
+            _ => None,
+        };
+        match code {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+                path: path(),
+                waited: self.busy,
+            },
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+                path: path(),
+                detail: e.to_string(),
+            },
+            _ => e,
+        }
+    }
+
+    /// Take the run lock of (`dag_id`, logical date `start`) without
+    /// waiting: [`StoreError::RunBusy`] when another process (or another
+    /// handle in this one) executes that run. Hold the lock for as long as
+    /// the run executes.
+    pub fn lock_run(&self, dag_id: &str, start: DateTime<Utc>) -> Result<RunLock, StoreError> {
+        let dir = self.path.as_deref().map(lock::locks_dir);
+        lock::lock_run(dir.as_deref(), dag_id, start)
     }
 
     /// Run `f` with the connection on the blocking pool.
@@ -256,7 +354,15 @@ impl Store {
     }
 }
 
-const RUN_COLS: &str = "run_id, dag_id, logical_date, ds, data_interval_start, data_interval_end, run_type, state, generation, created_at, started_at, ended_at";
+fn init(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    schema::migrate(conn)
+}
+
+const RUN_COLS: &str = "run_id, dag_id, logical_date, ds, data_interval_start, data_interval_end, run_type, state, generation, created_at, started_at, ended_at, ran_ms";
 
 fn run_from_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
     let t = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -275,6 +381,7 @@ fn run_from_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
         created_at: t(9)?,
         started_at: t(10)?,
         ended_at: t(11)?,
+        ran_ms: r.get(12)?,
     })
 }
 
@@ -318,6 +425,23 @@ pub fn create_run(
         None => 1,
     };
     let run_id = make_run_id(&new.dag_id, new.start, generation);
+    let clash: Option<RunRecord> = tx
+        .query_row(
+            &format!("SELECT {RUN_COLS} FROM dag_runs WHERE run_id = ?1"),
+            params![run_id],
+            run_from_row,
+        )
+        .optional()?;
+    if let Some(r) = clash {
+        // Same interval under another spelling of its start (rows written
+        // before boundaries were exact): still the same run.
+        return Err(StoreError::RunExists {
+            dag_id: new.dag_id.clone(),
+            logical_date: ts(new.start),
+            run_id: r.run_id,
+            state: r.state.to_string(),
+        });
+    }
     tx.execute(
         "INSERT INTO dag_runs (run_id, dag_id, logical_date, ds, data_interval_start, data_interval_end, run_type, state, generation, created_at)
          VALUES (?1, ?2, ?3, ?4, ?3, ?5, ?6, 'queued', ?7, ?8)",
@@ -417,14 +541,16 @@ pub fn set_run_state(
     state: State,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    // An execution ends in any other state: its time is added to `ran_ms`.
+    const RAN: &str = "ran_ms = ran_ms + IFNULL(CAST(ROUND((julianday(?3) - julianday(resumed_at)) * 86400000) AS INTEGER), 0), resumed_at = NULL";
     let sql = match state {
         State::Running => {
-            "UPDATE dag_runs SET state = ?2, started_at = COALESCE(started_at, ?3), ended_at = NULL WHERE run_id = ?1"
+            "UPDATE dag_runs SET state = ?2, started_at = COALESCE(started_at, ?3), resumed_at = ?3, ended_at = NULL WHERE run_id = ?1".to_string()
         }
-        State::Queued => "UPDATE dag_runs SET state = ?2 WHERE run_id = ?1 AND ?3 IS NOT NULL",
-        _ => "UPDATE dag_runs SET state = ?2, ended_at = ?3 WHERE run_id = ?1",
+        State::Queued => format!("UPDATE dag_runs SET state = ?2, {RAN} WHERE run_id = ?1"),
+        _ => format!("UPDATE dag_runs SET state = ?2, ended_at = ?3, {RAN} WHERE run_id = ?1"),
     };
-    c.execute(sql, params![run_id, state.as_str(), ts(now)])?;
+    c.execute(&sql, params![run_id, state.as_str(), ts(now)])?;
     Ok(())
 }
 

@@ -74,8 +74,8 @@ pub async fn previous_forecast(
     let q = tables::quantile_columns(&cols);
     let select: Vec<String> = need
         .iter()
-        .map(|c| format!("\"{c}\""))
-        .chain(q.iter().map(|(c, _)| format!("\"{c}\"")))
+        .map(|c| crate::template::quote_ident(c))
+        .chain(q.iter().map(|(c, _)| crate::template::quote_ident(c)))
         .collect();
     let sql = format!(
         "SELECT {} FROM {table} WHERE ds = '{prev}' AND forecast_date <= DATE '{}'",

@@ -89,7 +89,7 @@ impl TaskRunner for ForecastRunner {
         let mut by_group: BTreeMap<String, Vec<forecast::Series>> = BTreeMap::new();
         let mut models = BTreeMap::new();
         let mut horizon = 0usize;
-        let probe = self.input.load(cx, 0).await?;
+        let (probe, _) = self.input.load_counted(cx, 0).await?;
         for s in probe {
             by_group.entry(s.group.clone()).or_default().push(s);
         }
@@ -143,13 +143,17 @@ impl TaskRunner for ForecastRunner {
             ));
         }
         // Reload with future covariates for the models' horizon.
+        let mut filled = series_input::FutureFill::default();
         if self.input.future.is_some() {
             by_group.clear();
-            for s in self.input.load(cx, horizon).await? {
+            let (series, fill) = self.input.load_counted(cx, horizon).await?;
+            filled = fill;
+            for s in series {
                 by_group.entry(s.group.clone()).or_default().push(s);
             }
         }
         let freq = self.input.frequency;
+        let opts = self.input.prepare_options(ds);
         let quantiles = models
             .values()
             .next()
@@ -163,7 +167,9 @@ impl TaskRunner for ForecastRunner {
                 let Some(series) = by_group.get(g) else {
                     continue;
                 };
-                rows.extend(forecast::forecast_with_model(model, series, freq)?);
+                rows.extend(forecast::forecast_with_model_at(
+                    model, series, freq, &opts,
+                )?);
             }
             let n_series = by_group
                 .iter()
@@ -177,8 +183,11 @@ impl TaskRunner for ForecastRunner {
             .map_err(|e| TaskError::Failed(format!("forecast thread: {e}")))?
             .map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+        let (mut stale, mut gappy) = (0u64, 0u64);
         for r in rows.iter().filter(|r| r.step == 1) {
             *kinds.entry(r.model_kind.as_str()).or_default() += 1;
+            stale += u64::from(r.flags.contains("stale_history"));
+            gappy += u64::from(r.flags.contains("gaps_filled") || r.flags.contains("gaps_bridged"));
         }
         let batch = forecast::forecast_batch(&key_names, &quantiles, &rows)
             .map_err(|e| TaskError::Fatal(e.to_string()))?;
@@ -186,6 +195,18 @@ impl TaskRunner for ForecastRunner {
         out.insert("series".into(), n_series.into());
         out.insert("groups".into(), (n_groups - missing.len()).into());
         out.insert("groups_without_model".into(), serde_json::json!(missing));
+        out.insert(
+            "gaps".into(),
+            serde_json::json!({
+                "policy": self.input.gap_policy().as_str(),
+                "series_with_gaps": gappy,
+                "stale_series": stale,
+            }),
+        );
+        out.insert(
+            "future_filled".into(),
+            serde_json::json!({"series": filled.series, "periods": filled.periods}),
+        );
         out.insert(
             "by_model_kind".into(),
             serde_json::to_value(&kinds).unwrap_or_default(),

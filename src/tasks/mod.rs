@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod reorder;
 pub mod series_input;
 pub mod sql;
+pub mod streams;
 pub mod tables;
 pub mod train;
 
@@ -113,11 +114,25 @@ impl std::fmt::Debug for AttemptLog {
 }
 
 impl AttemptLog {
+    /// Create the log file, readable by the owner only (a task's output
+    /// may carry data nobody else should read). The path is made absolute
+    /// so that files named after it (`$RESTOCK_OUTPUTS`) resolve the same
+    /// from a task's own working directory.
     pub fn create(path: PathBuf) -> std::io::Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let path = std::path::absolute(&path)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
-        let file = File::create(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
         Ok(Self {
             path,
             file: Mutex::new(Some(file)),
@@ -163,8 +178,9 @@ impl AttemptLog {
 
     /// Append one line, prefixed with the UTC time it was written (a
     /// newline is added), so a slow step or a silent fallback shows when it
-    /// happened.
+    /// happened. Known secret values are masked (see [`crate::secrets`]).
     pub fn line(&self, msg: &str) {
+        let msg = crate::secrets::mask(msg);
         let mut guard = match self.file.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -181,7 +197,7 @@ impl AttemptLog {
     pub fn progress(&self, msg: &str) {
         self.line(msg);
         if let Some(echo) = &self.echo {
-            echo(msg);
+            echo(&crate::secrets::mask(msg));
         }
     }
 }
@@ -255,6 +271,16 @@ impl KindCompileCx<'_> {
         self.diags.deserialize(&path, spec, self.common_keys)
     }
 
+    /// Report a problem that does not stop the DAG from loading.
+    pub fn warn(&mut self, key: &str, message: impl Into<String>) {
+        let path = if key.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}.{key}", self.path)
+        };
+        self.diags.warning(&path, message);
+    }
+
     /// Check that a template parses (and remember it, see
     /// [`KindCompileCx::note_template`]).
     pub fn template(&mut self, key: &str, source: &str) {
@@ -279,17 +305,15 @@ impl KindCompileCx<'_> {
         if self.tables.contains_key(name) {
             return true;
         }
-        let declared: Vec<&str> = self.tables.keys().map(String::as_str).collect();
-        let declared = if declared.is_empty() {
-            "none".to_string()
+        let known = if self.tables.is_empty() {
+            "the DAG declares no tables".to_string()
         } else {
-            declared.join(", ")
+            let names: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+            format!("declared tables: {}", names.join(", "))
         };
         self.error(
             key,
-            format!(
-                "reads table `{name}`, which is not declared under `tables:` (declared: {declared})"
-            ),
+            format!("unknown table `{name}` ({known}); declare it under `tables:`"),
         );
         false
     }
@@ -303,6 +327,28 @@ impl KindCompileCx<'_> {
         }
         p
     }
+}
+
+/// `rel` resolved against the project `root`, refused when it is absolute
+/// or climbs out of the root (`..`, or a symlink pointing outside): DAG
+/// files name project files, and an error quoting a line of `/etc/shadow`
+/// must not be possible.
+pub fn inside_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let p = Path::new(rel);
+    let outside = || format!("`{rel}` is outside the project root `{}`", root.display());
+    if p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(outside());
+    }
+    let joined = root.join(p);
+    if let (Ok(real), Ok(real_root)) = (joined.canonicalize(), root.canonicalize()) {
+        if !real.starts_with(&real_root) {
+            return Err(outside());
+        }
+    }
+    Ok(joined)
 }
 
 pub trait TaskKind: Send + Sync {

@@ -12,7 +12,18 @@
 //! future: promo_plan          # optional: planned price / on_promo after ds
 //! events: calendar            # optional: `date` + string columns naming holidays/events
 //! frequency: daily            # daily | weekly | monthly
+//! gaps: zero                  # zero | missing; default zero for daily, missing for weekly/monthly
 //! ```
+//!
+//! `gaps:` says what a period without a row means: `zero` (nothing sold) or
+//! `missing` (not recorded: left out of the loss, the scales and the
+//! scores, and bridged in the model inputs). Every history is brought up
+//! to the run's date by the same policy, so forecasts always cover the
+//! `horizon` periods after the run's date.
+//!
+//! A `future:` plan missing some periods of a series keeps the periods it
+//! has; the others get the last planned price and no promotion, and the
+//! series is flagged `future_covariates_filled` (counted in the outputs).
 //!
 //! `events:` is read whole: every non-null value of a string column other
 //! than `date` names an event on that date (e.g. `holiday`, `event`). It
@@ -33,7 +44,9 @@ use serde::Deserialize;
 
 use super::tables::{self, Cols};
 use super::{AttemptContext, KindCompileCx, TaskError};
-use crate::forecast::{EventCalendar, Frequency, FutureCovariates, Series};
+use crate::forecast::{
+    EventCalendar, Frequency, FutureCovariates, GapPolicy, PrepareOptions, Series,
+};
 
 fn d_date() -> String {
     "date".into()
@@ -58,6 +71,7 @@ pub const INPUT_KEYS: &[&str] = &[
     "future",
     "events",
     "frequency",
+    "gaps",
 ];
 
 /// Split a task's kind-specific mapping into the input part and the rest.
@@ -98,16 +112,36 @@ pub struct InputSpec {
     pub events: Option<String>,
     #[serde(default = "d_freq")]
     pub frequency: Frequency,
+    #[serde(default)]
+    pub gaps: Option<GapPolicy>,
+}
+
+/// How much of a `future:` plan had to be filled in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FutureFill {
+    /// Series whose plan lacked some periods.
+    pub series: usize,
+    /// Periods filled (last planned price, no promotion).
+    pub periods: usize,
 }
 
 impl InputSpec {
-    pub fn check(&self, cx: &mut KindCompileCx) -> bool {
-        let mut ok = cx.reads_table("input", &self.input);
-        for (key, t) in [("future", &self.future), ("events", &self.events)] {
-            if let Some(t) = t {
-                ok &= cx.reads_table(key, t);
-            }
+    /// The gap policy (the frequency's default unless given).
+    pub fn gap_policy(&self) -> GapPolicy {
+        self.gaps
+            .unwrap_or_else(|| GapPolicy::default_for(self.frequency))
+    }
+
+    /// How the forecast module prepares these series on the run's date.
+    pub fn prepare_options(&self, ds: NaiveDate) -> PrepareOptions {
+        PrepareOptions {
+            gaps: self.gap_policy(),
+            until: Some(ds),
         }
+    }
+
+    pub fn check(&self, cx: &mut KindCompileCx) -> bool {
+        let mut ok = true;
         if self.series_key.is_empty() {
             cx.error("series_key", "needs at least one column");
             ok = false;
@@ -120,6 +154,27 @@ impl InputSpec {
         for n in names {
             if let Err(e) = crate::lake::check_identifier(n) {
                 cx.error("", format!("column `{n}`: {e}"));
+                ok = false;
+            }
+        }
+        let tables = [
+            ("input", Some(&self.input)),
+            ("future", self.future.as_ref()),
+            ("events", self.events.as_ref()),
+        ];
+        for (key, table) in tables {
+            let Some(table) = table else { continue };
+            if !cx.tables.contains_key(table) {
+                let known = if cx.tables.is_empty() {
+                    "the DAG declares no tables".to_string()
+                } else {
+                    let names: Vec<&str> = cx.tables.keys().map(String::as_str).collect();
+                    format!("declared tables: {}", names.join(", "))
+                };
+                cx.error(
+                    key,
+                    format!("unknown table `{table}` ({known}); declare it under `tables:`"),
+                );
                 ok = false;
             }
         }
@@ -142,6 +197,15 @@ impl InputSpec {
         cx: &AttemptContext,
         horizon: usize,
     ) -> Result<Vec<Series>, TaskError> {
+        Ok(self.load_counted(cx, horizon).await?.0)
+    }
+
+    /// [`Self::load`], also saying how much of the `future:` plan was filled.
+    pub async fn load_counted(
+        &self,
+        cx: &AttemptContext,
+        horizon: usize,
+    ) -> Result<(Vec<Series>, FutureFill), TaskError> {
         let optional: Vec<&str> = self.future.iter().map(String::as_str).collect();
         let mut required = vec![self.input.as_str()];
         required.extend(self.events.as_deref());
@@ -232,13 +296,21 @@ impl InputSpec {
         for s in series.values_mut() {
             sort_by_date(s);
         }
+        let mut fill = FutureFill::default();
         if let Some(future) = self
             .future
             .as_deref()
             .filter(|f| present.iter().any(|p| p == f))
         {
-            self.load_future(cx, &ctx, future, horizon, &mut series)
+            fill = self
+                .load_future(cx, &ctx, future, horizon, &mut series)
                 .await?;
+            if fill.series > 0 {
+                cx.log.progress(&format!(
+                    "future plan `{future}`: {} series lacked {} period(s) of the {horizon}; filled with the last planned price and no promotion",
+                    fill.series, fill.periods
+                ));
+            }
         }
         if let Some(table) = &self.events {
             let events = std::sync::Arc::new(load_events(cx, &ctx, table).await?);
@@ -253,7 +325,7 @@ impl InputSpec {
                 s.events = Some(std::sync::Arc::clone(&events));
             }
         }
-        Ok(series.into_values().collect())
+        Ok((series.into_values().collect(), fill))
     }
 
     async fn load_future(
@@ -263,7 +335,7 @@ impl InputSpec {
         table: &str,
         horizon: usize,
         series: &mut BTreeMap<Vec<String>, Series>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<FutureFill, TaskError> {
         let cols = tables::columns(ctx, table).await?;
         let mut need: Vec<&str> = self.series_key.iter().map(String::as_str).collect();
         need.push("date");
@@ -288,7 +360,9 @@ impl InputSpec {
             ds = cx.vars.ds,
         );
         let batches = tables::query(ctx, &cx.task_id, &sql).await?;
-        let mut plans: BTreeMap<Vec<String>, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+        let ds = cx.ds_date()?;
+        type Plan = (Vec<f64>, Vec<Option<bool>>);
+        let mut plans: BTreeMap<Vec<String>, Plan> = BTreeMap::new();
         for b in &batches {
             let c = Cols::new(b, table);
             for r in 0..b.num_rows() {
@@ -296,24 +370,54 @@ impl InputSpec {
                 for k in &self.series_key {
                     key.push(c.str(k, r)?.unwrap_or_default());
                 }
-                let e = plans.entry(key).or_default();
-                e.0.push(c.f64("__price", r)?.unwrap_or(f64::NAN));
-                e.1.push(c.f64("__promo", r).ok().flatten().is_some_and(|v| v > 0.0));
+                let Some(date) = c.date("date", r)? else {
+                    continue;
+                };
+                let Some(k) = future_step(self.frequency, ds, date).filter(|&k| k < horizon) else {
+                    continue;
+                };
+                let e = plans
+                    .entry(key)
+                    .or_insert_with(|| (vec![f64::NAN; horizon], vec![None; horizon]));
+                e.0[k] = c.f64("__price", r)?.unwrap_or(f64::NAN);
+                e.1[k] = Some(c.f64("__promo", r).ok().flatten().is_some_and(|v| v > 0.0));
             }
         }
+        let mut fill = FutureFill::default();
         for (key, (price, promo)) in plans {
-            if price.len() < horizon {
+            let Some(s) = series.get_mut(&key) else {
                 continue;
+            };
+            let missing = promo.iter().filter(|p| p.is_none()).count();
+            if missing > 0 {
+                fill.series += 1;
+                fill.periods += missing;
             }
-            if let Some(s) = series.get_mut(&key) {
-                s.future = Some(FutureCovariates {
-                    price: has_price.then(|| price[..horizon].to_vec()),
-                    on_promo: has_promo.then(|| promo[..horizon].to_vec()),
-                });
-            }
+            let any_price = price.iter().any(|p| p.is_finite());
+            s.future = Some(FutureCovariates {
+                price: (has_price && any_price).then_some(price),
+                on_promo: has_promo.then(|| promo.iter().map(|p| p.unwrap_or(false)).collect()),
+                filled: missing,
+            });
         }
-        Ok(())
+        Ok(fill)
     }
+}
+
+/// Step (0-based) of a planned date among the horizon after `ds`: daily the
+/// days after it, weekly the 7-day blocks after it, monthly the months.
+fn future_step(freq: Frequency, ds: NaiveDate, date: NaiveDate) -> Option<usize> {
+    use chrono::Datelike;
+    let days = (date - ds).num_days();
+    let k = match freq {
+        Frequency::Daily => days - 1,
+        Frequency::Weekly => (days - 1).div_euclid(7),
+        Frequency::Monthly => {
+            let m = |d: NaiveDate| i64::from(d.year()) * 12 + i64::from(d.month0());
+            m(date) - m(ds) - 1
+        }
+    };
+    usize::try_from(k).ok().filter(|_| days > 0)
 }
 
 /// The event calendar: `date` plus every string column's non-null values.
@@ -350,7 +454,10 @@ async fn load_events(
             "table `{table}` has no string column naming events (besides `date`)"
         )));
     }
-    let select: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let select: Vec<String> = names
+        .iter()
+        .map(|n| crate::template::quote_ident(n))
+        .collect();
     let batches = tables::query(
         ctx,
         &cx.task_id,

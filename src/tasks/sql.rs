@@ -11,11 +11,13 @@
 //!     mode: overwrite_partition  # | overwrite | append
 //! ```
 //!
-//! The SQL file must exist at compile time and parse as a template; unless
-//! it reads upstream outputs (`tasks.…`), it is also rendered with
-//! placeholder run variables and the DAG's params, parsed, and every table
-//! it names (CTEs and table functions aside) must be declared under
-//! `tables:` (no lake access: validation stays pure). At run time it is read again, rendered, parsed, and only the tables it names are
+//! The SQL file must lie inside the project root, exist at compile time and
+//! parse as a template; upstream outputs (`tasks.…`) in it must go through
+//! a quoting filter (`sql_literal`, `sql_ident`, `int`, `float`). It is
+//! rendered with placeholder run variables, the DAG's params and
+//! placeholder outputs, parsed, and every table it names (CTEs and table
+//! functions aside) must be declared under `tables:` (no lake access:
+//! validation stays pure). At run time it is read again, rendered, parsed, and only the tables it names are
 //! registered (from the DAG's `tables:`). The result is streamed into the
 //! lake by [`crate::lake::publish`], never collected in memory.
 //!
@@ -82,6 +84,12 @@ impl TaskKind for SqlKind {
     ) -> Option<Arc<dyn TaskRunner>> {
         let spec: SqlSpec = cx.deserialize(spec)?;
         let mut ok = true;
+        if !crate::template::is_templated(&spec.sql) {
+            if let Err(e) = super::inside_root(cx.root, &spec.sql) {
+                cx.error("sql", e);
+                return None;
+            }
+        }
         let file = cx.file("sql", &spec.sql);
         if !crate::template::is_templated(&spec.sql) {
             if let Ok(text) = std::fs::read_to_string(&file) {
@@ -139,7 +147,7 @@ impl TaskKind for SqlKind {
 impl TaskRunner for SqlRunner {
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let rel = cx.render(&self.sql)?;
-        let file = self.root.join(&rel);
+        let file = super::inside_root(&self.root, &rel).map_err(TaskError::Fatal)?;
         let text = match tokio::fs::read_to_string(&file).await {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -155,6 +163,9 @@ impl TaskRunner for SqlRunner {
                 )));
             }
         };
+        if let Some(bad) = unquoted_outputs(&file, &text) {
+            return Err(TaskError::Fatal(bad));
+        }
         let query = cx
             .render(&text)
             .map_err(|e| TaskError::Fatal(format!("{}: {e}", file.display())))?;
@@ -208,6 +219,8 @@ impl TaskRunner for SqlRunner {
         out.insert("bytes".into(), written.bytes.into());
         out.insert("path".into(), lake.describe(&written.dir).into());
         out.insert("file".into(), lake.describe(&written.file).into());
+        // The rendered statement, for the run page (bounded: outputs stay small).
+        out.insert("sql".into(), bounded(&query, 64 * 1024).into());
         Ok(out)
     }
 }
@@ -322,16 +335,31 @@ async fn register_tables(
     Ok(tables)
 }
 
+/// An upstream output inserted into SQL as raw text could rewrite the
+/// query (`NOPE' OR '1'='1`); it must go through a quoting filter.
+fn unquoted_outputs(file: &FsPath, text: &str) -> Option<String> {
+    let refs = crate::template::unquoted_refs(text, crate::template::SQL_SAFE_FILTERS);
+    let first = refs.first()?;
+    let line = text
+        .find(first.trim_start_matches("{{ ").trim_end_matches(" }}"))
+        .map(|at| text[..at].lines().count().max(1))
+        .unwrap_or(1);
+    Some(format!(
+        "{}:{line}: `{first}` inserts an upstream output into SQL as raw text; quote it with `| sql_literal` (a value) or `| sql_ident` (a name)",
+        file.display()
+    ))
+}
+
 /// Validation of a SQL file without the lake: render the template with
-/// placeholder run variables and the DAG's params, parse the query, and
-/// check that every table it names is declared under `tables:`. A template
-/// that reads upstream outputs (`tasks.…`) can only be checked at run time.
+/// placeholder run variables, the DAG's params and placeholder outputs for
+/// the upstream tasks it reads (which must be quoted), parse the query, and
+/// check that every table it names is declared under `tables:`.
 fn check_query(file: &FsPath, text: &str, cx: &KindCompileCx) -> Result<(), String> {
-    if text.contains("tasks.") {
-        return Ok(());
+    if let Some(bad) = unquoted_outputs(file, text) {
+        return Err(bad);
     }
     let start: chrono::DateTime<chrono::Utc> = chrono::DateTime::UNIX_EPOCH;
-    let vars = crate::template::RunVars::new(
+    let mut vars = crate::template::RunVars::new(
         "validate",
         "validate",
         &chrono_tz::Tz::UTC,
@@ -339,6 +367,7 @@ fn check_query(file: &FsPath, text: &str, cx: &KindCompileCx) -> Result<(), Stri
         start + chrono::Duration::days(1),
         cx.params.clone(),
     );
+    vars.tasks = crate::template::placeholder_tasks(text);
     // A render failure (an unknown param) is reported at run time.
     let Ok(query) = vars.render(text) else {
         return Ok(());
@@ -506,4 +535,16 @@ mod tests {
         let commented = "-- sales_x is gone\nSELECT 1 FROM sales_x";
         assert_eq!(find_word(commented, "sales_x"), Some((2, 15)));
     }
+}
+
+/// `text`, cut at a character boundary after at most `max` bytes (marked).
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n-- … ({} more bytes)", &text[..end], text.len() - end)
 }

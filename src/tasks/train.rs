@@ -297,8 +297,16 @@ impl TaskRunner for TrainRunner {
         ));
 
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        // On an executor that gives the job a GPU, `auto` means CUDA: a
+        // build without it fails loudly instead of training on the CPU.
+        if cx.services.config.gpu_attempt && config.device == DeviceChoice::Auto {
+            config.device = DeviceChoice::Cuda;
+        }
+        cx.log
+            .progress(&format!("training on device {:?}", config.device));
         let freq = self.input.frequency;
+        let opts = self.input.prepare_options(ds);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let cancel = cx.cancel.clone();
         let job = tokio::task::spawn_blocking(move || {
@@ -309,7 +317,7 @@ impl TaskRunner for TrainRunner {
                     r.epoch, r.train_loss
                 ));
             };
-            forecast::train_all_groups(to_train, freq, &config, threads, &progress)
+            forecast::train_all_groups_with(to_train, freq, &config, &opts, threads, &progress)
         });
         tokio::pin!(job);
         let results = loop {
@@ -332,8 +340,10 @@ impl TaskRunner for TrainRunner {
         let mut champions = serde_json::Map::new();
         let mut saved = 0usize;
         let (mut windows, mut train_secs) = (0usize, 0.0f64);
+        let mut gaps = forecast::prepare::GapSummary::default();
         for (group, r) in results {
             let r = r.map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
+            gaps.add(&r.gaps);
             if let Some(model) = &r.model {
                 windows += model.window.windows_trained;
                 train_secs += model.window.train_seconds;
@@ -400,6 +410,25 @@ impl TaskRunner for TrainRunner {
             }
         }
         out.insert("drifted".into(), serde_json::json!(drifted));
+        cx.log.progress(&format!(
+            "gaps ({}): {} series with {} missing period(s); {} series ended before {} ({} period(s) filled up to it)",
+            self.input.gap_policy().as_str(),
+            gaps.series_with_gaps,
+            gaps.gap_periods,
+            gaps.stale_series,
+            cx.vars.ds,
+            gaps.stale_periods
+        ));
+        out.insert(
+            "gaps".into(),
+            serde_json::json!({
+                "policy": self.input.gap_policy().as_str(),
+                "series_with_gaps": gaps.series_with_gaps,
+                "gap_periods": gaps.gap_periods,
+                "stale_series": gaps.stale_series,
+                "stale_periods": gaps.stale_periods,
+            }),
+        );
         out.insert("windows_trained".into(), windows.into());
         out.insert("train_seconds".into(), train_secs.into());
         let by_kind: serde_json::Map<String, serde_json::Value> = overall

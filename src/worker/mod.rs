@@ -23,7 +23,7 @@ use crate::executor::{KILL_GRACE, supervise};
 use crate::lake::Lake;
 use crate::tasks::{AttemptContext, AttemptLog, Registry, Services, TaskError};
 
-use spec::{AttemptResult, AttemptSpec, ResultState, SPEC_FORMAT};
+use spec::{AttemptKeys, AttemptResult, AttemptSpec, ResultState, SPEC_FORMAT};
 
 /// Why a worker refused or could not run a spec (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,7 @@ pub async fn run(
         .ok_or_else(|| WorkerError::UnknownTask(spec.task_id.clone(), spec.dag_id.clone()))?;
     config.lake = spec.lake.clone();
     config.root = spec.root.clone();
+    config.gpu_attempt = spec.gpu;
     let services =
         Services::new(config).map_err(|e| WorkerError::Lake(spec.lake.clone(), e.to_string()))?;
     let services = Arc::new(services);
@@ -123,8 +124,17 @@ pub async fn run(
     let timeout = spec
         .deadline
         .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-    let uploader = spawn_log_uploader(store.clone(), log_file.clone(), keys.log.clone());
-    let outcome = supervise(task.runner.run(&cx), &cx.cancel, timeout, KILL_GRACE).await;
+    let uploader = spawn_log_uploader(
+        store.clone(),
+        log_file.clone(),
+        keys.clone(),
+        cx.cancel.clone(),
+    );
+    let outcome = if cancelled(store.as_ref(), &keys).await {
+        Err(TaskError::Interrupted("cancelled before it started".into()))
+    } else {
+        supervise(task.runner.run(&cx), &cx.cancel, timeout, KILL_GRACE).await
+    };
     if let Err(e) = &outcome {
         cx.log.line(&format!("attempt failed: {e}"));
     }
@@ -241,12 +251,14 @@ fn result_of(
     }
 }
 
-/// Copy the local log to the lake every second until cancelled, so the
-/// daemon can follow a running attempt.
+/// Every second until stopped: copy the local log to the lake, so the
+/// daemon can follow a running attempt, and cancel the attempt when the
+/// daemon's cancel marker appears.
 fn spawn_log_uploader(
     store: Arc<dyn ObjectStore>,
     file: PathBuf,
-    key: LakePath,
+    keys: AttemptKeys,
+    attempt: CancellationToken,
 ) -> CancellationToken {
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -254,12 +266,21 @@ fn spawn_log_uploader(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = tick.tick() => upload_log(store.as_ref(), &file, &key).await,
+                _ = tick.tick() => {
+                    upload_log(store.as_ref(), &file, &keys.log).await;
+                    if cancelled(store.as_ref(), &keys).await {
+                        attempt.cancel();
+                    }
+                }
                 _ = token.cancelled() => break,
             }
         }
     });
     stop
+}
+
+async fn cancelled(store: &dyn ObjectStore, keys: &AttemptKeys) -> bool {
+    store.head(&keys.cancel).await.is_ok()
 }
 
 async fn upload_log(store: &dyn ObjectStore, file: &std::path::Path, key: &LakePath) {

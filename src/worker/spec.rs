@@ -126,6 +126,10 @@ pub struct AttemptKeys {
     pub spec: LakePath,
     pub result: LakePath,
     pub log: LakePath,
+    /// Written by the daemon when it cancels the attempt: a worker that
+    /// sees it stops (or never starts the task). Engines cannot always
+    /// cancel a job that is still waiting (Ray starts it later anyway).
+    pub cancel: LakePath,
 }
 
 impl AttemptKeys {
@@ -135,6 +139,7 @@ impl AttemptKeys {
             spec: LakePath::from(format!("{base}.spec.json")),
             result: LakePath::from(format!("{base}.result.json")),
             log: LakePath::from(format!("{base}.log")),
+            cancel: LakePath::from(format!("{base}.cancel")),
         }
     }
 }

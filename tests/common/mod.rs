@@ -46,6 +46,10 @@ impl Project {
         c.current_dir(self.path());
         c.env_remove("RESTOCK_CONFIG");
         c.env("RESTOCK_LOG", "info");
+        // Daemons in parallel tests each get a free port for their web
+        // server (they log `web server listening listen=…`).
+        c.env("RESTOCK_LISTEN", "127.0.0.1:0");
+        c.env_remove("RESTOCK_API_TOKEN");
         c
     }
 

@@ -31,8 +31,12 @@ impl Engine {
         let (up, how) = match self {
             Engine::Slurm => (
                 sh("sinfo -h -o %T").is_some_and(|s| {
-                    s.lines()
-                        .any(|l| ["idle", "mixed", "allocated"].contains(&l.trim()))
+                    s.lines().any(|l| {
+                        let st = l
+                            .trim()
+                            .trim_end_matches(['*', '~', '#', '!', '%', '$', '@', '^', '-']);
+                        ["idle", "mixed", "allocated", "completing"].contains(&st)
+                    })
                 }),
                 "sudo scripts/start_slurm.sh",
             ),
@@ -57,10 +61,10 @@ impl Engine {
     pub fn executor_yaml(self, extra: &str) -> String {
         match self {
             Engine::Slurm => format!(
-                "  gpu: {{ kind: slurm, partition: gpu, gres: \"gpu:1\", time_limit: 30m, shared_filesystem: true, poll_interval: 200ms, cancel_grace: 20s{extra} }}\n"
+                "  gpu: {{ kind: slurm, partition: gpu, gres: \"gpu:1\", time_limit: 30m, shared_filesystem: true, poll_interval: 200ms{extra} }}\n"
             ),
             Engine::Ray => format!(
-                "  gpu: {{ kind: ray, address: \"{RAY_ADDRESS}\", num_gpus: 1, shared_filesystem: true, poll_interval: 200ms, cancel_grace: 20s{extra} }}\n"
+                "  gpu: {{ kind: ray, address: \"{RAY_ADDRESS}\", num_gpus: 1, shared_filesystem: true, poll_interval: 200ms{extra} }}\n"
             ),
         }
     }
@@ -245,11 +249,17 @@ impl RemoteProject {
     }
 
     pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        if !self.path().join(".restock/state.db").exists() {
+            return Vec::new();
+        }
         let conn =
             rusqlite::Connection::open(self.path().join(".restock/state.db")).expect("open state");
         conn.busy_timeout(Duration::from_secs(10))
             .expect("busy timeout");
-        let mut stmt = conn.prepare(sql).expect("prepare");
+        // The daemon may not have created its tables yet.
+        let Ok(mut stmt) = conn.prepare(sql) else {
+            return Vec::new();
+        };
         let n = stmt.column_count();
         let rows = stmt
             .query_map([], |r| {

@@ -1,0 +1,207 @@
+// restock web UI: buttons call the JSON API; pages poll one small JSON
+// endpoint and update what changed. Untrusted text is only ever set with
+// textContent, never parsed as HTML.
+"use strict";
+const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+const page = document.body.dataset.page;
+const FINAL = ["succeeded", "failed", "skipped", "upstream_failed"];
+
+async function api(method, url, body) {
+  const r = await fetch(url, {
+    method,
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const j = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(j.detail || r.statusText);
+  return j;
+}
+
+function flash(msg, bad) {
+  const f = document.getElementById("flash");
+  if (!f) return;
+  f.textContent = msg;
+  f.className = bad ? "bad" : "good";
+}
+
+function el(tag, cls, attrs) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  return e;
+}
+
+function square(r) {
+  return el("a", "sq st-" + r.state, {
+    href: "/runs/" + encodeURIComponent(r.dag_run_id),
+    title: r.ds + ": " + r.state,
+  });
+}
+
+async function act(target) {
+  const a = target.dataset.action;
+  const dag = target.dataset.dag;
+  const run = target.dataset.run;
+  const base = "/api/v1/";
+  if (a === "trigger") {
+    const d = target.querySelector('[name="logical_date"]').value;
+    const j = await api("POST", base + "dags/" + encodeURIComponent(dag) + "/runs", d ? { logical_date: d } : {});
+    location.href = "/runs/" + encodeURIComponent(j.dag_run_id);
+  } else if (a === "backfill") {
+    const from = target.querySelector('[name="from"]').value;
+    const to = target.querySelector('[name="to"]').value;
+    const j = await api("POST", base + "dags/" + encodeURIComponent(dag) + "/backfill", { from, to });
+    flash(j.dag_run_ids.length + " backfill run(s) queued");
+  } else if (a === "pause") {
+    const paused = target.dataset.paused === "true";
+    const j = await api("POST", base + "dags/" + encodeURIComponent(dag) + "/pause", { is_paused: !paused });
+    target.dataset.paused = String(j.is_paused);
+    target.textContent = j.is_paused ? "Unpause" : "Pause";
+    flash(j.is_paused ? "paused" : "unpaused");
+  } else if (a === "cancel") {
+    await api("POST", base + "runs/" + encodeURIComponent(run) + "/cancel");
+    flash("cancelling");
+  } else if (a === "rerun-failed") {
+    const j = await api("POST", base + "runs/" + encodeURIComponent(run) + "/rerun_failed");
+    flash("rerunning " + j.cleared.join(", "));
+    poll();
+  } else if (a === "clear") {
+    const j = await api("POST", base + "runs/" + encodeURIComponent(run) + "/clear", {
+      task_id: target.dataset.task,
+      downstream: target.dataset.downstream === "true",
+    });
+    flash("cleared " + j.cleared.join(", "));
+    poll();
+  }
+}
+
+function onAction(e) {
+  const t = e.target.closest("[data-action]");
+  if (!t) return;
+  if (e.type === "click" && t.tagName === "FORM") return;
+  e.preventDefault();
+  act(t).catch((err) => flash(err.message, true));
+}
+document.addEventListener("click", onAction);
+document.addEventListener("submit", onAction);
+
+// ---- pollers: one request per page per tick ----
+let timer = null;
+function every(ms, f) {
+  const tick = async () => {
+    try { await f(); } catch (e) { /* keep polling */ }
+    timer = setTimeout(tick, ms);
+  };
+  timer = setTimeout(tick, ms);
+}
+
+async function pollDags() {
+  const j = await api("GET", "/api/v1/dags?limit=100");
+  for (const d of j.dags) {
+    const row = document.querySelector('tr[data-dag="' + CSS.escape(d.dag_id) + '"]');
+    if (!row) continue;
+    const sq = row.querySelector(".squares");
+    sq.replaceChildren(...d.recent_runs.map(square));
+    row.querySelector(".paused").textContent = d.is_paused ? "paused" : "active";
+  }
+}
+
+async function pollGrid() {
+  const b = document.body.dataset;
+  const j = await api("GET", "/api/v1/dags/" + encodeURIComponent(b.dag) + "/grid?limit=" + b.limit + "&offset=" + b.offset);
+  const head = el("tr");
+  head.append(Object.assign(el("th"), { textContent: "task \\ run" }));
+  for (const r of j.runs) { const th = el("th"); th.append(square(r)); head.append(th); }
+  const body = j.tasks.map((t, ti) => {
+    const tr = el("tr");
+    tr.append(Object.assign(el("th"), { textContent: t }));
+    j.runs.forEach((r, ri) => {
+      const st = j.cells[ri][ti];
+      const td = el("td");
+      td.append(el("span", "cell st-" + (st || "none"), { title: r.ds + " " + t + ": " + (st || "no record") }));
+      tr.append(td);
+    });
+    return tr;
+  });
+  const g = document.getElementById("grid");
+  g.tHead.replaceChildren(head);
+  g.tBodies[0].replaceChildren(...body);
+}
+
+async function pollRun() {
+  const run = document.body.dataset.run;
+  const j = await api("GET", "/api/v1/runs/" + encodeURIComponent(run) + "/tasks");
+  const rs = document.getElementById("run-state");
+  rs.textContent = j.dag_run.state;
+  rs.className = "badge st-" + j.dag_run.state;
+  for (const t of j.task_instances) {
+    const row = document.querySelector('tr[data-task="' + CSS.escape(t.task_id) + '"]');
+    if (!row) continue;
+    const st = row.querySelector(".state");
+    st.textContent = t.state || "—";
+    st.className = "state badge st-" + (t.state || "none");
+    const tries = row.querySelector(".try");
+    const links = [];
+    for (let n = 1; n <= t.try_number; n++) {
+      const a = el("a", "log-link", { href: "/runs/" + encodeURIComponent(run) + "/tasks/" + encodeURIComponent(t.task_id) + "/tries/" + n });
+      a.textContent = String(n);
+      links.push(a, document.createTextNode(" "));
+    }
+    tries.replaceChildren(...links);
+    row.querySelector(".dur").textContent = t.duration == null ? "" : t.duration.toFixed(1) + " s";
+    row.querySelector(".err").textContent = t.error || "";
+  }
+}
+
+// ---- log viewer: chunked pages, tail and follow ----
+const log = { offset: 0, next: 0, size: 0, history: [] };
+async function showLog(params, append) {
+  const b = document.body.dataset;
+  const j = await api("GET", b.log + "?" + params);
+  const pre = document.getElementById("log");
+  if (append) {
+    pre.append(document.createTextNode(j.content));
+    // Keep the page light: at most ~2 MB of text in the document.
+    while (pre.textContent.length > 2e6 && pre.firstChild) pre.firstChild.remove();
+  } else {
+    pre.textContent = j.content;
+  }
+  log.offset = append ? log.offset : j.offset;
+  log.next = j.next_offset;
+  log.size = j.size;
+  document.getElementById("log-size").textContent = j.size;
+  document.getElementById("log-pos").textContent = "bytes " + log.offset + "–" + log.next + " of " + j.size + (j.running ? " (running)" : "");
+  return j;
+}
+
+function initLog() {
+  const chunk = Number(document.body.dataset.chunk);
+  showLog("offset=0&limit=" + chunk);
+  document.addEventListener("click", (e) => {
+    const b = e.target.closest("[data-log-nav]");
+    if (!b) return;
+    const nav = b.dataset.logNav;
+    if (nav === "first") { log.history = []; showLog("offset=0&limit=" + chunk); }
+    if (nav === "next" && log.next < log.size) { log.history.push(log.offset); showLog("offset=" + log.next + "&limit=" + chunk); }
+    if (nav === "prev" && log.history.length) showLog("offset=" + log.history.pop() + "&limit=" + chunk);
+    if (nav === "tail") showLog("tail=" + chunk);
+  });
+  every(1500, async () => {
+    if (!document.getElementById("follow").checked) return;
+    if (log.next < log.size || document.body.dataset.running === "true") {
+      const j = await showLog("offset=" + log.next + "&limit=" + chunk, true);
+      window.scrollTo(0, document.body.scrollHeight);
+      document.body.dataset.running = String(j.running);
+    }
+  });
+}
+
+function poll() {
+  if (page === "dags") return pollDags();
+  if (page === "dag") return pollGrid();
+  if (page === "run") return pollRun();
+}
+
+if (page === "log") initLog();
+else if (page === "dags" || page === "dag" || page === "run") every(2000, poll);

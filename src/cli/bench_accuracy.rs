@@ -1,0 +1,314 @@
+//! `restock bench accuracy DATASET`: the forecaster on a real dataset's
+//! holdout (`../shared/data/`: tuna and cheese weekly with price and
+//! display, the Tourism competition's monthly series with its official
+//! split), next to the statsforecast baselines on the same split.
+//!
+//! `scripts/accuracy_baselines.py` splits the data (last 13 weeks held out
+//! for the weekly sets; the competition's test set for Tourism), writes
+//! the two halves as Parquet and scores Naive, SeasonalNaive, AutoETS and
+//! AutoTheta with the same metric definitions. This command then trains
+//! and forecasts every series with the library's train path (rolling-origin
+//! backtest, champion per group, forecast of the `horizon` periods after
+//! each series' last training date, with the held-out weeks' planned price
+//! and display as the future plan) and scores the served forecast on the
+//! holdout. `display > 0` is the promotion flag.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Float64Type};
+use chrono::NaiveDate;
+
+use restock::forecast::metrics::{self, Metrics, SeriesEval};
+use restock::forecast::{
+    Frequency, FutureCovariates, GroupResult, ModelConfig, PrepareOptions, Series,
+};
+
+#[derive(Debug, serde::Deserialize)]
+struct Meta {
+    frequency: Frequency,
+    horizon: usize,
+    season: usize,
+}
+
+struct Rows {
+    dates: Vec<NaiveDate>,
+    values: Vec<f64>,
+    price: Vec<f64>,
+    promo: Vec<bool>,
+}
+
+fn read_rows(path: &Path) -> Result<BTreeMap<String, Rows>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).context("epoch")?;
+    let mut out: BTreeMap<String, Rows> = BTreeMap::new();
+    for batch in reader {
+        let b = batch?;
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .with_context(|| format!("{}: no column {n}", path.display()))
+        };
+        let ids = arrow::compute::cast(col("series_id")?, &arrow::datatypes::DataType::Utf8)?;
+        let ids = ids.as_string::<i32>();
+        let dates = col("date")?.as_primitive::<Date32Type>();
+        let qty = col("quantity")?.as_primitive::<Float64Type>();
+        let price = col("price")?.as_primitive::<Float64Type>();
+        let promo = col("on_promo")?.as_boolean();
+        for r in 0..b.num_rows() {
+            let e = out.entry(ids.value(r).to_string()).or_insert_with(|| Rows {
+                dates: Vec::new(),
+                values: Vec::new(),
+                price: Vec::new(),
+                promo: Vec::new(),
+            });
+            e.dates
+                .push(epoch + chrono::Duration::days(i64::from(dates.value(r))));
+            e.values.push(if qty.is_null(r) {
+                f64::NAN
+            } else {
+                qty.value(r)
+            });
+            e.price.push(if price.is_null(r) {
+                f64::NAN
+            } else {
+                price.value(r)
+            });
+            e.promo.push(!promo.is_null(r) && promo.value(r));
+        }
+    }
+    Ok(out)
+}
+
+/// The model configuration for a dataset's frequency and horizon: small
+/// enough for a few hundred short series.
+fn config_for(meta: &Meta) -> ModelConfig {
+    let (context, origins) = match meta.frequency {
+        Frequency::Weekly => (13, 2),
+        _ => (24, 3),
+    };
+    ModelConfig {
+        context,
+        hidden: 32,
+        horizon: meta.horizon,
+        epochs: 30,
+        batch_size: 128,
+        batches_per_epoch: 20,
+        learning_rate: 0.002,
+        device: restock::forecast::DeviceChoice::Cpu,
+        origins,
+        ..ModelConfig::default()
+    }
+}
+
+fn series_of(
+    train: &BTreeMap<String, Rows>,
+    test: &BTreeMap<String, Rows>,
+    h: usize,
+) -> Vec<Series> {
+    train
+        .iter()
+        .map(|(id, r)| {
+            let future = test.get(id).map(|t| FutureCovariates {
+                price: Some(t.price.iter().copied().take(h).collect()),
+                on_promo: Some(t.promo.iter().copied().take(h).collect()),
+                filled: h.saturating_sub(t.dates.len()),
+            });
+            Series {
+                key: vec![id.clone()],
+                group: "all".into(),
+                dates: r.dates.clone(),
+                values: r.values.clone(),
+                price: r
+                    .price
+                    .iter()
+                    .any(|p| p.is_finite())
+                    .then(|| r.price.clone()),
+                on_promo: r.promo.iter().any(|&p| p).then(|| r.promo.clone()),
+                future,
+                ..Series::default()
+            }
+        })
+        .collect()
+}
+
+/// The served forecast scored on the holdout, matched by date.
+fn holdout(
+    results: &[GroupResult],
+    train: &BTreeMap<String, Rows>,
+    test: &BTreeMap<String, Rows>,
+    meta: &Meta,
+    nq: usize,
+) -> Metrics {
+    let mut evals = Vec::new();
+    for r in results {
+        let mut by_key: BTreeMap<&str, Vec<&restock::forecast::ForecastRow>> = BTreeMap::new();
+        for f in &r.forecasts {
+            by_key.entry(f.key[0].as_str()).or_default().push(f);
+        }
+        for (id, rows) in by_key {
+            let (Some(t), Some(hist)) = (test.get(id), train.get(id)) else {
+                continue;
+            };
+            let mut e = SeriesEval {
+                actual: Vec::new(),
+                mean: Vec::new(),
+                quantiles: vec![Vec::new(); nq],
+                scales: metrics::scales(&hist.values, meta.season),
+            };
+            for (d, y) in t.dates.iter().zip(&t.values) {
+                let Some(f) = rows.iter().find(|f| f.forecast_date == *d) else {
+                    continue;
+                };
+                e.actual.push(*y);
+                e.mean.push(f.mean);
+                for (q, v) in e.quantiles.iter_mut().zip(&f.quantiles) {
+                    q.push(*v);
+                }
+            }
+            if std::env::var_os("RESTOCK_ACCURACY_DUMP").is_some() {
+                eprintln!(
+                    "{id}: actual {:?} mean {:?} scales {:?}",
+                    e.actual, e.mean, e.scales
+                );
+            }
+            evals.push(e);
+        }
+    }
+    metrics::aggregate(&evals, nq)
+}
+
+fn row(name: &str, m: &Metrics) -> String {
+    let cov = |i: usize| m.coverage.get(i).copied().unwrap_or(f64::NAN);
+    format!(
+        "| {name} | {:.3} | {:.3} | {:.3} | {:+.3} | {:.2} / {:.2} ({:.2}) |",
+        m.rmsse,
+        m.mase,
+        m.wape,
+        m.bias,
+        cov(0),
+        cov(m.coverage.len().saturating_sub(1)),
+        cov(m.coverage.len().saturating_sub(1)) - cov(0)
+    )
+}
+
+fn baseline_row(name: &str, v: &serde_json::Value) -> String {
+    let g = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "| {name} (statsforecast) | {:.3} | {:.3} | {:.3} | {:+.3} | {:.2} / {:.2} ({:.2}) |",
+        g("rmsse"),
+        g("mase"),
+        g("wape"),
+        g("bias"),
+        g("coverage_p10"),
+        g("coverage_p90"),
+        g("coverage_p90") - g("coverage_p10")
+    )
+}
+
+pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let python = std::env::var("RESTOCK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/accuracy_baselines.py");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script)
+        .arg(&dataset)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path());
+    if !baselines {
+        cmd.arg("--no-baselines");
+    }
+    let out = cmd.output().with_context(|| format!("running {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed (it needs pandas, pyarrow and, for the baselines, statsforecast; set RESTOCK_PYTHON to a Python that has them):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let meta: Meta = serde_json::from_slice(&std::fs::read(dir.path().join("meta.json"))?)?;
+    let train = read_rows(&dir.path().join("train.parquet"))?;
+    let test = read_rows(&dir.path().join("test.parquet"))?;
+    let config = config_for(&meta);
+    let series = series_of(&train, &test, meta.horizon);
+    println!(
+        "restock bench accuracy {dataset}: {} series, {}, horizon {}, context {}, origins {}",
+        series.len(),
+        meta.frequency.as_str(),
+        meta.horizon,
+        config.context,
+        config.origins
+    );
+    let started = std::time::Instant::now();
+    let opts = PrepareOptions::for_frequency(meta.frequency, None);
+    let freq = meta.frequency;
+    let cfg = config.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        restock::forecast::train_all_groups_with(series, freq, &cfg, &opts, 1, &|_, _| {})
+    })
+    .await?;
+    let mut ok = Vec::new();
+    for (g, r) in results {
+        ok.push(r.with_context(|| format!("group {g}"))?);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let nq = config.quantiles.len();
+    println!(
+        "\nbacktest ({} origins, mean over series × origins):",
+        config.origins
+    );
+    println!(
+        "| candidate | RMSSE | MASE | WAPE | bias | coverage p10 / p90 (p10–p90) |\n|---|---|---|---|---|---|"
+    );
+    for r in &ok {
+        for b in &r.backtest {
+            let per: Vec<String> = b
+                .by_origin
+                .iter()
+                .map(|m| format!("{:.3}", m.rmsse))
+                .collect();
+            let mark = if b.kind == r.champion {
+                " (champion)"
+            } else {
+                ""
+            };
+            println!(
+                "{} per origin {}",
+                row(&format!("{}{mark}", b.kind.as_str()), &b.metrics),
+                per.join(" ")
+            );
+        }
+    }
+    let served = holdout(&ok, &train, &test, &meta, nq);
+    println!("\nholdout ({} s train + forecast):", secs.round());
+    println!(
+        "| method | RMSSE | MASE | WAPE | bias | coverage p10 / p90 (p10–p90) |\n|---|---|---|---|---|---|"
+    );
+    let champions: Vec<&str> = ok.iter().map(|r| r.champion.as_str()).collect();
+    println!(
+        "{}",
+        row(
+            &format!("restock served ({})", champions.join(", ")),
+            &served
+        )
+    );
+    let path = dir.path().join("baselines.json");
+    if baselines && path.exists() {
+        let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        for k in ["Naive", "SeasonalNaive", "AutoETS", "AutoTheta"] {
+            println!("{}", baseline_row(k, &b[k]));
+        }
+        for k in ["Naive", "AutoETS"] {
+            if let Some(v) = b[k]["rmsse"].as_f64() {
+                println!("restock served RMSSE / {k}: {:.3}", served.rmsse / v);
+            }
+        }
+    }
+    println!("served_rmsse={:.4}", served.rmsse);
+    Ok(())
+}
