@@ -183,8 +183,8 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "reorder_undeclared_tables.yaml",
         &[
-            "7:5: tasks[0].products: reads table `product_master`, which is not declared under `tables:` (declared: forecasts)",
-            "9:5: tasks[0].inventory: reads table `stock`, which is not declared under `tables:` (declared: forecasts)",
+            "7:5: tasks[0].products: unknown table `product_master` (declared tables: forecasts); declare it under `tables:`",
+            "9:5: tasks[0].inventory: unknown table `stock` (declared tables: forecasts); declare it under `tables:`",
         ],
     ),
     (

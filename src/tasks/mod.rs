@@ -305,17 +305,15 @@ impl KindCompileCx<'_> {
         if self.tables.contains_key(name) {
             return true;
         }
-        let declared: Vec<&str> = self.tables.keys().map(String::as_str).collect();
-        let declared = if declared.is_empty() {
-            "none".to_string()
+        let known = if self.tables.is_empty() {
+            "the DAG declares no tables".to_string()
         } else {
-            declared.join(", ")
+            let names: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+            format!("declared tables: {}", names.join(", "))
         };
         self.error(
             key,
-            format!(
-                "reads table `{name}`, which is not declared under `tables:` (declared: {declared})"
-            ),
+            format!("unknown table `{name}` ({known}); declare it under `tables:`"),
         );
         false
     }
