@@ -701,3 +701,32 @@ fn selected_tasks_keep_their_dependencies_and_the_duration_is_the_time_run() {
     let b = p.query("SELECT state FROM task_instances WHERE task_id = 'b'");
     assert_eq!(b, [["upstream_failed"]]);
 }
+
+// Defect 10: `sql:` accepted files outside the project root, and the first
+// line of such a file showed up in errors.
+#[test]
+fn sql_files_outside_the_project_root_are_refused() {
+    let p = Project::new();
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret = outside.path().join("secret.sql");
+    std::fs::write(&secret, "top-secret-line-7q\n").expect("write secret");
+    let rel = "../../secret.sql".to_string();
+    for (name, path) in [
+        ("abs", secret.to_str().expect("utf-8").to_string()),
+        ("rel", rel),
+    ] {
+        let file = p.write_dag(
+            &format!("{name}.yaml"),
+            &format!("id: {name}\ntasks:\n  - id: q\n    kind: sql\n    sql: {path}\n    output: {{ table: out }}\n"),
+        );
+        let o = p
+            .restock()
+            .args(["validate", file.to_str().expect("utf-8")])
+            .output()
+            .expect("validate");
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{t}");
+        assert!(t.contains("outside the project root"), "{t}");
+        assert!(!t.contains("top-secret-line-7q"), "{t}");
+    }
+}

@@ -245,15 +245,18 @@ fn validation_parses_the_query_and_checks_its_tables() {
             "{sql}: {errors:?}"
         );
     }
-    // CTE names and table functions need no declaration; a template that
-    // reads upstream outputs is left to run time, but the task it names
-    // must be upstream.
+    // CTE names and table functions need no declaration; a table named by
+    // an upstream output (quoted) is left to run time, but the task it
+    // names must be upstream.
     let project = Project::new(&[
         (
             "cte.sql",
             "WITH recent AS (SELECT sku FROM sales WHERE ds = '{{ ds }}')\nSELECT r.sku FROM recent r, generate_series(1, 2)\n",
         ),
-        ("up.sql", "SELECT * FROM {{ tasks.x.outputs.table }}\n"),
+        (
+            "up.sql",
+            "SELECT * FROM {{ tasks.x.outputs.table | sql_ident }}\n",
+        ),
     ]);
     project.dag(&dag_yaml("sql/cte.sql"));
     let errors = project.dag_errors(&dag_yaml("sql/up.sql"));

@@ -162,13 +162,15 @@ async fn report_arrives_with_bodies_inline_chart_and_csvs() {
     let anomalies = String::from_utf8(decode(by_name("anomalies.csv"))).expect("utf8");
     assert_eq!(
         anomalies.lines().next(),
-        Some("date,store,sku,type,severity,observed,expected,message")
+        Some(
+            "date,store,sku,type,severity,observed,expected,message,money_at_risk,status,first_seen,reason"
+        )
     );
     assert_eq!(anomalies.lines().count(), 1 + report.anomalies.len());
     let orders = String::from_utf8(decode(by_name("reorder_plan.csv"))).expect("utf8");
     assert_eq!(
         orders.lines().next(),
-        Some("sku,store,qty,order_value,order_by")
+        Some("sku,store,status,qty,order_value,order_by,reason")
     );
     assert_eq!(orders.lines().count(), 1 + report.orders.len());
     assert_eq!(by_name("anomalies.csv")["disposition"], "attachment");

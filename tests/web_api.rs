@@ -211,7 +211,7 @@ async fn api_routes_paging_problems_and_escaping() {
 
     // Escaping: task output and the description show as text.
     let html = c.get(&s.url(&format!("/runs/{run_id}"))).await;
-    assert_eq!(html.status, 200);
+    assert_eq!(html.status, 200, "{}", html.body);
     assert!(
         html.body.contains("&lt;script&gt;x&lt;&#x2f;script&gt;")
             || html.body.contains("&lt;script&gt;x&lt;/script&gt;"),

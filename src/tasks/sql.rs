@@ -391,11 +391,16 @@ fn check_query(file: &FsPath, text: &str, cx: &KindCompileCx) -> Result<(), Stri
     let refs = state
         .resolve_table_references(&statement)
         .map_err(one_line)?;
+    let reads_outputs = !vars.tasks.is_empty();
     for r in refs {
         let name = r.table().to_string();
         let declared = r.schema().is_none() && cx.tables.contains_key(&name);
         let function = r.schema().is_none() && ctx.table_function(&name).is_ok();
-        if !declared && !function {
+        // A table named by an upstream output (`{{ tasks.x.outputs.t |
+        // sql_ident }}`) renders as the placeholder `"0"` here: which table
+        // it is is known only at run time.
+        let from_output = reads_outputs && r.schema().is_none() && name == "0";
+        if !declared && !function && !from_output {
             let name = r.to_string();
             let (line, col) = find_word(&query, &name).unwrap_or((1, 1));
             let known = if cx.tables.is_empty() {

@@ -127,7 +127,13 @@ mod tests {
         let last = pump(&input[..], &log, &budget, true).await;
         assert_eq!(last.as_deref(), Some("{\"a\": 1}"));
         assert!(!budget.spent.is_cancelled());
-        let text = std::fs::read_to_string(log.path()).expect("read");
+        let raw = std::fs::read_to_string(log.path()).expect("read");
+        // Each line starts with its UTC time and a space.
+        let text: String = raw
+            .lines()
+            .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest))
+            .flat_map(|l| [l, "\n"])
+            .collect();
         assert!(
             text.starts_with("ok\n\u{fffd}\u{fffd} bad bytes\n"),
             "{text:.40}"
