@@ -4,77 +4,12 @@
 //! whose demand broke away from its forecast. Read back by pyarrow.
 
 mod common;
+mod seasonal_lake;
 
-use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
-use arrow::datatypes::{Field, Schema};
-use chrono::NaiveDate;
 use common::Project;
-use parquet::arrow::ArrowWriter;
-
-const SERIES: usize = 40;
-const DAYS: usize = 200;
-
-fn start() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 5, 1).expect("date")
-}
-
-/// Weekly-seasonal demand with ±30% deterministic noise; `spike` multiplies
-/// the last day of group `G1`.
-fn partition(lake: &Path, days: usize, spike: f64) {
-    let (mut store, mut sku, mut cat, mut date, mut units) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-    for g in ["G1", "G2"] {
-        for i in 0..SERIES {
-            let level = 5.0 + (i % 7) as f64;
-            for t in 0..days {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let noise = 0.7 + 0.6 * ((x >> 11) as f64 / (1u64 << 53) as f64);
-                let weekly = [1.0, 0.8, 0.8, 0.9, 1.1, 1.6, 1.4][t % 7];
-                let mut v = (level * weekly * noise).round();
-                if g == "G1" && t + 1 == days {
-                    v *= spike;
-                }
-                let day = start() + chrono::Days::new(t as u64);
-                store.push("S1".to_string());
-                sku.push(format!("{g}_{i:02}"));
-                cat.push(g.to_string());
-                date.push((day - epoch).num_days() as i32);
-                units.push(v);
-            }
-        }
-    }
-    let ds = start() + chrono::Days::new(days as u64 - 1);
-    let cols: Vec<(&str, ArrayRef)> = vec![
-        ("store", Arc::new(StringArray::from(store))),
-        ("sku", Arc::new(StringArray::from(sku))),
-        ("category", Arc::new(StringArray::from(cat))),
-        ("date", Arc::new(Date32Array::from(date))),
-        ("units", Arc::new(Float64Array::from(units))),
-    ];
-    let fields: Vec<Field> = cols
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
-        .collect();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        cols.into_iter().map(|(_, a)| a).collect(),
-    )
-    .expect("batch");
-    let dir = lake.join(format!("daily/ds={ds}"));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    w.write(&batch).expect("write");
-    w.close().expect("close");
-}
+use seasonal_lake::{DAYS, SERIES, partition, start};
 
 const DAG: &str = r#"id: acc
 tables:
