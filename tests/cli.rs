@@ -321,22 +321,33 @@ fn readme_main_command_runs_the_main_job_on_the_demo_lake() {
     // The second night scores the first night's forecast.
     let accuracy = lake.join("forecast_accuracy/ds=2026-11-27/part-00000.parquet");
     assert!(accuracy.is_file(), "{} missing", accuracy.display());
-    // The demo's injected anomalies are each found, read back by pyarrow.
+    // The demo's injected anomalies (its ground truth in `truth/anomalies`)
+    // are each found, in the headline and among the top 25; no night has
+    // more than 10 critical or warning anomalies per 100 series. Read back
+    // by pyarrow.
     let script = format!(
         r#"
 import pyarrow.parquet as pq
-rows = pq.read_table("{}/anomalies/ds=2026-11-27/part-00000.parquet").to_pylist()
-for r in rows:
-    print(r["type"], r["severity"], r["store"], r["sku"])
-f = pq.read_table("{}/forecasts/ds=2026-11-27/part-00000.parquet")
+lake = "{}"
+for night in ["2026-11-26", "2026-11-27"]:
+    rows = pq.read_table(f"{{lake}}/anomalies/ds={{night}}/part-00000.parquet").to_pylist()
+    plans = pq.read_table(f"{{lake}}/reorder_plans/ds={{night}}/part-00000.parquet")
+    loud = sum(1 for r in rows if r["severity"] in ("critical", "warning"))
+    print("per100", night, round(100.0 * loud / plans.num_rows, 1) <= 10.0, loud, plans.num_rows)
+truth = pq.read_table(f"{{lake}}/truth/anomalies/part-00000.parquet").to_pylist()
+rows = pq.read_table(f"{{lake}}/anomalies/ds=2026-11-27/part-00000.parquet").to_pylist()
+print("injected", len(truth))
+for t in truth:
+    hit = [r for r in rows if r["type"] == t["expected_type"] and r["store"] == t["store"] and r["sku"] == t["sku"]]
+    ok = len(hit) == 1 and hit[0]["headline"] and hit[0]["rank"] <= 25
+    print("truth", t["kind"], t["store"], t["sku"], "found" if ok else f"MISSING {{hit}}")
+f = pq.read_table(f"{{lake}}/forecasts/ds=2026-11-27/part-00000.parquet")
 print("forecast_columns", ",".join(f.schema.names))
-a = pq.read_table("{}/forecast_accuracy/ds=2026-11-27/part-00000.parquet").to_pylist()
+a = pq.read_table(f"{{lake}}/forecast_accuracy/ds=2026-11-27/part-00000.parquet").to_pylist()
 o = [r for r in a if r["group"] == "_overall"][0]
 print("accuracy_overall", o["forecast_ds"], o["max_step"], o["points"] > 0, o["wape"] is not None)
 "#,
         lake.display(),
-        lake.display(),
-        lake.display()
     );
     let py = std::process::Command::new("python3")
         .args(["-c", &script])
@@ -344,15 +355,16 @@ print("accuracy_overall", o["forecast_ds"], o["max_step"], o["points"] > 0, o["w
         .expect("python3");
     assert!(py.status.success(), "pip install pyarrow: {}", stderr(&py));
     let found = stdout(&py);
+    assert!(found.contains("injected 5"), "{found}");
+    assert!(!found.contains("MISSING"), "{found}");
     for want in [
-        "demand_outside_interval critical CA_1 FOODS_1_002",
-        "negative_on_hand critical CA_1 FOODS_1_003",
-        "stale_data critical TX_1 None",
+        "truth demand_spike CA_1 FOODS_1_002 found",
+        "truth negative_on_hand CA_1 FOODS_1_003 found",
+        "truth stale_store TX_1 None found",
+        "per100 2026-11-26 True",
+        "per100 2026-11-27 True",
     ] {
-        assert!(
-            found.contains(want),
-            "`{want}` not among the anomalies:\n{found}"
-        );
+        assert!(found.contains(want), "`{want}` not in:\n{found}");
     }
     assert!(
         found.contains("accuracy_overall 2026-11-26 1 True True"),

@@ -14,7 +14,10 @@ use chrono::{Datelike, Duration, NaiveDate};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use restock::demo::{AnomalyKind, DemoOptions, DemoSummary, STALE_DAYS, Scale, generate};
+use restock::demo::{
+    AnomalyKind, DemoOptions, DemoSummary, PRICE_ERROR_FACTOR, STALE_DAYS, STOPPED_DAYS, Scale,
+    generate,
+};
 
 fn end_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 6, 30).expect("demo lake test")
@@ -352,6 +355,39 @@ async fn small_lake_behaves_like_retail_and_carries_the_injected_anomalies() {
         rows[&end].units
     );
 
+    // The stopped series sold before and nothing over its last days.
+    let stopped = anomaly(&summary, AnomalyKind::DemandStopped);
+    assert_eq!(stopped.first_date, end - Duration::days(STOPPED_DAYS - 1));
+    let rows = &data[&(
+        stopped.store.clone(),
+        stopped.sku.clone().expect("demo lake test"),
+    )];
+    let before: i64 = rows
+        .range(end - Duration::days(40)..stopped.first_date)
+        .map(|(_, r)| r.units)
+        .sum();
+    let after: i64 = rows.range(stopped.first_date..).map(|(_, r)| r.units).sum();
+    assert!(before > 60, "stopped series sold only {before} before");
+    assert_eq!(after, 0, "stopped series sold after stopping");
+
+    // The price feed error multiplies one last-day price, nowhere else.
+    let priced = anomaly(&summary, AnomalyKind::PriceError);
+    let rows = &data[&(
+        priced.store.clone(),
+        priced.sku.clone().expect("demo lake test"),
+    )];
+    let (last, usual) = (rows[&end].price, rows[&(end - Duration::days(1))].price);
+    assert!(
+        last > usual * PRICE_ERROR_FACTOR * 0.5,
+        "price {last} vs {usual} the day before"
+    );
+    let jumps = data
+        .values()
+        .flat_map(|r| r.values().zip(r.values().skip(1)))
+        .filter(|(a, b)| b.price > 10.0 * a.price)
+        .count();
+    assert_eq!(jumps, 1, "only the injected price is off the scale");
+
     // New products with short history, discontinued products that stop.
     let newest = data
         .values()
@@ -430,6 +466,8 @@ for t in ["products", "calendar", "promo_plan"]:
     out[t] = {"rows": d.count_rows(), "schema": {f.name: str(f.type) for f in d.schema}}
 d = ds.dataset(f"{root}/truth/expected_demand", format="parquet", partitioning="hive")
 out["truth"] = {"rows": d.count_rows(), "schema": {f.name: str(f.type) for f in d.schema}}
+d = ds.dataset(f"{root}/truth/anomalies", format="parquet")
+out["truth_anomalies"] = {"rows": d.count_rows(), "kinds": sorted(d.to_table()["kind"].to_pylist())}
 print(json.dumps(out))
 "#;
     let root = dir.path().join("lake");
@@ -446,6 +484,16 @@ print(json.dumps(out))
     for t in &summary.tables {
         assert_eq!(got[&t.table]["rows"], t.rows, "{}", t.table);
     }
+    assert_eq!(
+        got["truth_anomalies"]["kinds"],
+        serde_json::json!([
+            "demand_spike",
+            "demand_stopped",
+            "negative_on_hand",
+            "price_error",
+            "stale_store"
+        ])
+    );
     for t in ["sales", "inventory"] {
         assert_eq!(
             got[t]["duck_rows"],
@@ -498,9 +546,9 @@ async fn writes_through_any_object_store_at_the_root() {
     let listed: Vec<_> = store.list(None).try_collect().await.expect("list");
     let files: u64 = summary.tables.iter().map(|t| t.files).sum();
     assert_eq!(listed.len() as u64, files);
-    // Sales and inventory per day, 3 static tables, and the ground truth
-    // of the last 90 days (here all 60).
-    assert_eq!(files, 60 + 60 + 3 + 60);
+    // Sales and inventory per day, 3 static tables, the ground truth of
+    // the last 90 days (here all 60) and the list of injected anomalies.
+    assert_eq!(files, 60 + 60 + 3 + 60 + 1);
     let truth = summary.table("truth").expect("truth table");
     assert_eq!(truth.rows, summary.table("sales").expect("sales").rows);
     let bytes: u64 = listed.iter().map(|m| m.size).sum();

@@ -72,7 +72,7 @@ pub async fn demo(config: Config, args: DemoArgs) -> Result<ExitCode> {
             summary.stores, summary.skus, summary.series, summary.start_date, summary.end_date
         );
         for a in &summary.anomalies {
-            println!("  injected: {a:?}");
+            println!("  injected: {a}");
         }
         println!("generated in {:.1} s", t.elapsed().as_secs_f64());
     }

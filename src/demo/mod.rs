@@ -24,7 +24,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
-pub use sim::{PLAN_DAYS, SPIKE_FACTOR, STALE_DAYS};
+pub use sim::{PLAN_DAYS, PRICE_ERROR_FACTOR, SPIKE_FACTOR, STALE_DAYS, STOPPED_DAYS};
 pub use write::{
     calendar_schema, inventory_schema, products_schema, promo_plan_schema, sales_schema,
 };
@@ -140,6 +140,50 @@ pub enum AnomalyKind {
     /// The store's sales and inventory rows stop [`STALE_DAYS`] days
     /// before the end of history.
     StaleStore,
+    /// A fast mover sells nothing over the last [`STOPPED_DAYS`] days with
+    /// stock on the shelf (a delisting or a blocked shelf).
+    DemandStopped,
+    /// The last day's price is written ×[`PRICE_ERROR_FACTOR`] (a feed
+    /// sending cents as currency units).
+    PriceError,
+}
+
+impl AnomalyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::DemandSpike => "demand_spike",
+            AnomalyKind::NegativeOnHand => "negative_on_hand",
+            AnomalyKind::StaleStore => "stale_store",
+            AnomalyKind::DemandStopped => "demand_stopped",
+            AnomalyKind::PriceError => "price_error",
+        }
+    }
+
+    /// The anomaly type the `monitor` task should report for it.
+    pub fn expected_type(self) -> &'static str {
+        match self {
+            AnomalyKind::DemandSpike => "demand_outside_interval",
+            AnomalyKind::NegativeOnHand => "negative_on_hand",
+            AnomalyKind::StaleStore => "stale_data",
+            AnomalyKind::DemandStopped => "demand_stopped",
+            AnomalyKind::PriceError => "price_error",
+        }
+    }
+}
+
+impl std::fmt::Display for InjectedAnomaly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = match &self.sku {
+            Some(sku) => format!("{}/{sku}", self.store),
+            None => format!("store {}", self.store),
+        };
+        write!(f, "{} at {at}", self.kind.as_str())?;
+        if self.first_date == self.last_date {
+            write!(f, " on {}", self.last_date)
+        } else {
+            write!(f, " from {} to {}", self.first_date, self.last_date)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -258,6 +302,11 @@ fn anomalies(world: &World, end: NaiveDate) -> Vec<InjectedAnomaly> {
     let mut out = vec![
         series(world.plan.spike_series, AnomalyKind::DemandSpike),
         series(world.plan.negative_series, AnomalyKind::NegativeOnHand),
+        InjectedAnomaly {
+            first_date: end - Duration::days(STOPPED_DAYS - 1),
+            ..series(world.plan.stopped_series, AnomalyKind::DemandStopped)
+        },
+        series(world.plan.price_series, AnomalyKind::PriceError),
     ];
     if cat.stores.len() > 1 {
         out.push(InjectedAnomaly {
@@ -392,6 +441,7 @@ pub async fn generate(
         "calendar",
         "promo_plan",
         "truth",
+        "truth_anomalies",
     ]
     .into_iter()
     .map(|t| TableSummary {
@@ -437,6 +487,15 @@ pub async fn generate(
         .map_err(|e| DemoError::Internal(e.to_string()))?
         .ok_or_else(|| DemoError::Internal("simulation stopped early".into()))??;
     record(put(plan_file).await?);
+    let injected = anomalies(&world, opts.end_date);
+    record(
+        put(encode_file(
+            "truth_anomalies",
+            "truth/anomalies/part-00000.parquet".into(),
+            write::truth_anomalies_batch(&injected),
+        )?)
+        .await?,
+    );
 
     let cat = &world.catalog;
     Ok(DemoSummary {
@@ -448,7 +507,7 @@ pub async fn generate(
         skus: cat.products.len(),
         series: cat.series.len(),
         tables,
-        anomalies: anomalies(&world, opts.end_date),
+        anomalies: injected,
     })
 }
 

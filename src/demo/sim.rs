@@ -24,6 +24,13 @@ const BURN_IN_DAYS: i64 = 42;
 pub const STALE_DAYS: i64 = 4;
 /// Demand multiplier of the injected spike on the last day.
 pub const SPIKE_FACTOR: f64 = 10.0;
+/// Days at the end of history during which the stopped series sells
+/// nothing (a delisting or a blocked shelf), longer than the monitor's
+/// default `demand_stopped_days`.
+pub const STOPPED_DAYS: i64 = 9;
+/// Factor the price feed error multiplies the last day's price by (a
+/// feed that sends cents where currency units are expected).
+pub const PRICE_ERROR_FACTOR: f64 = 100.0;
 /// Length of the future promotion plan.
 pub const PLAN_DAYS: i64 = 56;
 
@@ -33,12 +40,18 @@ pub struct AnomalyPlan {
     pub stale_store: usize,
     pub spike_series: usize,
     pub negative_series: usize,
+    /// Sells nothing over the last [`STOPPED_DAYS`] days.
+    pub stopped_series: usize,
+    /// Its last day's price is written ×[`PRICE_ERROR_FACTOR`].
+    pub price_series: usize,
 }
 
 impl AnomalyPlan {
-    /// Picks the anomalies: the last store goes stale; the spike and the
-    /// negative stock error sit on established, regularly selling items of
-    /// the first store (which stays fresh whenever there are two stores).
+    /// Picks the anomalies: the last store goes stale; the spike, the
+    /// negative stock error, the stopped demand and the price error sit on
+    /// distinct established, regularly selling items of the first store
+    /// (which stays fresh whenever there are two stores). The stopped
+    /// series is a fast mover, so a week without sales is unmistakable.
     pub fn choose(cat: &Catalog, end: NaiveDate) -> Self {
         let stale_store = cat.stores.len().saturating_sub(1);
         let established = |i: &usize| {
@@ -49,15 +62,32 @@ impl AnomalyPlan {
                 && p.discontinued_date.is_none()
                 && p.launch_date < end - Duration::days(400)
         };
-        let mut picks = (0..cat.series.len()).filter(established);
-        let spike_series = picks.next().unwrap_or(0);
-        let negative_series = picks
-            .next()
-            .unwrap_or(spike_series.min(cat.series.len().saturating_sub(1)));
+        let picks: Vec<usize> = (0..cat.series.len()).filter(established).collect();
+        let last = cat.series.len().saturating_sub(1);
+        let nth = |k: usize| picks.get(k).copied().unwrap_or(k.min(last));
+        let spike_series = nth(0);
+        let negative_series = nth(1);
+        let taken = [spike_series, negative_series];
+        let fast = picks
+            .iter()
+            .copied()
+            .filter(|i| !taken.contains(i))
+            .find(|i| {
+                cat.products[cat.series[*i].product].velocity == Velocity::Fast
+                    && cat.series[*i].level >= 4.0
+            });
+        let stopped_series = fast.unwrap_or_else(|| nth(2));
+        let price_series = picks
+            .iter()
+            .copied()
+            .find(|i| !taken.contains(i) && *i != stopped_series)
+            .unwrap_or_else(|| nth(3));
         Self {
             stale_store,
             spike_series,
             negative_series,
+            stopped_series,
+            price_series,
         }
     }
 }
@@ -270,6 +300,14 @@ impl<'a> Simulation<'a> {
                     self.rng.neg_binomial(mu, s.dispersion)
                 };
 
+                // The stopped series draws as usual (so every other series
+                // sees the same random stream) and then sells nothing.
+                let stopped = i == self.plan.stopped_series && t >= self.days - STOPPED_DAYS;
+                let demand = if stopped { 0 } else { demand };
+                if stopped {
+                    mu = 0.0;
+                }
+
                 let st = &mut self.state[i];
                 if !st.started {
                     st.started = true;
@@ -330,7 +368,12 @@ impl<'a> Simulation<'a> {
                 }
                 rows.sales_series.push(i as u32);
                 rows.units.push(units);
-                rows.price.push(price);
+                let feed_error = i == self.plan.price_series && t == self.days - 1;
+                rows.price.push(if feed_error {
+                    cents(price * PRICE_ERROR_FACTOR)
+                } else {
+                    price
+                });
                 rows.on_promo.push(on_promo);
                 rows.expected.push((1.0 - s.zero_inflation) * mu);
                 rows.inv_series.push(i as u32);

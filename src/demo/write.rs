@@ -55,6 +55,40 @@ pub fn truth_schema() -> SchemaRef {
     ]))
 }
 
+/// The injected anomalies (`truth/anomalies`): what the monitor should
+/// find, where and when.
+pub fn truth_anomalies_batch(list: &[super::InjectedAnomaly]) -> Result<RecordBatch, ArrowError> {
+    let schema = Arc::new(Schema::new(vec![
+        field("kind", DataType::Utf8),
+        field("expected_type", DataType::Utf8),
+        field("store", DataType::Utf8),
+        Field::new("sku", DataType::Utf8, true),
+        field("first_date", DataType::Date32),
+        field("last_date", DataType::Date32),
+    ]));
+    let col = |f: &dyn Fn(&super::InjectedAnomaly) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(list.iter().map(f)))
+    };
+    let dates = |f: &dyn Fn(&super::InjectedAnomaly) -> NaiveDate| -> ArrayRef {
+        Arc::new(Date32Array::from_iter_values(
+            list.iter().map(|a| date32(f(a))),
+        ))
+    };
+    RecordBatch::try_new(
+        schema,
+        vec![
+            col(&|a| a.kind.as_str()),
+            col(&|a| a.kind.expected_type()),
+            col(&|a| a.store.as_str()),
+            Arc::new(StringArray::from_iter(
+                list.iter().map(|a| a.sku.as_deref()),
+            )),
+            dates(&|a| a.first_date),
+            dates(&|a| a.last_date),
+        ],
+    )
+}
+
 pub fn truth_batch(cat: &Catalog, day: &DayRows) -> Result<RecordBatch, ArrowError> {
     let n = day.sales_series.len();
     RecordBatch::try_new(

@@ -5,6 +5,7 @@
 //! every anomaly and the ranked worklist. Pure functions; the `reorder`
 //! and `monitor` tasks read tables and call them.
 
+pub mod checks;
 pub mod hold;
 pub mod money;
 pub mod monitor;

@@ -6,7 +6,8 @@
 //! * **New versus recurring**: an anomaly (same type, store and sku) that
 //!   the previous night's table already held keeps that row's
 //!   `first_seen`; it is `recurring`, or `worse` when its money figure
-//!   grew by more than [`WORSE_RATIO`] or its severity rose.
+//!   grew by more than [`WORSE_RATIO`], its severity rose, or (for a
+//!   stale feed or stopped demand) it has lasted longer than it had.
 //! * **Headline**: critical and warning anomalies that are new or worse,
 //!   in rank order, at most `cap` of them. Recurring ones stay in the
 //!   table (and the CSV) but are not repeated in the headline.
@@ -51,6 +52,8 @@ pub struct Previous {
     pub first_seen: NaiveDate,
     pub severity: Severity,
     pub money_at_risk: f64,
+    /// What was observed (for `stale_data`, the feed's age in days).
+    pub observed: f64,
 }
 
 /// Identity of an anomaly across nights.
@@ -87,7 +90,10 @@ fn novelty(a: &Anomaly, prev: Option<&Previous>) -> (Novelty, NaiveDate) {
         Some(p) => {
             let grew = a.money_at_risk > p.money_at_risk * WORSE_RATIO + 0.005;
             let rose = a.severity < p.severity;
-            let n = if grew || rose {
+            // A stale feed or a silent shelf gets worse by the day.
+            let longer = matches!(a.kind, Kind::StaleData | Kind::DemandStopped);
+            let older = longer && a.observed > p.observed;
+            let n = if grew || rose || older {
                 Novelty::Worse
             } else {
                 Novelty::Recurring
@@ -192,6 +198,7 @@ mod tests {
             first_seen: day(20),
             severity,
             money_at_risk: money,
+            observed: 0.0,
         };
         let mut previous = HashMap::new();
         let same = a("A", Kind::Stockout, Severity::Critical, 100.0);

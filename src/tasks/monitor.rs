@@ -167,7 +167,7 @@ impl TaskRunner for MonitorRunner {
         let has_price = scols.iter().any(|c| c == "price");
         let recent_days = i64::from(rules.recent_days.max(1));
         let stopped_days = i64::from(rules.demand_stopped_days.max(1));
-        let since = tables::ds_minus(&ds, recent_days.max(stopped_days) - 1);
+        let since = tables::ds_minus(&ds, recent_days.max(4 * stopped_days) - 1);
         let recent_since = tables::ds_minus(&ds, recent_days - 1);
         let stopped_since = tables::ds_minus(&ds, stopped_days - 1);
         let price = if has_price {
@@ -187,7 +187,8 @@ impl TaskRunner for MonitorRunner {
                         SUM(CASE WHEN date = DATE '{ds}' THEN units ELSE 0 END) AS yesterday,
                         SUM(CASE WHEN date >= DATE '{stopped_since}' THEN units ELSE 0 END) AS stopped_units,
                         COUNT(DISTINCT CASE WHEN date >= DATE '{stopped_since}' THEN date END) AS stopped_days,
-                        MAX(date) AS newest, {price}
+                        MAX(date) AS newest,
+                        MAX(CASE WHEN units > 0 THEN date END) AS last_sale, {price}
                  FROM {} {} GROUP BY store, sku",
                 s.sales,
                 part(&s.sales, &format!("ds >= '{since}' AND ds <= '{ds}'"))
@@ -205,6 +206,9 @@ impl TaskRunner for MonitorRunner {
                     st.recent_units = c.f64("recent", r)?.unwrap_or(0.0);
                     st.stopped_window_units = c.f64("stopped_units", r)?.unwrap_or(0.0);
                     st.stopped_window_days = c.f64("stopped_days", r)?.unwrap_or(0.0) as u32;
+                    st.days_since_sale = c
+                        .date("last_sale", r)?
+                        .map(|d| (as_of - d).num_days().max(0) as u32);
                     st.unit_price = c.f64("usual_price", r)?;
                     st.price_today = c.f64("price_today", r)?;
                     if newest_is_today {
@@ -426,9 +430,10 @@ async fn previous_anomalies(
     let ds = as_of.to_string();
     let first = tables::ds_minus(&ds, 14);
     let sql = format!(
-        "SELECT CAST(ds AS VARCHAR) AS ds, type, store, sku, severity, date, {}, {}
+        "SELECT CAST(ds AS VARCHAR) AS ds, type, store, sku, severity, date, {}, {}, {}
          FROM previous_anomalies WHERE ds < '{ds}' AND ds >= '{first}'",
         pick("money_at_risk", "DOUBLE"),
+        pick("observed", "DOUBLE"),
         pick("first_seen", "DATE"),
     );
     let rows = tables::query(&ctx, &cx.task_id, &sql).await?;
@@ -457,6 +462,7 @@ async fn previous_anomalies(
                 first_seen: seen,
                 severity: sev,
                 money_at_risk: c.f64("money_at_risk", r)?.unwrap_or(0.0),
+                observed: c.f64("observed", r)?.unwrap_or(0.0),
             };
             all.push((part, key, prev));
         }
