@@ -182,6 +182,8 @@ tasks:
     depends_on: [reorder]
     plans: reorder_plans
     forecasts: forecasts
+    # The hand-built items cost 1 each: a few units already matter here.
+    rules: { min_money_at_risk: 1 }
 "#;
 
 fn pyarrow(script: &str) -> String {
@@ -585,6 +587,7 @@ fn a_second_night_marks_recurring_and_worse_anomalies() {
             ),
             ("severity", s(&["critical", "warning", "critical"])),
             ("money_at_risk", f(&[40.0, 1.0, 1e9])),
+            ("observed", f(&[0.0, 30.0, 3.0])),
             (
                 "first_seen",
                 dates(&["2026-11-20", "2026-11-26", "2026-11-24"]),
@@ -616,9 +619,12 @@ fn a_second_night_marks_recurring_and_worse_anomalies() {
         (&"worse".into(), &true.into())
     );
     assert_eq!(d["first_seen"], "2026-11-26");
+    // The feed was 3 days old last night and is 4 now: worse, and back in
+    // the headline however large its money figure was.
     let stale = find("stale_data", "TX_1");
-    assert_eq!(stale["status"], "recurring");
+    assert_eq!(stale["status"], "worse");
     assert_eq!(stale["first_seen"], "2026-11-24");
+    assert_eq!(stale["headline"], true);
     let neg = find("negative_on_hand", "CA_1");
     assert_eq!(
         (&neg["status"], &neg["first_seen"], &neg["headline"]),

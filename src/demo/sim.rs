@@ -48,10 +48,11 @@ pub struct AnomalyPlan {
 
 impl AnomalyPlan {
     /// Picks the anomalies: the last store goes stale; the spike, the
-    /// negative stock error, the stopped demand and the price error sit on
-    /// distinct established, regularly selling items of the first store
-    /// (which stays fresh whenever there are two stores). The stopped
-    /// series is a fast mover, so a week without sales is unmistakable.
+    /// stopped demand, the price error and the negative stock error sit on
+    /// the four best-selling established items of the first store (which
+    /// stays fresh whenever there are two stores), in that order, so each
+    /// is material at every scale: a ×10 spike on an item selling one unit
+    /// every other day is no spike anyone could see.
     pub fn choose(cat: &Catalog, end: NaiveDate) -> Self {
         let stale_store = cat.stores.len().saturating_sub(1);
         let established = |i: &usize| {
@@ -62,32 +63,16 @@ impl AnomalyPlan {
                 && p.discontinued_date.is_none()
                 && p.launch_date < end - Duration::days(400)
         };
-        let picks: Vec<usize> = (0..cat.series.len()).filter(established).collect();
+        let mut picks: Vec<usize> = (0..cat.series.len()).filter(established).collect();
+        picks.sort_by(|a, b| cat.series[*b].level.total_cmp(&cat.series[*a].level));
         let last = cat.series.len().saturating_sub(1);
         let nth = |k: usize| picks.get(k).copied().unwrap_or(k.min(last));
-        let spike_series = nth(0);
-        let negative_series = nth(1);
-        let taken = [spike_series, negative_series];
-        let fast = picks
-            .iter()
-            .copied()
-            .filter(|i| !taken.contains(i))
-            .find(|i| {
-                cat.products[cat.series[*i].product].velocity == Velocity::Fast
-                    && cat.series[*i].level >= 4.0
-            });
-        let stopped_series = fast.unwrap_or_else(|| nth(2));
-        let price_series = picks
-            .iter()
-            .copied()
-            .find(|i| !taken.contains(i) && *i != stopped_series)
-            .unwrap_or_else(|| nth(3));
         Self {
             stale_store,
-            spike_series,
-            negative_series,
-            stopped_series,
-            price_series,
+            spike_series: nth(0),
+            stopped_series: nth(1),
+            price_series: nth(2),
+            negative_series: nth(3),
         }
     }
 }

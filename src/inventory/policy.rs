@@ -295,9 +295,12 @@ pub fn plan(policy: Policy, item: &Item, pos: &Position, steps: &[Step]) -> Plan
     }
 }
 
-/// First day the forecast mean exhausts on-hand stock (on-order stock
-/// arrives after the lead time), extrapolating past the horizon with the
-/// average daily demand for up to a year.
+/// First day the forecast mean exhausts on-hand stock, extrapolating past
+/// the horizon with the average daily demand for up to a year. Stock on
+/// order was ordered at some point within the last lead time, so it is
+/// expected after half the lead time (the snapshot carries no due dates);
+/// assuming the whole lead time would project a stockout for nearly every
+/// series that is waiting for a delivery.
 fn projected_stockout(
     pos: &Position,
     lead_time: f64,
@@ -308,7 +311,7 @@ fn projected_stockout(
     if stock <= 0.0 {
         return Some(pos.as_of);
     }
-    let arrival = lead_time.round().max(0.0) as usize;
+    let arrival = (lead_time / 2.0).ceil().max(1.0) as usize;
     for day in 1..=366usize {
         if day == arrival {
             stock += pos.on_order;
