@@ -7,80 +7,16 @@
 
 mod common;
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
 use chrono_tz::Tz;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
+use common::daemon::Daemon;
 use common::{Project, wait_for};
 use restock::schedule::{Catchup, Schedule};
 use restock::store::{self, NewRun, RunType, State, Store};
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(p: &Project, grace: &str, reload: &str) -> Daemon {
-        let n = std::fs::read_dir(p.path()).map(|d| d.count()).unwrap_or(0);
-        let log = p.path().join(format!("daemon-{n}.log"));
-        let child = p
-            .restock()
-            .arg("daemon")
-            .env("RESTOCK_SHUTDOWN_GRACE", grace)
-            .env("RESTOCK_RELOAD_INTERVAL", reload)
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start daemon");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str, secs: u64) {
-        let found = wait_for(Duration::from_secs(secs), || {
-            self.log().contains(needle).then_some(())
-        });
-        assert!(
-            found.is_some(),
-            "`{needle}` not in daemon log:\n{}",
-            self.log()
-        );
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal");
-    }
-
-    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
-        let st = wait_for(Duration::from_secs(secs), || {
-            self.child.try_wait().ok().flatten()
-        });
-        match st {
-            Some(s) => s,
-            None => {
-                let _ = self.child.kill();
-                panic!("daemon did not exit in {secs}s:\n{}", self.log());
-            }
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the state database and the daemon log say, for failure messages.
 fn diagnose(p: &Project, d: &Daemon) -> String {

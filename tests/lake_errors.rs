@@ -190,6 +190,26 @@ async fn corrupt_file_in_the_scanned_partition_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_file_in_an_older_partition_is_named() {
+    let project = Project::new(&[("q.sql", "SELECT sku FROM sales WHERE ds = '{{ ds }}'\n")]);
+    let lake = seeded().await;
+    lake.store()
+        .put(
+            &object_store::path::Path::from("raw/sales/ds=2026-11-20/part-0.parquet"),
+            Vec::new().into(),
+        )
+        .await
+        .expect("put");
+    let msg = fails(&project, &lake, "sql/q.sql").await;
+    assert_eq!(
+        msg,
+        "table `sales`: memory://raw/sales/ds=2026-11-20/part-0.parquet is not a readable \
+         Parquet file: the file is empty (0 bytes)"
+    );
+    // `fails` has checked that the lake is as it was: nothing written.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_file_removed_after_compile() {
     let project = Project::new(&[("gone.sql", "SELECT 1 AS one\n")]);
     let lake = seeded().await;

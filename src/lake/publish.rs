@@ -269,7 +269,7 @@ pub async fn write(
         }
     };
     if let Some(err) = failure {
-        abandon(lake, writer, &staged).await;
+        abandon(lake, writer, &staged, Upload::Open).await;
         return Err(err);
     }
     let finished = tokio::select! {
@@ -280,11 +280,11 @@ pub async fn write(
     match finished {
         Some(Ok(_)) => {}
         Some(Err(e)) => {
-            abandon(lake, writer, &staged).await;
+            abandon(lake, writer, &staged, Upload::ShutDown).await;
             return Err(encode_err(e));
         }
         None => {
-            abandon(lake, writer, &staged).await;
+            abandon(lake, writer, &staged, Upload::ShutDown).await;
             return Err(PublishError::Interrupted);
         }
     }
@@ -334,12 +334,28 @@ async fn write_batch(
     }
 }
 
-/// Give up a write: abort the upload and remove what was staged.
-async fn abandon(lake: &Lake, writer: AsyncArrowWriter<BufWriter>, staged: &Path) {
-    let mut upload = writer.into_inner();
+/// Where the upload under a writer stands when a write is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    /// Still taking bytes: it can be aborted.
+    Open,
+    /// `finish` has begun shutting it down (and failed or was cancelled).
+    /// object_store's `BufWriter` panics ("Already shut down") when such an
+    /// upload is aborted, so it is dropped instead: the local store removes
+    /// its partial file on drop, and on S3 an unfinished multipart upload
+    /// is left to the bucket's lifecycle rule.
+    ShutDown,
+}
+
+/// Give up a write: abort (or drop) the upload and remove what was staged.
+async fn abandon(lake: &Lake, writer: AsyncArrowWriter<BufWriter>, staged: &Path, upload: Upload) {
+    let mut sink = writer.into_inner();
     // Best effort: the staged key is hidden from readers and removed by the
     // next write to this slot anyway.
-    let _ = upload.abort().await;
+    if upload == Upload::Open {
+        let _ = sink.abort().await;
+    }
+    drop(sink);
     let _ = lake.store().delete(staged).await;
 }
 

@@ -158,6 +158,15 @@ pub async fn table_files(lake: &Lake, table: &Table) -> Result<Vec<ObjectMeta>, 
     let mut out = Vec::with_capacity(files.len());
     for m in files {
         match classify(&dir, &m.location) {
+            // DataFusion's listing skips 0-byte files, which would make a
+            // partition whose write was cut short read as no rows.
+            Entry::Parquet if m.size == 0 => {
+                return Err(SessionError::CorruptFile {
+                    table: table.name.clone(),
+                    file: lake.describe(&m.location),
+                    message: "the file is empty (0 bytes)".into(),
+                });
+            }
             Entry::Parquet => out.push(m),
             Entry::Skipped => {}
             Entry::Stray => {

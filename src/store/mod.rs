@@ -44,6 +44,10 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("database is locked by another process (waited {}s): {}", .waited.as_secs(), .path.display())]
     Locked { path: PathBuf, waited: Duration },
+    /// SQLite could not grow the database or its WAL: the disk (or quota)
+    /// is full. The transaction was rolled back, so the history is intact.
+    #[error("the disk is full writing the state database {}; free space and run again ({detail})", .path.display())]
+    DiskFull { path: PathBuf, detail: String },
     #[error("{}: not a restock state database, or corrupt ({detail}); move it aside to start a new history", .path.display())]
     Corrupt { path: PathBuf, detail: String },
     #[error(
@@ -311,14 +315,25 @@ impl Store {
 
     fn explain(&self, e: StoreError) -> StoreError {
         let path = || self.path.clone().unwrap_or_else(|| ":memory:".into());
-        let code = match &e {
-            StoreError::Sql(s) | StoreError::Open { source: s, .. } => s.sqlite_error_code(),
+        let sqlite = match &e {
+            StoreError::Sql(s) | StoreError::Open { source: s, .. } => Some(s),
             _ => None,
         };
+        let code = sqlite.and_then(|s| s.sqlite_error_code());
+        if sqlite.is_some_and(is_shm_full) {
+            return StoreError::DiskFull {
+                path: path(),
+                detail: format!("cannot grow its shared-memory file: {e}"),
+            };
+        }
         match code {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
                 path: path(),
                 waited: self.busy,
+            },
+            Some(ErrorCode::DiskFull) => StoreError::DiskFull {
+                path: path(),
+                detail: e.to_string(),
             },
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
                 path: path(),
@@ -352,6 +367,13 @@ impl Store {
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.with(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
     }
+}
+
+/// `SQLITE_IOERR_SHMSIZE`: SQLite could not allocate the pages of the WAL
+/// index (`-shm`), which on a full disk it reports instead of `SQLITE_FULL`.
+fn is_shm_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE)
 }
 
 fn init(conn: &mut Connection) -> Result<(), StoreError> {
