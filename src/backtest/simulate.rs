@@ -409,3 +409,145 @@ impl Decide for MovingAverage<'_> {
         line.order_qty as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Item;
+    use chrono::NaiveDate;
+
+    /// One SKU: 28 days of history selling 2 a day, then a 5-day window
+    /// with demand 3, 3, 4, 1, 2; lead time exactly 2 days, review every
+    /// day, service level 0.5 (no safety stock), case pack 1, no MOQ, 5 on
+    /// hand at the start.
+    fn panel() -> Panel {
+        let mut units = vec![2.0f32; 28];
+        units.extend([3.0, 3.0, 4.0, 1.0, 2.0]);
+        let start = NaiveDate::from_ymd_opt(2025, 3, 1).expect("date");
+        Panel {
+            start,
+            end: start + chrono::Duration::days(4),
+            history_days: 28,
+            window_days: 5,
+            without_snapshot: 0,
+            series: vec![SeriesInput {
+                store: "S1".into(),
+                sku: "A".into(),
+                group: "G".into(),
+                item: Item {
+                    unit_cost: 1.0,
+                    case_pack: 1,
+                    moq: 0,
+                    lead_time_days: 2.0,
+                    lead_time_sd_days: 0.0,
+                    review_period_days: 1.0,
+                    service_level: 0.5,
+                    holding_rate: 0.25,
+                    order_cost: 20.0,
+                },
+                on_hand: 5.0,
+                on_order: 0.0,
+                units,
+            }],
+        }
+    }
+
+    fn params() -> SimParams {
+        SimParams {
+            policy: Policy::PeriodicOrderUpTo,
+            seed: 1,
+            refit_days: 7,
+        }
+    }
+
+    #[test]
+    fn moving_average_order_up_to_by_hand() {
+        // S = 3 days (lead 2 + review 1) × mean of the last 28 days; z = 0.
+        // day 0: 5 on hand, sell 3 → 2. mean (27·2+3)/28 = 57/28, S = 6.107,
+        //        position 2 → order ⌈4.107⌉ = 5, due day 2.
+        // day 1: demand 3, sell 2 → 0, 1 lost (stockout day). mean 58/28,
+        //        S = 6.214, position 0 + 5 → order ⌈1.214⌉ = 2, due day 3.
+        // day 2: +5 → 5, sell 4 → 1. mean 60/28, S = 6.429, position 1 + 2
+        //        → order ⌈3.429⌉ = 4, due day 4.
+        // day 3: +2 → 3, sell 1 → 2. mean 59/28, S = 6.321, position 2 + 4
+        //        → order ⌈0.321⌉ = 1, due day 5 (after the window).
+        // day 4: +4 → 6, sell 2 → 4. mean 59/28, S = 6.321, position 4 + 1
+        //        → order ⌈1.321⌉ = 2.
+        // Demand 13, served 12, 1 stockout day, end-of-day stock
+        // 2 + 0 + 1 + 2 + 4 = 9, 5 orders of 5 + 2 + 4 + 1 + 2 = 14 units.
+        let o = simulate(&panel(), 0, PolicyKind::MovingAverage28, &params());
+        let want = Outcome {
+            demand: 13.0,
+            served: 12.0,
+            stockout_days: 1,
+            inventory_sum: 9.0,
+            orders: 5,
+            units_ordered: 14.0,
+        };
+        assert_eq!(o, want);
+    }
+
+    #[test]
+    fn demo_rule_by_hand() {
+        // Rate starts at the mean of the 28 days before the window (2) and
+        // moves 5% towards each day's demand; S = 3·rate (z(0.5) ≈ 0, the
+        // approximation's error times σ√3 is below 0.002 units).
+        // day 0: rate 0.95·2 + 0.05·3 = 2.05, S 6.15, stock 5 → 2,
+        //        position 2 → order ⌈4.15⌉ = 5, due day 2.
+        // day 1: rate 2.0975, S 6.2925, stock 2 → 0 (1 lost), position 5
+        //        → order ⌈1.2925⌉ = 2, due day 3.
+        // day 2: rate 2.192625, S 6.5779, stock +5 → 5 → 1, position 3
+        //        → order ⌈3.578⌉ = 4, due day 4.
+        // day 3: rate 2.132994, S 6.3990, stock +2 → 3 → 2, position 6
+        //        → order ⌈0.399⌉ = 1.
+        // day 4: rate 2.126344, S 6.3790, stock +4 → 6 → 4, position 5
+        //        → order ⌈1.379⌉ = 2.
+        let o = simulate(&panel(), 0, PolicyKind::DemoSim, &params());
+        let want = Outcome {
+            demand: 13.0,
+            served: 12.0,
+            stockout_days: 1,
+            inventory_sum: 9.0,
+            orders: 5,
+            units_ordered: 14.0,
+        };
+        assert_eq!(o, want);
+    }
+
+    #[test]
+    fn stock_on_order_at_the_start_arrives_after_half_the_lead_time() {
+        // With 10 on order due on day 1 (lead 2 / 2) and a weekly review
+        // that falls after the window (series offset 1 → days 6, 13 …),
+        // nothing is ordered: day 0 sells 3 of 5 → 2, day 1 +10 → 12 − 3
+        // = 9, day 2 → 5, day 3 → 4, day 4 → 2; no stockout.
+        let mut p = panel();
+        p.series[0].on_order = 10.0;
+        p.series[0].item.review_period_days = 7.0;
+        p.series.push(p.series[0].clone());
+        let o = simulate(&p, 1, PolicyKind::MovingAverage28, &params());
+        assert_eq!(o.orders, 0);
+        assert_eq!(o.stockout_days, 0);
+        assert_eq!(o.inventory_sum, 2.0 + 9.0 + 5.0 + 4.0 + 2.0);
+        assert_eq!(o.served, 13.0);
+    }
+
+    #[test]
+    fn lead_times_spread_with_the_products_sd_and_repeat_for_a_seed() {
+        let mut p = panel();
+        p.series[0].item.lead_time_sd_days = 1.5;
+        let a = simulate(&p, 0, PolicyKind::Restock, &params());
+        let b = simulate(&p, 0, PolicyKind::Restock, &params());
+        assert_eq!(a, b);
+        assert_eq!(a.demand, 13.0);
+        assert!(a.served <= a.demand && a.orders > 0);
+    }
+
+    #[test]
+    fn dispersion_by_moments() {
+        // mean 12/6 = 2, sample variance (4·4 + 2·0)/5 = 3.2, so
+        // k = 2² / (3.2 − 2) = 3.33.
+        let xs = [0.0, 4.0, 0.0, 4.0, 2.0, 2.0];
+        assert!((dispersion(&xs) - 4.0 / 1.2).abs() < 1e-9);
+        assert_eq!(dispersion(&[2.0; 10]), 1e6);
+    }
+}
