@@ -1,6 +1,7 @@
 //! restock: a scheduled batch job orchestrator over a data lake, made for
 //! inventory planning. See ARCHITECTURE.md for how the modules fit.
 
+pub mod backtest;
 pub mod config;
 pub mod daemon;
 pub mod dag;

@@ -83,6 +83,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::mail::MailCmd,
     },
+    /// Replay the reorder policy over a past window of the lake next to two
+    /// reference policies; write `policy_backtest/` and print a summary.
+    BacktestPolicy(cli::backtest::PolicyBacktestArgs),
     /// Generate the synthetic retail lake and run the main job on it (in a
     /// folder without a project, the example project is written first).
     Demo(cli::demo::DemoArgs),
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
             Cmd::Task { cmd } => cli::task::task(config, cmd).await,
             Cmd::Attempt { cmd } => cli::attempt::attempt(config, cmd).await,
             Cmd::Bench { cmd } => cli::bench::bench(config, cmd).await,
+            Cmd::BacktestPolicy(a) => cli::backtest::backtest_policy(config, a).await,
             Cmd::Demo(a) => cli::demo::demo(config, a).await,
             Cmd::Init(a) => cli::init::init(a),
             Cmd::Mail { cmd } => cli::mail::mail(config, cmd).await,

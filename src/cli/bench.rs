@@ -95,6 +95,10 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 30_000)]
         series: usize,
     },
+    /// `backtest-policy` over a generated demo lake (default small, or
+    /// `--scale m5`): wall time, peak RSS, fill rate and average inventory
+    /// of the three policies.
+    PolicyBacktest(super::bench_backtest::PolicyBacktestBenchArgs),
 }
 
 /// Benchmarks measure orchestration, not terminal output.
@@ -228,6 +232,10 @@ pub async fn bench(config: Config, cmd: BenchCmd) -> Result<ExitCode> {
         }
         BenchCmd::Inventory { series } => {
             super::bench_inventory::bench(config, series).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCmd::PolicyBacktest(a) => {
+            super::bench_backtest::bench(a).await?;
             return Ok(ExitCode::SUCCESS);
         }
     };

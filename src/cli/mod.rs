@@ -2,8 +2,10 @@
 //! with context; `main` turns errors into exit code 2.
 
 pub mod attempt;
+pub mod backtest;
 pub mod bench;
 pub mod bench_accuracy;
+pub mod bench_backtest;
 pub mod bench_executor;
 pub mod bench_forecast;
 pub mod bench_inventory;

@@ -11,6 +11,7 @@
 //! CLI's business, not this module's.
 
 mod catalog;
+pub mod replenish;
 mod sample;
 mod sim;
 mod write;

@@ -15,6 +15,7 @@
 use chrono::{Datelike, Duration, NaiveDate};
 
 use super::catalog::{Catalog, Velocity, WEEKLY, YEARLY, holiday_effect};
+use super::replenish::SimRule;
 use super::sample::Sampler;
 
 /// Days simulated before the first written day so stock and pipelines
@@ -121,15 +122,6 @@ pub struct Simulation<'a> {
     plan: AnomalyPlan,
     rng: Sampler,
     state: Vec<SeriesState>,
-}
-
-/// z for a one-sided service level (Abramowitz & Stegun 26.2.23,
-/// absolute error below 4.5e-4).
-pub fn z_for(service_level: f64) -> f64 {
-    let p = service_level.clamp(0.5, 0.9999);
-    let t = (-2.0 * (1.0 - p).ln()).sqrt();
-    t - (2.515517 + 0.802853 * t + 0.010328 * t * t)
-        / (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t)
 }
 
 fn cents(x: f64) -> f64 {
@@ -272,11 +264,13 @@ impl<'a> Simulation<'a> {
                 if spike {
                     mu *= SPIKE_FACTOR;
                 }
-                let lead = p.lead_time_days;
-                let review = p.review_period_days as f64;
-                let sigma = |f: f64| (f + f * f / s.dispersion).sqrt();
-                let target = |f: f64| {
-                    f * (lead + review) + z_for(p.service_level) * sigma(f) * (lead + review).sqrt()
+                let rule = SimRule {
+                    lead_time_days: p.lead_time_days,
+                    review_period_days: p.review_period_days,
+                    service_level: p.service_level,
+                    dispersion: s.dispersion,
+                    case_pack: p.case_pack,
+                    moq: p.moq,
                 };
 
                 let demand = if s.zero_inflation > 0.0 && self.rng.chance(s.zero_inflation) {
@@ -297,9 +291,9 @@ impl<'a> Simulation<'a> {
                 if !st.started {
                     st.started = true;
                     st.forecast = base;
-                    st.on_hand = target(base).round().max(p.case_pack as f64) as i64;
+                    st.on_hand = rule.target(base).round().max(p.case_pack as f64) as i64;
                 }
-                st.forecast = 0.95 * st.forecast + 0.05 * base;
+                st.forecast = SimRule::smooth(st.forecast, base);
                 let mut arrived = 0;
                 st.pipeline.retain(|&(due, qty)| {
                     if due <= t {
@@ -314,14 +308,12 @@ impl<'a> Simulation<'a> {
                 st.on_hand -= units;
 
                 // Periodic review, order-up-to S, whole cases, at least MOQ.
+                let (lead, review) = (p.lead_time_days, p.review_period_days as f64);
                 let winding_down = to_end.is_some_and(|r| (r as f64) < lead + review + 14.0);
-                let review_day = (t + i as i64).rem_euclid(p.review_period_days) == 0;
-                if review_day && !winding_down {
+                if rule.is_review_day(t, i) && !winding_down {
                     let position = st.on_hand + st.pipeline.iter().map(|o| o.1).sum::<i64>();
-                    let gap = target(st.forecast) - position as f64;
-                    if gap > 0.0 {
-                        let cases = (gap / p.case_pack as f64).ceil() as i64;
-                        let qty = (cases * p.case_pack).max(p.moq);
+                    let qty = rule.order_qty(st.forecast, position);
+                    if qty > 0 {
                         let mut lt = (lead + p.lead_time_std_days * self.rng.normal())
                             .round()
                             .max(1.0) as i64;
@@ -385,17 +377,5 @@ impl<'a> Simulation<'a> {
             }
         }
         Ok(plan)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn z_matches_normal_table() {
-        assert!((z_for(0.95) - 1.6449).abs() < 1e-3);
-        assert!((z_for(0.99) - 2.3263).abs() < 1e-3);
-        assert!((z_for(0.90) - 1.2816).abs() < 1e-3);
     }
 }

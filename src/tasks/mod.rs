@@ -233,6 +233,12 @@ impl AttemptContext {
 pub trait TaskRunner: Send + Sync + std::fmt::Debug {
     /// Run one attempt. Must return promptly once `cx.cancel` fires.
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError>;
+
+    /// The replenishment settings a `reorder` task plans with, so that the
+    /// policy backtest replays the same policy; `None` for other kinds.
+    fn reorder_settings(&self) -> Option<reorder::ReorderSettings> {
+        None
+    }
 }
 
 /// Context for compiling the kind-specific part of one task.

@@ -54,6 +54,12 @@ use crate::inventory::{Item, PlanLine, Policy, Position, Step, daily_steps, plan
 
 pub struct ReorderKind;
 
+/// Holding cost per unit and year, as a fraction of unit cost, when
+/// neither the product nor the task sets one.
+pub const DEFAULT_HOLDING_RATE: f64 = 0.25;
+/// Fixed cost per order when neither the product nor the task sets one.
+pub const DEFAULT_ORDER_COST: f64 = 20.0;
+
 fn default_forecasts() -> String {
     "forecasts".into()
 }
@@ -94,6 +100,20 @@ struct ReorderSpec {
     /// on_promo`), named in the reasons when one falls ahead.
     #[serde(default)]
     promotions: Option<String>,
+}
+
+/// What a `reorder` task plans with, as the policy backtest reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReorderSettings {
+    pub policy: Policy,
+    /// Per year, fraction of unit cost, where the product has none.
+    pub holding_rate: f64,
+    /// Per order, where the product has none.
+    pub order_cost: f64,
+    /// Declared table names the task reads.
+    pub forecasts: String,
+    pub inventory: String,
+    pub products: String,
 }
 
 #[derive(Debug)]
@@ -207,6 +227,18 @@ fn trend(daily: &[Step]) -> Option<f64> {
 
 #[async_trait]
 impl TaskRunner for ReorderRunner {
+    fn reorder_settings(&self) -> Option<ReorderSettings> {
+        let s = &self.spec;
+        Some(ReorderSettings {
+            policy: s.policy,
+            holding_rate: s.holding_rate.unwrap_or(DEFAULT_HOLDING_RATE),
+            order_cost: s.order_cost.unwrap_or(DEFAULT_ORDER_COST),
+            forecasts: s.forecasts.clone(),
+            inventory: s.inventory.clone(),
+            products: s.products.clone(),
+        })
+    }
+
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let s = &self.spec;
         let optional: Vec<&str> = s.promotions.as_deref().into_iter().collect();
@@ -448,10 +480,10 @@ fn line(
         service_level: c.f64("service_level", r)?.unwrap_or(0.95),
         holding_rate: c
             .f64("holding_rate", r)?
-            .unwrap_or(s.holding_rate.unwrap_or(0.25)),
+            .unwrap_or(s.holding_rate.unwrap_or(DEFAULT_HOLDING_RATE)),
         order_cost: c
             .f64("order_cost", r)?
-            .unwrap_or(s.order_cost.unwrap_or(20.0)),
+            .unwrap_or(s.order_cost.unwrap_or(DEFAULT_ORDER_COST)),
     };
     let pos = Position {
         as_of,
