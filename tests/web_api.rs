@@ -4,6 +4,8 @@
 //! the OpenAPI document against the routes that exist.
 
 mod common;
+#[path = "web_api/metrics.rs"]
+mod metrics;
 #[path = "web_api/planning.rs"]
 mod planning;
 mod web_support;

@@ -250,8 +250,61 @@ fn check_page(r: &Resp) {
     assert!(!r.body.contains("<script>alert"), "{}", r.body);
 }
 
+/// A small sample of /metrics, parsed by prometheus_client.
+fn samples(text: &str) -> Vec<Value> {
+    let out = python(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/parse_metrics.py"
+        ),
+        &[],
+        text,
+    );
+    let parsed: Value = serde_json::from_str(&out).expect("json");
+    parsed["samples"].as_array().expect("samples").clone()
+}
+
+async fn check_accuracy_metrics(c: &mut Client, s: &Server, t: &Value) {
+    let text = c.get(&s.url("/metrics")).await;
+    let samples = samples(&text.body);
+    let backtest = t["backtest_rmsse"].as_object().expect("backtest");
+    let realized = t["realized_rmsse"].as_object().expect("realized");
+    assert!(!backtest.is_empty() && !realized.is_empty(), "{t}");
+    let find = |name: &str, group: &str, kind: Option<&str>| -> Vec<Value> {
+        samples
+            .iter()
+            .filter(|x| {
+                x[0] == name
+                    && x[1]["dag_id"] == DAG
+                    && x[1]["group"] == group
+                    && kind.is_none_or(|k| x[1]["model_kind"] == k)
+            })
+            .cloned()
+            .collect()
+    };
+    for (group, want) in backtest {
+        let got = find("restock_forecast_backtest_rmsse", group, None);
+        assert_eq!(got.len(), 1, "{group}: {got:?}\n{}", text.body);
+        assert_eq!(got[0][1]["ds"], NIGHTS[0]);
+        assert!(close(
+            got[0][2].as_f64().expect("v"),
+            want.as_f64().expect("w")
+        ));
+    }
+    for (key, want) in realized {
+        let (group, kind) = key.split_once('/').expect("group/kind");
+        let got = find("restock_forecast_realized_rmsse", group, Some(kind));
+        assert_eq!(got.len(), 1, "{key}: {got:?}\n{}", text.body);
+        assert_eq!(got[0][1]["ds"], NIGHTS[1]);
+        assert!(close(
+            got[0][2].as_f64().expect("v"),
+            want.as_f64().expect("w")
+        ));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn planning_pages_read_the_demo_lake() {
+async fn planning_pages_and_accuracy_metrics_read_the_demo_lake() {
     let p = demo_project(&NIGHTS);
     inject_markup(&p);
     let t = truth(&p);
@@ -271,6 +324,7 @@ async fn planning_pages_read_the_demo_lake() {
         "{}",
         dag_page.body
     );
+    check_accuracy_metrics(&mut c, &s, &t).await;
     // A DAG without planning tasks says so.
     c.get(&s.url("/api/v1/dags/example/planning"))
         .await
