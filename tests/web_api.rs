@@ -4,6 +4,10 @@
 //! the OpenAPI document against the routes that exist.
 
 mod common;
+#[path = "web_api/metrics.rs"]
+mod metrics;
+#[path = "web_api/planning.rs"]
+mod planning;
 mod web_support;
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
@@ -551,8 +555,24 @@ async fn openapi_document_matches_the_routes() {
         .collect();
     // The routes the source declares under /api/v1, with their methods.
     let mut declared = std::collections::BTreeSet::new();
-    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/web")).expect("src") {
-        let text = std::fs::read_to_string(f.expect("entry").path()).expect("read");
+    let mut files = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/web"
+    ))];
+    while let Some(d) = dirs.pop() {
+        for f in std::fs::read_dir(d).expect("src") {
+            let path = f.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.iter().any(|f| f.ends_with("planning/mod.rs")));
+    for f in files {
+        let text = std::fs::read_to_string(f).expect("read");
         for chunk in text.split(".route(").skip(1) {
             let Some(path) = chunk.split('"').nth(1) else {
                 continue;
@@ -578,7 +598,9 @@ async fn openapi_document_matches_the_routes() {
                 .replace("{dag_id}", "good")
                 .replace("{run_id}", "x")
                 .replace("{task_id}", "t")
-                .replace("{try_number}", "1"),
+                .replace("{try_number}", "1")
+                .replace("{store}", "s")
+                .replace("{sku}", "k"),
         );
         let r = if m == "GET" {
             c.get(&url).await

@@ -182,6 +182,8 @@ pub async fn bench_web(config: Config, a: WebBenchArgs) -> Result<ExitCode> {
     config.state = dir.path().join("state.db");
     config.logs = dir.path().join("logs");
     config.outbox = dir.path().join("outbox");
+    // The server opens the lake for its planning pages; keep it in here.
+    config.lake = dir.path().join("lake").display().to_string();
     std::fs::create_dir_all(&config.jobs)?;
     for d in 0..a.dags {
         std::fs::write(

@@ -82,6 +82,17 @@ impl TaskKind for ForecastKind {
 
 #[async_trait]
 impl TaskRunner for ForecastRunner {
+    fn planning(&self) -> Option<super::PlanningTable> {
+        Some(super::PlanningTable::Forecasts {
+            path: self.output.trim_end_matches('/').to_string(),
+            history: super::HistorySource {
+                table: self.input.input.clone(),
+                date_column: self.input.date_column.clone(),
+                value_column: self.input.value_column.clone(),
+            },
+        })
+    }
+
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let ds = cx.ds_date()?;
         let store = Arc::clone(cx.services.lake.store());

@@ -239,6 +239,40 @@ pub trait TaskRunner: Send + Sync + std::fmt::Debug {
     fn reorder_settings(&self) -> Option<reorder::ReorderSettings> {
         None
     }
+
+    /// The planning table this task publishes, for readers outside the run
+    /// (the web UI's planning pages, the forecast accuracy metrics).
+    fn planning(&self) -> Option<PlanningTable> {
+        None
+    }
+}
+
+/// A planning table a task writes, as its readers need to find it. Paths
+/// are lake-relative folders partitioned by `ds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanningTable {
+    /// `forecast`: the forecast band per series and step, and where the
+    /// history it was fitted on lives.
+    Forecasts {
+        path: String,
+        history: HistorySource,
+    },
+    /// `reorder`: one plan line per series.
+    Plans { path: String },
+    /// `monitor`: one row per anomaly, in worklist order.
+    Anomalies { path: String },
+    /// `train`: the backtest (`forecast_metrics`) and the scoring of past
+    /// forecasts against realized demand (`forecast_accuracy`).
+    Accuracy { metrics: String, accuracy: String },
+}
+
+/// The declared input table a forecast reads its history from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySource {
+    /// The declared table's name (see `Dag.tables`).
+    pub table: String,
+    pub date_column: String,
+    pub value_column: String,
 }
 
 /// Context for compiling the kind-specific part of one task.

@@ -115,6 +115,12 @@ impl TaskKind for MonitorKind {
 
 #[async_trait]
 impl TaskRunner for MonitorRunner {
+    fn planning(&self) -> Option<super::PlanningTable> {
+        Some(super::PlanningTable::Anomalies {
+            path: self.spec.output.trim_end_matches('/').to_string(),
+        })
+    }
+
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let s = &self.spec;
         let ds = cx.vars.ds.clone();

@@ -239,6 +239,12 @@ impl TaskRunner for ReorderRunner {
         })
     }
 
+    fn planning(&self) -> Option<super::PlanningTable> {
+        Some(super::PlanningTable::Plans {
+            path: self.spec.output.trim_end_matches('/').to_string(),
+        })
+    }
+
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let s = &self.spec;
         let optional: Vec<&str> = s.promotions.as_deref().into_iter().collect();

@@ -196,6 +196,13 @@ impl TaskKind for TrainKind {
 
 #[async_trait]
 impl TaskRunner for TrainRunner {
+    fn planning(&self) -> Option<super::PlanningTable> {
+        Some(super::PlanningTable::Accuracy {
+            metrics: self.metrics.trim_end_matches('/').to_string(),
+            accuracy: self.accuracy.trim_end_matches('/').to_string(),
+        })
+    }
+
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let ds = cx.ds_date()?;
         let store = Arc::clone(cx.services.lake.store());

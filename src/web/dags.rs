@@ -351,6 +351,7 @@ async fn dag_page(
         minijinja::context! {
             dag => minijinja::Value::from(minijinja::value::Serde(&info)), grid => minijinja::Value::from(minijinja::value::Serde(&g)), title => id,
             limit => limit, offset => offset, newer => newer, older => older,
+            has_planning => super::planning::has_planning(&dag),
         },
     )
 }

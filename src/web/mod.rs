@@ -2,7 +2,7 @@
 //! the REST API under `/api/v1` and Prometheus metrics at `/metrics`.
 //!
 //! One axum [`Router`] is built from one module per resource (`dags`,
-//! `runs`, `logs`, `metrics`, `openapi`) over one shared
+//! `runs`, `logs`, `planning`, `metrics`, `openapi`) over one shared
 //! [`AppState`]. Handlers return [`WebError`], which `error.rs` turns into
 //! RFC 7807 problem documents in one place. `auth.rs` decides who may do
 //! what (bearer token, login session, CSRF) before any handler runs.
@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod pages;
+mod planning;
 mod runs;
 
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::daemon::{ControlHandle, DagSet, Shared};
+use crate::lake::Lake;
 use crate::store::{Store, StoreError};
 use crate::tasks::Registry;
 
@@ -116,6 +118,8 @@ struct Inner {
     auth: Auth,
     pages: pages::Pages,
     metrics: metrics::Cache,
+    /// The lake the planning pages read; `Err` holds why it did not open.
+    lake: Result<Lake, String>,
 }
 
 impl AppState {
@@ -127,8 +131,13 @@ impl AppState {
         control: Option<ControlHandle>,
         token: Option<String>,
     ) -> Result<Self, WebError> {
+        let lake = Lake::open(&config.lake).map_err(|e| e.to_string());
+        if let Err(e) = &lake {
+            tracing::warn!(error = %e, "the planning pages cannot read the lake");
+        }
         Ok(Self {
             inner: Arc::new(Inner {
+                lake,
                 config,
                 store,
                 shared,
@@ -146,6 +155,13 @@ impl AppState {
 
     fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    fn lake(&self) -> Result<&Lake, WebError> {
+        self.inner
+            .lake
+            .as_ref()
+            .map_err(|e| WebError::Lake(e.clone()))
     }
 
     fn config(&self) -> &Config {
@@ -170,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(metrics::routes())
         .merge(openapi::routes())
+        .merge(planning::routes())
         .merge(pages::routes())
         .merge(auth::routes())
         .fallback(|| async { WebError::NotFound("no such page".into()) })

@@ -47,6 +47,36 @@ pub const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "Create runs for a date range",
         "Backfill",
     ),
+    (
+        "get",
+        "/api/v1/dags/{dag_id}/planning",
+        "The newest planned run: anomalies by severity, order and held totals",
+        "",
+    ),
+    (
+        "get",
+        "/api/v1/dags/{dag_id}/planning/anomalies",
+        "The run's anomalies in worklist order (paged, by type and severity)",
+        "",
+    ),
+    (
+        "get",
+        "/api/v1/dags/{dag_id}/planning/orders",
+        "The orders to place, largest value first (paged); held lines excluded",
+        "",
+    ),
+    (
+        "get",
+        "/api/v1/dags/{dag_id}/planning/held",
+        "Plan lines held on bad input (paged)",
+        "",
+    ),
+    (
+        "get",
+        "/api/v1/dags/{dag_id}/planning/skus/{store}/{sku}",
+        "One series: history, forecast band, plan lines and anomalies",
+        "",
+    ),
     ("get", "/api/v1/runs/{run_id}", "One run", ""),
     (
         "get",
@@ -98,13 +128,25 @@ fn params(path: &str, method: &str) -> Vec<Value> {
         })
         .collect();
     let paged = method == "get"
-        && (path.ends_with("/dags") || path.ends_with("/runs") || path.ends_with("/grid"));
+        && ["/dags", "/runs", "/grid", "/anomalies", "/orders", "/held"]
+            .iter()
+            .any(|end| path.ends_with(end));
     if paged {
         out.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": super::pages::MAX_PAGE, "default": super::pages::DEFAULT_PAGE } }));
         out.push(json!({ "name": "offset", "in": "query", "schema": { "type": "integer", "minimum": 0, "default": 0 } }));
     }
     if path.ends_with("/runs") && method == "get" {
         out.push(json!({ "name": "state", "in": "query", "schema": { "type": "string" } }));
+    }
+    if path.ends_with("/anomalies") {
+        let kinds: Vec<&str> = crate::inventory::monitor::Kind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        out.push(
+            json!({ "name": "type", "in": "query", "schema": { "type": "string", "enum": kinds } }),
+        );
+        out.push(json!({ "name": "severity", "in": "query", "schema": { "type": "string", "enum": ["critical", "warning", "info"] } }));
     }
     if path.ends_with("/log") {
         for (n, d) in [

@@ -23,6 +23,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("run.html", include_str!("../../templates/web/run.html")),
     ("log.html", include_str!("../../templates/web/log.html")),
     ("login.html", include_str!("../../templates/web/login.html")),
+    (
+        "planning.html",
+        include_str!("../../templates/web/planning.html"),
+    ),
+    ("sku.html", include_str!("../../templates/web/sku.html")),
 ];
 
 const STATIC: &[(&str, &str, &str)] = &[

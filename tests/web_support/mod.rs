@@ -182,3 +182,42 @@ impl Client {
         self.csrf = Some(r.json()["csrf_token"].as_str().expect("csrf").to_string());
     }
 }
+
+/// A project holding the demo lake (small scale) and the example project
+/// that `restock demo` writes, with the main job run for each of `nights`
+/// (the first trains, a later one scores the previous forecast). The model
+/// is shrunk (one epoch, a small network, a year of history) so the runs
+/// stay short; the tasks, tables and columns are the demo DAG's own.
+pub fn demo_project(nights: &[&str]) -> Project {
+    let p = Project::new();
+    std::fs::remove_dir(p.path().join("jobs")).expect("an empty folder");
+    let end = nights.last().expect("a night");
+    let o = p
+        .restock()
+        .args(["demo", "--no-run", "--end-date", end])
+        .output()
+        .expect("demo");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dag = p.path().join("jobs/nightly_inventory.yaml");
+    let yaml = std::fs::read_to_string(&dag).expect("demo DAG");
+    let small = yaml
+        .replace("history_days: 730", "history_days: 365")
+        .replace("hidden: 32", "hidden: 8")
+        .replace("epochs: 8", "epochs: 1");
+    assert_ne!(small, yaml, "the demo DAG's model settings moved");
+    std::fs::write(&dag, small).expect("write DAG");
+    for night in nights {
+        let o = p
+            .restock()
+            .args(["run", "nightly_inventory", "--date", night])
+            .output()
+            .expect("run");
+        assert!(
+            o.status.success(),
+            "night {night}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    p
+}

@@ -5,7 +5,10 @@
 //! durations) are aggregated in one pass on the blocking pool and kept for
 //! [`TTL`], so a scrape storm costs one aggregation per interval, not one
 //! per request; the scheduler's own figures (heartbeat, queued runs) are
-//! read fresh on every scrape.
+//! read fresh on every scrape. Forecast accuracy comes from the lake
+//! (`accuracy.rs`) and is kept longer.
+
+mod accuracy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -45,9 +48,12 @@ struct Figures {
     paused: Vec<String>,
 }
 
+type Slot<T> = tokio::sync::Mutex<Option<(Instant, Arc<T>)>>;
+
 #[derive(Default)]
 pub struct Cache {
-    slot: tokio::sync::Mutex<Option<(Instant, Arc<Figures>)>>,
+    slot: Slot<Figures>,
+    accuracy: Slot<Vec<accuracy::Rmsse>>,
 }
 
 fn aggregate(c: &rusqlite::Connection, dags: &[String]) -> Result<Figures, store::StoreError> {
@@ -102,6 +108,28 @@ impl Cache {
         *slot = Some((Instant::now(), f.clone()));
         Ok(f)
     }
+
+    /// The accuracy figures; none when the lake does not open.
+    async fn accuracy(&self, app: &AppState) -> Arc<Vec<accuracy::Rmsse>> {
+        let mut slot = self.accuracy.lock().await;
+        if let Some((at, f)) = slot.as_ref() {
+            if at.elapsed() < accuracy::LAKE_TTL {
+                return f.clone();
+            }
+        }
+        let dags: Vec<Arc<crate::dag::Dag>> = app
+            .shared()
+            .catalog()
+            .iter()
+            .filter_map(|e| e.dag.clone())
+            .collect();
+        let f = Arc::new(match app.lake() {
+            Ok(lake) => accuracy::read(lake, &dags).await,
+            Err(_) => Vec::new(),
+        });
+        *slot = Some((Instant::now(), f.clone()));
+        f
+    }
 }
 
 /// A label value, escaped as the text format wants.
@@ -116,7 +144,71 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn render(f: &Figures, app: &AppState) -> String {
+/// Attempts recorded `running` of tasks that the loaded DAGs place on a
+/// remote executor, per executor; every configured executor appears.
+fn remote_in_flight(f: &Figures, app: &AppState) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = app
+        .config()
+        .executors
+        .keys()
+        .map(|k| (k.clone(), 0))
+        .collect();
+    for e in app.shared().catalog().iter() {
+        let Some(dag) = &e.dag else { continue };
+        for t in &dag.tasks {
+            let Some(ex) = &t.executor else { continue };
+            let key = (dag.id.clone(), t.id.clone(), RunState::Running);
+            *out.entry(ex.clone()).or_default() += f.attempts.get(&key).copied().unwrap_or(0);
+        }
+    }
+    out
+}
+
+fn render_remote(out: &mut String, f: &Figures, app: &AppState) {
+    head(
+        out,
+        "restock_remote_attempts_in_flight",
+        "gauge",
+        "Attempts running on each remote executor (Slurm, Ray).",
+    );
+    for (ex, n) in remote_in_flight(f, app) {
+        let _ = writeln!(
+            out,
+            "restock_remote_attempts_in_flight{{executor=\"{}\"}} {n}",
+            esc(&ex)
+        );
+    }
+}
+
+fn render_accuracy(out: &mut String, figures: &[accuracy::Rmsse]) {
+    for (source, name, help) in [
+        (
+            accuracy::Source::Backtest,
+            "restock_forecast_backtest_rmsse",
+            "RMSSE of the champion model in the newest backtest (forecast_metrics), per DAG and group.",
+        ),
+        (
+            accuracy::Source::Realized,
+            "restock_forecast_realized_rmsse",
+            "RMSSE of the previous forecast against realized demand (newest forecast_accuracy), per DAG and group.",
+        ),
+    ] {
+        head(out, name, "gauge", help);
+        for r in figures.iter().filter(|r| r.source == source) {
+            let _ = writeln!(
+                out,
+                "{name}{{dag_id=\"{}\",group=\"{}\",model_kind=\"{}\",ds=\"{}\"}} {}",
+                esc(&r.dag_id),
+                esc(&r.group),
+                esc(&r.model_kind),
+                esc(&r.ds),
+                r.value
+            );
+        }
+    }
+}
+
+fn render(f: &Figures, rmsse: &[accuracy::Rmsse], app: &AppState) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let status = app.inner.control.as_ref().map(|c| c.shared.status());
     if let Some(s) = &status {
@@ -279,6 +371,8 @@ fn render(f: &Figures, app: &AppState) -> String {
         "restock_mail_outbox_pending {}",
         outbox_pending(&app.config().outbox)
     );
+    render_remote(&mut out, f, app);
+    render_accuracy(&mut out, rmsse);
     out
 }
 
@@ -299,8 +393,9 @@ pub fn routes() -> Router<AppState> {
 
 async fn metrics(State(app): State<AppState>) -> Result<Response, WebError> {
     let f = app.inner.metrics.get(&app).await?;
+    let rmsse = app.inner.metrics.accuracy(&app).await;
     let app2 = app.clone();
-    let text = tokio::task::spawn_blocking(move || render(&f, &app2))
+    let text = tokio::task::spawn_blocking(move || render(&f, &rmsse, &app2))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let mut r = text.into_response();

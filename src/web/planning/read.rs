@@ -1,0 +1,424 @@
+//! Reading one run's planning tables from the lake: asynchronous
+//! DataFusion queries over the lake's shared session caches, filtered and
+//! paged in the query (the M5 lake has 30,000 series; a page reads one
+//! page of rows), with user input entering only as literal values of the
+//! DataFrame API, never as SQL text. Rows come back as typed structs.
+
+use arrow::array::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::prelude::{Expr, SessionContext, col, lit};
+use serde::Serialize;
+
+use super::WebError;
+use crate::dag::model::Table;
+use crate::inventory::monitor::{Kind, Severity};
+use crate::lake::Lake;
+use crate::lake::session::{self, SessionError};
+use crate::mail::{ForecastPoint, HistoryPoint};
+use crate::tasks::tables::{Cols, quantile_columns};
+use crate::tasks::{HistorySource, TaskError};
+
+/// How many history points the SKU page draws before the forecast.
+pub const HISTORY_POINTS: usize = 56;
+
+fn lake_err(e: impl std::fmt::Display) -> WebError {
+    WebError::Lake(e.to_string())
+}
+
+impl From<TaskError> for WebError {
+    fn from(e: TaskError) -> Self {
+        WebError::Lake(e.to_string())
+    }
+}
+
+/// One session over the lake with the tables a page reads.
+pub struct Session {
+    ctx: SessionContext,
+    lake: Lake,
+}
+
+impl Session {
+    pub fn new(lake: &Lake) -> Self {
+        Self {
+            ctx: session::context(lake),
+            lake: lake.clone(),
+        }
+    }
+
+    /// Register `table`; `false` when it has no files yet.
+    pub async fn register(&self, table: &Table) -> Result<bool, WebError> {
+        match session::register_table(&self.ctx, &self.lake, table).await {
+            Ok(()) => Ok(true),
+            Err(SessionError::NoFiles { .. }) => Ok(false),
+            Err(e) => Err(lake_err(e)),
+        }
+    }
+
+    /// Register a task's output folder (partitioned by `ds`) as `name`.
+    pub async fn register_output(&self, name: &str, path: &str) -> Result<bool, WebError> {
+        self.register(&Table {
+            name: name.into(),
+            path: path.into(),
+            partition_by: vec!["ds".into()],
+        })
+        .await
+    }
+
+    /// A registered table.
+    pub async fn table(&self, name: &str) -> Result<DataFrame, WebError> {
+        self.ctx.table(name).await.map_err(lake_err)
+    }
+
+    /// The rows of `name` in the run's partition.
+    async fn partition(&self, name: &str, ds: &str) -> Result<DataFrame, WebError> {
+        self.ctx
+            .table(name)
+            .await
+            .map_err(lake_err)?
+            .filter(col("ds").eq(lit(ds)))
+            .map_err(lake_err)
+    }
+}
+
+async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>, WebError> {
+    df.collect().await.map_err(lake_err)
+}
+
+/// A page of rows and how many rows match.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub total_entries: usize,
+}
+
+async fn page<T>(
+    df: DataFrame,
+    order: Vec<datafusion::logical_expr::SortExpr>,
+    limit: usize,
+    offset: usize,
+    row: impl Fn(&Cols<'_>, usize) -> Result<T, TaskError>,
+    table: &str,
+) -> Result<Page<T>, WebError> {
+    let total = df.clone().count().await.map_err(lake_err)?;
+    let df = df
+        .sort(order)
+        .and_then(|d| d.limit(offset, Some(limit)))
+        .map_err(lake_err)?;
+    let mut rows = Vec::new();
+    for b in collect(df).await? {
+        let c = Cols::new(&b, table);
+        for r in 0..b.num_rows() {
+            rows.push(row(&c, r)?);
+        }
+    }
+    Ok(Page {
+        rows,
+        total_entries: total,
+    })
+}
+
+/// One anomaly of the worklist, in rank order.
+#[derive(Debug, Serialize)]
+pub struct AnomalyRow {
+    pub rank: Option<i64>,
+    pub date: Option<String>,
+    pub store: Option<String>,
+    /// `None` for store-wide anomalies (`stale_data`).
+    pub sku: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub severity: String,
+    pub observed: Option<f64>,
+    pub expected: Option<f64>,
+    pub money_at_risk: Option<f64>,
+    pub money_kind: Option<String>,
+    pub reason: Option<String>,
+    /// `new`, `recurring` or `worse`.
+    pub status: Option<String>,
+    pub first_seen: Option<String>,
+    pub headline: Option<bool>,
+}
+
+fn anomaly_row(c: &Cols<'_>, r: usize) -> Result<AnomalyRow, TaskError> {
+    Ok(AnomalyRow {
+        rank: c.f64("rank", r)?.map(|v| v as i64),
+        date: c.date("date", r)?.map(|d| d.to_string()),
+        store: c.str("store", r)?,
+        sku: c.str("sku", r)?,
+        kind: c.str("type", r)?.unwrap_or_default(),
+        severity: c.str("severity", r)?.unwrap_or_default(),
+        observed: c.f64("observed", r)?,
+        expected: c.f64("expected", r)?,
+        money_at_risk: c.f64("money_at_risk", r)?,
+        money_kind: c.str("money_kind", r)?,
+        reason: c.str("reason", r)?.or(c.str("message", r)?),
+        status: c.str("status", r)?,
+        first_seen: c.date("first_seen", r)?.map(|d| d.to_string()),
+        headline: c.f64("headline", r).ok().flatten().map(|v| v != 0.0),
+    })
+}
+
+/// What the anomalies table is filtered by.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AnomalyFilter {
+    pub kind: Option<Kind>,
+    pub severity: Option<Severity>,
+}
+
+impl AnomalyFilter {
+    fn apply(&self, df: DataFrame) -> Result<DataFrame, WebError> {
+        let mut df = df;
+        if let Some(k) = self.kind {
+            df = df
+                .filter(col("type").eq(lit(k.as_str())))
+                .map_err(lake_err)?;
+        }
+        if let Some(s) = self.severity {
+            df = df
+                .filter(col("severity").eq(lit(s.as_str())))
+                .map_err(lake_err)?;
+        }
+        Ok(df)
+    }
+}
+
+/// A page of the run's anomalies in worklist (rank) order.
+pub async fn anomalies(
+    s: &Session,
+    ds: &str,
+    filter: AnomalyFilter,
+    sku: Option<(&str, &str)>,
+    (limit, offset): (usize, usize),
+) -> Result<Page<AnomalyRow>, WebError> {
+    let mut df = filter.apply(s.partition("anomalies", ds).await?)?;
+    if let Some((store, sku)) = sku {
+        df = df.filter(series(store, sku)).map_err(lake_err)?;
+    }
+    let order = vec![col("rank").sort(true, false)];
+    page(df, order, limit, offset, anomaly_row, "anomalies").await
+}
+
+/// Anomalies of the run by severity, for the summary.
+pub async fn severity_counts(s: &Session, ds: &str) -> Result<Vec<(String, i64)>, WebError> {
+    let df = s
+        .partition("anomalies", ds)
+        .await?
+        .aggregate(vec![col("severity")], vec![count(lit(1)).alias("n")])
+        .map_err(lake_err)?;
+    let mut out = Vec::new();
+    for b in collect(df).await? {
+        let c = Cols::new(&b, "anomalies");
+        for r in 0..b.num_rows() {
+            let n = c.f64("n", r)?.unwrap_or(0.0) as i64;
+            out.push((c.str("severity", r)?.unwrap_or_default(), n));
+        }
+    }
+    out.sort_by_key(|(s, _)| Severity::parse(s));
+    Ok(out)
+}
+
+fn series(store: &str, sku: &str) -> Expr {
+    col("store").eq(lit(store)).and(col("sku").eq(lit(sku)))
+}
+
+/// One line of the reorder plan.
+#[derive(Debug, Serialize)]
+pub struct OrderRow {
+    pub store: String,
+    pub sku: String,
+    /// `order`, `no_order` or `held`.
+    pub status: String,
+    pub order_qty: Option<f64>,
+    pub order_value: Option<f64>,
+    pub order_by: Option<String>,
+    pub on_hand: Option<f64>,
+    pub inventory_position: Option<f64>,
+    pub days_of_cover: Option<f64>,
+    /// The order value a held line would have had.
+    pub held_order_value: Option<f64>,
+    pub reason: Option<String>,
+}
+
+fn order_row(c: &Cols<'_>, r: usize) -> Result<OrderRow, TaskError> {
+    Ok(OrderRow {
+        store: c.str("store", r)?.unwrap_or_default(),
+        sku: c.str("sku", r)?.unwrap_or_default(),
+        status: c.str("status", r)?.unwrap_or_default(),
+        order_qty: c.f64("order_qty", r)?,
+        order_value: c.f64("order_value", r)?,
+        order_by: c.date("order_by", r)?.map(|d| d.to_string()),
+        on_hand: c.f64("on_hand", r)?,
+        inventory_position: c.f64("inventory_position", r)?,
+        days_of_cover: c.f64("days_of_cover", r)?,
+        held_order_value: c.f64("held_order_value", r)?,
+        reason: c.str("reason", r)?,
+    })
+}
+
+/// Which plan lines a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// Lines that order, largest value first.
+    Orders,
+    /// Lines held on bad input, listed apart.
+    Held,
+}
+
+/// A page of plan lines.
+pub async fn plan_lines(
+    s: &Session,
+    ds: &str,
+    which: Lines,
+    sku: Option<(&str, &str)>,
+    (limit, offset): (usize, usize),
+) -> Result<Page<OrderRow>, WebError> {
+    let (status, value) = match which {
+        Lines::Orders => ("order", "order_value"),
+        Lines::Held => ("held", "held_order_value"),
+    };
+    let mut df = s
+        .partition("plans", ds)
+        .await?
+        .filter(col("status").eq(lit(status)))
+        .map_err(lake_err)?;
+    if let Some((store, sku)) = sku {
+        df = df.filter(series(store, sku)).map_err(lake_err)?;
+    }
+    let order = vec![
+        col(value).sort(false, true),
+        col("store").sort(true, false),
+        col("sku").sort(true, false),
+    ];
+    page(df, order, limit, offset, order_row, "plans").await
+}
+
+/// Lines and value of the orders to place and of the held lines.
+#[derive(Debug, Default, Serialize)]
+pub struct PlanTotals {
+    pub order_lines: i64,
+    /// Held lines are not in it.
+    pub total_order_value: f64,
+    pub held_lines: i64,
+    pub held_order_value: f64,
+}
+
+pub async fn plan_totals(s: &Session, ds: &str) -> Result<PlanTotals, WebError> {
+    let df = s
+        .partition("plans", ds)
+        .await?
+        .filter(col("status").in_list(vec![lit("order"), lit("held")], false))
+        .and_then(|d| {
+            d.aggregate(
+                vec![col("status")],
+                vec![
+                    count(lit(1)).alias("n"),
+                    sum(col("order_value")).alias("value"),
+                    sum(col("held_order_value")).alias("held"),
+                ],
+            )
+        })
+        .map_err(lake_err)?;
+    let mut t = PlanTotals::default();
+    for b in collect(df).await? {
+        let c = Cols::new(&b, "plans");
+        for r in 0..b.num_rows() {
+            let n = c.f64("n", r)?.unwrap_or(0.0) as i64;
+            match c.str("status", r)?.as_deref() {
+                Some("order") => {
+                    t.order_lines = n;
+                    t.total_order_value = c.f64("value", r)?.unwrap_or(0.0);
+                }
+                Some("held") => {
+                    t.held_lines = n;
+                    t.held_order_value = c.f64("held", r)?.unwrap_or(0.0);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// The run's forecast band of one series, in step order: the outermost
+/// quantiles as the band and the one nearest 0.5 as the median.
+pub async fn forecast(
+    s: &Session,
+    ds: &str,
+    (store, sku): (&str, &str),
+) -> Result<Vec<ForecastPoint>, WebError> {
+    let df = s.partition("forecasts", ds).await?;
+    let cols: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let q = quantile_columns(&cols);
+    let (Some(lo), Some(hi)) = (q.first(), q.last()) else {
+        return Ok(Vec::new());
+    };
+    let mid = q
+        .iter()
+        .min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))
+        .unwrap_or(lo);
+    let df = df
+        .filter(series(store, sku))
+        .and_then(|d| d.sort(vec![col("step").sort(true, false)]))
+        .map_err(lake_err)?;
+    let mut out = Vec::new();
+    for b in collect(df).await? {
+        let c = Cols::new(&b, "forecasts");
+        for r in 0..b.num_rows() {
+            out.push(ForecastPoint {
+                date: c
+                    .date("forecast_date", r)?
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                p10: c.f64(&lo.0, r)?.unwrap_or(f64::NAN),
+                p50: c.f64(&mid.0, r)?.unwrap_or(f64::NAN),
+                p90: c.f64(&hi.0, r)?.unwrap_or(f64::NAN),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The newest [`HISTORY_POINTS`] of one series from the forecast's input
+/// table (its run partition when it is partitioned by `ds`), oldest first.
+pub async fn history(
+    s: &Session,
+    table: &Table,
+    src: &HistorySource,
+    ds: &str,
+    (store, sku): (&str, &str),
+) -> Result<Vec<HistoryPoint>, WebError> {
+    if !s.register(table).await? {
+        return Ok(Vec::new());
+    }
+    let mut df = s.ctx.table(table.name.as_str()).await.map_err(lake_err)?;
+    if table.partition_by.iter().any(|p| p == "ds") {
+        df = df.filter(col("ds").eq(lit(ds))).map_err(lake_err)?;
+    }
+    let (date, value) = (src.date_column.as_str(), src.value_column.as_str());
+    let df = df
+        .filter(series(store, sku))
+        .and_then(|d| d.select(vec![col(date).alias("d"), col(value).alias("v")]))
+        .and_then(|d| d.sort(vec![col("d").sort(false, false)]))
+        .and_then(|d| d.limit(0, Some(HISTORY_POINTS)))
+        .map_err(lake_err)?;
+    let mut out = Vec::new();
+    for b in collect(df).await? {
+        let c = Cols::new(&b, &table.name);
+        for r in 0..b.num_rows() {
+            if let (Some(d), Some(v)) = (c.date("d", r)?, c.f64("v", r)?) {
+                out.push(HistoryPoint {
+                    date: d.to_string(),
+                    value: v,
+                });
+            }
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
