@@ -285,6 +285,15 @@ fn every_example_dag_in_jobs_runs() {
 fn readme_main_command_runs_the_main_job_on_the_demo_lake() {
     let p = Project::new();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // A planner doubles one series' forecast from the second night on.
+    let overrides = p.path().join("lake/overrides");
+    std::fs::create_dir_all(&overrides).expect("overrides dir");
+    std::fs::write(
+        overrides.join("planners.csv"),
+        "id,kind,store,sku,start_date,end_date,value,author,reason\n\
+         O-1,forecast_multiply,CA_1,FOODS_1_001,2026-11-27,2026-12-31,2,alice,local festival\n",
+    )
+    .expect("overrides csv");
     let o = p
         .restock()
         .env("RESTOCK_ROOT", repo)
@@ -344,7 +353,13 @@ for t in truth:
     print("expect", t["expected_type"], t["store"], t["sku"] or "")
 f = pq.read_table(f"{{lake}}/forecasts/ds=2026-11-27/part-00000.parquet")
 print("forecast_columns", ",".join(f.schema.names))
+for r in f.to_pylist():
+    if r["override_id"] is not None:
+        print("overridden", r["override_id"], r["sku"], r["forecast_date"], abs(r["mean"] - 2 * r["model_mean"]) < 1e-9)
 a = pq.read_table(f"{{lake}}/forecast_accuracy/ds=2026-11-27/part-00000.parquet").to_pylist()
+for r in a:
+    if r["override_id"] is not None:
+        print("value_added", r["override_id"], r["model_kind"], r["points"])
 o = [r for r in a if r["group"] == "_overall"][0]
 print("accuracy_overall", o["forecast_ds"], o["max_step"], o["points"] > 0, o["wape"] is not None)
 "#,
@@ -357,6 +372,17 @@ print("accuracy_overall", o["forecast_ds"], o["max_step"], o["points"] > 0, o["w
     assert!(py.status.success(), "pip install pyarrow: {}", stderr(&py));
     let found = stdout(&py);
     assert!(found.contains("injected 5"), "{found}");
+    // The override applied to every forecast date it covers, and the
+    // night after, its value added against the model is scored.
+    assert!(
+        found.contains("overridden O-1 FOODS_1_001 2026-11-28 True"),
+        "{found}"
+    );
+    assert!(!found.contains("False"), "{found}");
+    assert!(
+        found.contains("value_added O-1 planner_override 1"),
+        "{found}"
+    );
     assert!(!found.contains("MISSING"), "{found}");
     for want in [
         "truth demand_spike found",

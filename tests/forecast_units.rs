@@ -537,6 +537,7 @@ fn forecast_rows_become_an_arrow_batch() {
         frequency: Frequency::Daily,
         promotion: step == 2,
         events: String::new(),
+        adjustment: None,
     };
     let names = vec!["store".to_string(), "sku".to_string()];
     let batch = forecast_batch(&names, &[0.1, 0.5, 0.9], &[row("x", 1), row("y", 2)]).unwrap();
@@ -563,7 +564,9 @@ fn forecast_rows_become_an_arrow_batch() {
             "flags",
             "frequency",
             "promotion",
-            "events"
+            "events",
+            "model_mean",
+            "override_id"
         ]
     );
     assert_eq!(batch.num_rows(), 2);

@@ -15,6 +15,9 @@ use chrono::NaiveDate;
 use common::Project;
 use parquet::arrow::ArrowWriter;
 
+#[path = "inventory_tasks/overrides.rs"]
+mod overrides;
+
 fn d32(s: &str) -> i32 {
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32

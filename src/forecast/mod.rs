@@ -32,7 +32,7 @@ pub use config::{DeviceChoice, Frequency, GapPolicy, ModelConfig};
 pub use device::select as select_device;
 pub use events::EventCalendar;
 pub use metrics::Metrics;
-pub use output::{ForecastRow, forecast_batch};
+pub use output::{Adjustment, ForecastRow, forecast_batch};
 pub use pipeline::{
     GroupResult, PipelineError, SharedProgress, forecast_with_model, forecast_with_model_at,
     overall_metrics, train_all_groups, train_all_groups_blocking, train_all_groups_with,

@@ -56,6 +56,16 @@ pub struct ForecastRow {
     /// Events of the `events:` calendar falling in this period, comma-separated
     /// (empty when none).
     pub events: String,
+    /// A planner's forecast override applied to this row, if any.
+    pub adjustment: Option<Adjustment>,
+}
+
+/// What a planner override changed on one forecast row: the model's own
+/// mean before it, and the override's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adjustment {
+    pub model_mean: f64,
+    pub override_id: String,
 }
 
 /// The output schema for the given key column names and quantile levels.
@@ -77,6 +87,10 @@ pub fn schema(key_names: &[String], quantiles: &[f64]) -> Schema {
     fields.push(Field::new("frequency", DataType::Utf8, false));
     fields.push(Field::new("promotion", DataType::Boolean, false));
     fields.push(Field::new("events", DataType::Utf8, false));
+    // The model's mean (equal to `mean` unless a planner override applied)
+    // and the override's id.
+    fields.push(Field::new("model_mean", DataType::Float64, false));
+    fields.push(Field::new("override_id", DataType::Utf8, true));
     Schema::new(fields)
 }
 
@@ -102,6 +116,8 @@ pub fn forecast_batch(
     let mut frequency = StringBuilder::new();
     let mut promotion = arrow::array::BooleanBuilder::with_capacity(n);
     let mut events = StringBuilder::new();
+    let mut model_mean = Float64Builder::with_capacity(n);
+    let mut override_id = StringBuilder::new();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     for r in rows {
         if r.key.len() != key_names.len() {
@@ -135,6 +151,16 @@ pub fn forecast_batch(
         frequency.append_value(r.frequency.as_str());
         promotion.append_value(r.promotion);
         events.append_value(&r.events);
+        match &r.adjustment {
+            Some(a) => {
+                model_mean.append_value(a.model_mean);
+                override_id.append_value(&a.override_id);
+            }
+            None => {
+                model_mean.append_value(r.mean);
+                override_id.append_null();
+            }
+        }
     }
     let mut cols: Vec<ArrayRef> = keys
         .iter_mut()
@@ -153,6 +179,8 @@ pub fn forecast_batch(
     cols.push(Arc::new(frequency.finish()));
     cols.push(Arc::new(promotion.finish()));
     cols.push(Arc::new(events.finish()));
+    cols.push(Arc::new(model_mean.finish()));
+    cols.push(Arc::new(override_id.finish()));
     Ok(RecordBatch::try_new(
         Arc::new(schema(key_names, quantiles)),
         cols,

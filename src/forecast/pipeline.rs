@@ -637,6 +637,7 @@ fn push_rows(
                 .and_then(|p| p.get(step))
                 .is_some_and(|&p| p > 0.0),
             events,
+            adjustment: None,
         });
     }
     Ok(())

@@ -10,6 +10,7 @@ pub mod hold;
 pub mod money;
 pub mod monitor;
 pub mod normal;
+pub mod overrides;
 pub mod policy;
 pub mod reason;
 pub mod worklist;

@@ -72,10 +72,19 @@ pub async fn previous_forecast(
     need.extend(["group", "forecast_date", "step", "mean", "model_kind"]);
     tables::require(table, &cols, &need)?;
     let q = tables::quantile_columns(&cols);
+    let has = |c: &str| cols.iter().any(|x| x == c);
+    let adjusted = has("model_mean") && has("override_id");
     let select: Vec<String> = need
         .iter()
         .map(|c| crate::template::quote_ident(c))
         .chain(q.iter().map(|(c, _)| crate::template::quote_ident(c)))
+        .chain(
+            adjusted
+                .then_some(["model_mean", "override_id"])
+                .into_iter()
+                .flatten()
+                .map(String::from),
+        )
         .collect();
     let sql = format!(
         "SELECT {} FROM {table} WHERE ds = '{prev}' AND forecast_date <= DATE '{}'",
@@ -110,6 +119,14 @@ pub async fn previous_forecast(
                 mean,
                 quantiles,
                 model_kind: c.str("model_kind", r)?.unwrap_or_default(),
+                adjusted: if adjusted {
+                    match (c.f64("model_mean", r)?, c.str("override_id", r)?) {
+                        (Some(m), Some(id)) => Some((m, id)),
+                        _ => None,
+                    }
+                } else {
+                    None
+                },
             });
         }
     }
@@ -199,5 +216,29 @@ pub fn accuracy_batch(
             .then(|| decision(g).map(|d| d.action.clone()))
             .flatten()
     }))));
+    let fva = |f: &dyn Fn(&crate::forecast::accuracy::ValueAdded) -> f64| {
+        Arc::new(Float64Array::from_iter(
+            rows.iter()
+                .map(|g| g.value_added.as_ref().map(f).and_then(finite)),
+        )) as ArrayRef
+    };
+    fields.push(Field::new("override_id", DataType::Utf8, true));
+    cols.push(Arc::new(StringArray::from_iter(
+        rows.iter()
+            .map(|g| g.value_added.as_ref().map(|v| v.override_id.clone())),
+    )));
+    fields.push(Field::new("model_wape", DataType::Float64, true));
+    cols.push(fva(&|v| v.model_wape));
+    fields.push(Field::new("value_added", DataType::Float64, true));
+    cols.push(fva(&|v| v.value_added));
+    fields.push(Field::new("improved", DataType::Boolean, true));
+    cols.push(Arc::new(arrow::array::BooleanArray::from_iter(
+        rows.iter().map(|g| {
+            g.value_added
+                .as_ref()
+                .filter(|v| v.value_added.is_finite())
+                .map(|v| v.value_added > 0.0)
+        }),
+    )));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
 }

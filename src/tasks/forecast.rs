@@ -42,6 +42,10 @@ struct ForecastSpec {
     output: String,
     #[serde(default)]
     device: Option<DeviceChoice>,
+    /// Declared table of planner overrides (`forecast_multiply`,
+    /// `forecast_set` rows apply to the forecast dates they cover).
+    #[serde(default)]
+    overrides: Option<String>,
 }
 
 #[derive(Debug)]
@@ -49,6 +53,7 @@ struct ForecastRunner {
     input: InputSpec,
     output: String,
     device: DeviceChoice,
+    overrides: Option<String>,
 }
 
 impl TaskKind for ForecastKind {
@@ -75,6 +80,7 @@ impl TaskKind for ForecastKind {
                 input,
                 output: spec.output,
                 device: spec.device.unwrap_or(DeviceChoice::Cpu),
+                overrides: spec.overrides,
             }) as Arc<dyn TaskRunner>
         })
     }
@@ -189,10 +195,14 @@ impl TaskRunner for ForecastRunner {
                 .sum::<usize>();
             Ok::<_, forecast::PipelineError>((rows, n_series))
         });
-        let (rows, n_series) = job
+        let (mut rows, n_series) = job
             .await
             .map_err(|e| TaskError::Failed(format!("forecast thread: {e}")))?
             .map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let adjusted = match &self.overrides {
+            Some(table) => apply_overrides(cx, table, &key_names, &mut rows).await?,
+            None => 0,
+        };
         let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
         let (mut stale, mut gappy) = (0u64, 0u64);
         for r in rows.iter().filter(|r| r.step == 1) {
@@ -204,6 +214,7 @@ impl TaskRunner for ForecastRunner {
             .map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut out = super::tables::publish_partition(cx, &self.output, batch).await?;
         out.insert("series".into(), n_series.into());
+        out.insert("rows_overridden".into(), adjusted.into());
         out.insert("groups".into(), (n_groups - missing.len()).into());
         out.insert("groups_without_model".into(), serde_json::json!(missing));
         out.insert(
@@ -224,4 +235,33 @@ impl TaskRunner for ForecastRunner {
         );
         Ok(out)
     }
+}
+
+/// Applies the planners' forecast overrides to the rows they cover and
+/// returns how many rows changed; each keeps the model's mean and the
+/// override's id.
+async fn apply_overrides(
+    cx: &AttemptContext,
+    table: &str,
+    key_names: &[String],
+    rows: &mut [forecast::ForecastRow],
+) -> Result<usize, TaskError> {
+    use crate::inventory::overrides::{Family, adjust_forecast};
+    let known: std::collections::HashSet<Vec<String>> =
+        rows.iter().map(|r| r.key.clone()).collect();
+    let o = super::overrides::load(cx, table, key_names, &known).await?;
+    let mut n = 0;
+    for r in rows.iter_mut() {
+        let Some(ov) = o.find(&r.key, Family::Forecast, r.forecast_date) else {
+            continue;
+        };
+        let model_mean = r.mean;
+        r.mean = adjust_forecast(ov.action, r.mean, &mut r.quantiles);
+        r.adjustment = Some(forecast::Adjustment {
+            model_mean,
+            override_id: ov.id.clone(),
+        });
+        n += 1;
+    }
+    Ok(n)
 }

@@ -15,6 +15,7 @@ pub mod email;
 pub mod empty;
 pub mod forecast;
 pub mod monitor;
+pub mod overrides;
 pub mod reorder;
 pub mod series_input;
 pub mod sql;

@@ -80,6 +80,10 @@ struct MonitorSpec {
     output: String,
     #[serde(default)]
     rules: Rules,
+    /// Declared table of planner overrides: series with an `exclude` row
+    /// covering the run date are not alerted on.
+    #[serde(default)]
+    overrides: Option<String>,
 }
 
 #[derive(Debug)]
@@ -354,6 +358,24 @@ impl TaskRunner for MonitorRunner {
             }
         }
 
+        if let Some(table) = &s.overrides {
+            let known = state
+                .keys()
+                .map(|(a, b)| vec![a.clone(), b.clone()])
+                .collect();
+            let keys = ["store".to_string(), "sku".to_string()];
+            let o = super::overrides::load(cx, table, &keys, &known).await?;
+            let before = state.len();
+            state.retain(|(store, sku), _| {
+                o.excluded(&[store.clone(), sku.clone()], as_of).is_none()
+            });
+            if state.len() < before {
+                cx.log.progress(&format!(
+                    "{} series excluded by planner overrides",
+                    before - state.len()
+                ));
+            }
+        }
         let series: Vec<SeriesState> = state.into_values().collect();
         let anomalies = monitor::evaluate(rules, as_of, &series, &freshness);
         let previous = previous_anomalies(cx, &s.output, as_of).await?;

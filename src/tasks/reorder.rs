@@ -49,6 +49,7 @@ use datafusion::prelude::SessionContext;
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::inventory::hold;
+use crate::inventory::overrides::{Action, Family, Overrides};
 use crate::inventory::reason::{Drivers, order_reason};
 use crate::inventory::{Item, PlanLine, Policy, Position, Step, daily_steps, plan};
 
@@ -100,6 +101,10 @@ struct ReorderSpec {
     /// on_promo`), named in the reasons when one falls ahead.
     #[serde(default)]
     promotions: Option<String>,
+    /// Declared table of planner overrides (`order_quantity`,
+    /// `order_reject` and `exclude` rows covering the run date apply).
+    #[serde(default)]
+    overrides: Option<String>,
 }
 
 /// What a `reorder` task plans with, as the policy backtest reads it.
@@ -162,6 +167,10 @@ pub enum LineStatus {
     Order,
     NoOrder,
     Held,
+    /// A planner rejected the order (`order_reject`).
+    Rejected,
+    /// A planner excluded the series (`exclude`).
+    Excluded,
 }
 
 impl LineStatus {
@@ -170,6 +179,8 @@ impl LineStatus {
             LineStatus::Order => "order",
             LineStatus::NoOrder => "no_order",
             LineStatus::Held => "held",
+            LineStatus::Rejected => "rejected",
+            LineStatus::Excluded => "excluded",
         }
     }
 }
@@ -186,6 +197,10 @@ struct Line {
     /// The order value a held line would have had.
     held_value: Option<f64>,
     model_kind: Option<String>,
+    /// Set when a planner override changed the line: the quantity the
+    /// model planned and the override's id.
+    model_qty: Option<i64>,
+    override_id: Option<String>,
 }
 
 /// The forecast of one series as read: dated steps plus what drives it.
@@ -259,7 +274,16 @@ impl TaskRunner for ReorderRunner {
         {
             read_promotions(cx, &ctx, p, as_of, &mut series).await?;
         }
-        let lines = plan_lines(cx, &ctx, s, as_of, &series).await?;
+        let mut lines = plan_lines(cx, &ctx, s, as_of, &series).await?;
+        if let Some(table) = &s.overrides {
+            let known = lines
+                .iter()
+                .map(|l| vec![l.store.clone(), l.sku.clone()])
+                .collect();
+            let keys = ["store".to_string(), "sku".to_string()];
+            let o = super::overrides::load(cx, table, &keys, &known).await?;
+            apply_overrides(&mut lines, &o, as_of);
+        }
         let order_lines = lines
             .iter()
             .filter(|l| l.status == LineStatus::Order)
@@ -540,7 +564,38 @@ fn line(
         reason,
         held_value,
         model_kind: drivers.model_kind,
+        model_qty: None,
+        override_id: None,
     })
+}
+
+/// The planners' last word: an order quantity, a rejection or an
+/// exclusion replaces the planned line, which keeps the model's quantity
+/// and names the override first in its reason.
+fn apply_overrides(lines: &mut [Line], o: &Overrides, as_of: NaiveDate) {
+    for l in lines.iter_mut() {
+        let key = [l.store.clone(), l.sku.clone()];
+        let Some(ov) = o
+            .excluded(&key, as_of)
+            .or_else(|| o.find(&key, Family::Order, as_of))
+        else {
+            continue;
+        };
+        let model = l.plan.order_qty;
+        let (qty, status) = match ov.action {
+            Action::OrderQuantity(q) if q > 0 => (q, LineStatus::Order),
+            Action::OrderQuantity(_) => (0, LineStatus::NoOrder),
+            Action::OrderReject => (0, LineStatus::Rejected),
+            _ => (0, LineStatus::Excluded),
+        };
+        l.plan.order_qty = qty;
+        l.plan.order_value = qty as f64 * l.item.unit_cost;
+        l.held_value = None;
+        l.status = status;
+        l.model_qty = Some(model);
+        l.override_id = Some(ov.id.clone());
+        l.reason = format!("{}; the model planned {model}: {}", ov.label(), l.reason);
+    }
 }
 
 fn to_batch(
@@ -587,6 +642,8 @@ fn to_batch(
         Field::new("reason", DataType::Utf8, false),
         Field::new("held_order_value", DataType::Float64, true),
         Field::new("model_kind", DataType::Utf8, true),
+        Field::new("model_order_qty", DataType::Int64, true),
+        Field::new("override_id", DataType::Utf8, true),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from(vec![date32(as_of); lines.len()])),
@@ -641,6 +698,10 @@ fn to_batch(
         )),
         Arc::new(StringArray::from_iter(
             lines.iter().map(|l| l.model_kind.as_deref()),
+        )),
+        Arc::new(Int64Array::from_iter(lines.iter().map(|l| l.model_qty))),
+        Arc::new(StringArray::from_iter(
+            lines.iter().map(|l| l.override_id.as_deref()),
         )),
     ];
     RecordBatch::try_new(schema, columns)

@@ -230,6 +230,10 @@ impl TaskRunner for TrainRunner {
                 p.levels.len(),
             )
         });
+        // Planner overrides among the scored rows: their value added.
+        let override_rows = previous.as_ref().map_or_else(Vec::new, |p| {
+            forecast::accuracy::value_added(&p.rows, &series, p.levels.len())
+        });
 
         // Reuse models per the retrain policy.
         let mut reused = Vec::new();
@@ -408,7 +412,9 @@ impl TaskRunner for TrainRunner {
             .fold(f64::INFINITY, f64::min);
         if let Some(p) = &previous {
             if !realized.is_empty() {
-                let batch = accuracy::accuracy_batch(p.ds, &p.levels, &realized, &decisions)
+                let mut rows = realized.clone();
+                rows.extend(override_rows);
+                let batch = accuracy::accuracy_batch(p.ds, &p.levels, &rows, &decisions)
                     .map_err(|e| TaskError::Fatal(e.to_string()))?;
                 let written = super::tables::publish_partition(cx, &self.accuracy, batch).await?;
                 out.insert("accuracy_path".into(), written["path"].clone());

@@ -1,0 +1,223 @@
+//! Reads the planners' `overrides` table for the `forecast`, `reorder` and
+//! `monitor` tasks: every `.csv` and `.parquet` file under the declared
+//! table's folder (planners drop CSVs; the UI and pandas write Parquet),
+//! into [`RawRow`]s with their file and row, then validated against the
+//! series the task knows ([`crate::inventory::overrides::validate`]).
+//! Refused rows are logged one per line; the valid ones apply.
+
+use std::collections::HashSet;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Date32Type};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{AttemptContext, TaskError};
+use crate::inventory::overrides::{self, Overrides, RawRow};
+
+/// Columns besides the series key.
+const COLUMNS: [&str; 7] = [
+    "id",
+    "kind",
+    "start_date",
+    "end_date",
+    "value",
+    "author",
+    "reason",
+];
+
+/// Reads, validates and logs the overrides of `table` (a declared table
+/// name) for series keyed by `key_names`, keeping those of `known`.
+pub async fn load(
+    cx: &AttemptContext,
+    table: &str,
+    key_names: &[String],
+    known: &HashSet<Vec<String>>,
+) -> Result<Overrides, TaskError> {
+    let rows = read_rows(cx, table, key_names).await?;
+    let (ok, rejected) = overrides::validate(&rows, known);
+    for r in &rejected {
+        cx.log.progress(&format!("override refused: {r}"));
+    }
+    if !rows.is_empty() {
+        cx.log.progress(&format!(
+            "overrides: {} applied, {} refused (table `{table}`)",
+            ok.len(),
+            rejected.len()
+        ));
+    }
+    Ok(Overrides::new(ok))
+}
+
+async fn read_rows(
+    cx: &AttemptContext,
+    table: &str,
+    key_names: &[String],
+) -> Result<Vec<RawRow>, TaskError> {
+    let Some(t) = cx.dag.tables.get(table) else {
+        return Err(TaskError::Fatal(format!(
+            "task `{}` reads overrides from table `{table}`, which is not declared under `tables:` in {}",
+            cx.task_id,
+            cx.dag.file.display()
+        )));
+    };
+    let lake = &cx.services.lake;
+    let dir = crate::lake::table_location(&t.path);
+    let mut files: Vec<_> = lake
+        .store()
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| TaskError::Failed(format!("listing {}: {e}", lake.describe(&dir))))?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut rows = Vec::new();
+    for f in files {
+        let name = f.location.filename().unwrap_or_default();
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        let shown = lake.describe(&f.location);
+        let read = |e: object_store::Error| TaskError::Failed(format!("reading {shown}: {e}"));
+        let bytes = lake
+            .store()
+            .get(&f.location)
+            .await
+            .map_err(read)?
+            .bytes()
+            .await
+            .map_err(read)?;
+        let parsed = if name.ends_with(".csv") {
+            from_csv(&shown, &bytes, key_names)
+        } else if name.ends_with(".parquet") {
+            from_parquet(&shown, bytes, key_names)
+        } else {
+            Err(format!(
+                "{shown}: not a .csv or .parquet file; the overrides table holds only those"
+            ))
+        };
+        rows.extend(parsed.map_err(TaskError::Fatal)?);
+    }
+    Ok(rows)
+}
+
+fn date(file: &str, row: usize, col: &str, v: &str) -> Result<Option<NaiveDate>, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| format!("{file} row {row}: `{col}` is `{v}`, not a date like 2026-12-01"))
+}
+
+fn from_csv(file: &str, bytes: &[u8], key_names: &[String]) -> Result<Vec<RawRow>, String> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+    let headers = rdr
+        .headers()
+        .map_err(|e| format!("{file}: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect::<Vec<_>>();
+    for need in key_names.iter().map(String::as_str).chain(COLUMNS) {
+        if !headers.iter().any(|h| h == need) {
+            return Err(format!(
+                "{file}: no `{need}` column (has {})",
+                headers.join(", ")
+            ));
+        }
+    }
+    let at = |name: &str| headers.iter().position(|h| h == name);
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let row = i + 1;
+        let rec = rec.map_err(|e| format!("{file} row {row}: {e}"))?;
+        let get = |name: &str| at(name).and_then(|j| rec.get(j)).map(str::to_string);
+        let value = match get("value").as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .map_err(|_| format!("{file} row {row}: `value` is `{v}`, not a number"))?,
+            ),
+        };
+        out.push(RawRow {
+            file: file.into(),
+            row,
+            id: get("id"),
+            kind: get("kind"),
+            key: key_names.iter().map(|k| get(k)).collect(),
+            start_date: date(
+                file,
+                row,
+                "start_date",
+                &get("start_date").unwrap_or_default(),
+            )?,
+            end_date: date(file, row, "end_date", &get("end_date").unwrap_or_default())?,
+            value,
+            author: get("author"),
+            reason: get("reason"),
+        });
+    }
+    Ok(out)
+}
+
+fn from_parquet(file: &str, bytes: Bytes, key_names: &[String]) -> Result<Vec<RawRow>, String> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("{file}: not a readable Parquet file: {e}"))?;
+    let mut out = Vec::new();
+    let mut base = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("{file}: {e}"))?;
+        for need in key_names.iter().map(String::as_str).chain(COLUMNS) {
+            if batch.column_by_name(need).is_none() {
+                return Err(format!("{file}: no `{need}` column"));
+            }
+        }
+        for r in 0..batch.num_rows() {
+            let row = base + r + 1;
+            let s = |name: &str| cell_text(&batch, name, r);
+            let day = |name: &str| -> Result<Option<NaiveDate>, String> {
+                match batch.column_by_name(name) {
+                    Some(c) if c.data_type() == &DataType::Date32 => Ok((!c.is_null(r))
+                        .then(|| c.as_primitive::<Date32Type>().value_as_date(r))
+                        .flatten()),
+                    _ => date(file, row, name, &s(name).unwrap_or_default()),
+                }
+            };
+            out.push(RawRow {
+                file: file.into(),
+                row,
+                id: s("id"),
+                kind: s("kind"),
+                key: key_names.iter().map(|k| s(k)).collect(),
+                start_date: day("start_date")?,
+                end_date: day("end_date")?,
+                value: cell_f64(&batch, "value", r),
+                author: s("author"),
+                reason: s("reason"),
+            });
+        }
+        base += batch.num_rows();
+    }
+    Ok(out)
+}
+
+fn cell_text(batch: &RecordBatch, name: &str, r: usize) -> Option<String> {
+    let c = batch.column_by_name(name)?;
+    if c.is_null(r) {
+        return None;
+    }
+    arrow::util::display::array_value_to_string(c, r).ok()
+}
+
+fn cell_f64(batch: &RecordBatch, name: &str, r: usize) -> Option<f64> {
+    let c = batch.column_by_name(name)?;
+    if c.is_null(r) {
+        return None;
+    }
+    let c = arrow::compute::cast(c, &DataType::Float64).ok()?;
+    Some(c.as_primitive::<arrow::datatypes::Float64Type>().value(r))
+}
