@@ -84,6 +84,9 @@ struct MonitorSpec {
     /// covering the run date are not alerted on.
     #[serde(default)]
     overrides: Option<String>,
+    /// The lake's columns for the store and sku keys.
+    #[serde(default)]
+    series_key: tables::KeyMap,
 }
 
 #[derive(Debug)]
@@ -133,7 +136,8 @@ impl TaskRunner for MonitorRunner {
             .into_iter()
             .flatten()
             .collect();
-        let (ctx, present) = tables::session(cx, &[&s.inventory, &s.sales], &optional).await?;
+        let (ctx, present) =
+            tables::keyed_session(cx, &[&s.inventory, &s.sales], &optional, &s.series_key).await?;
         let has = |t: &Option<String>| t.as_ref().is_some_and(|t| present.contains(t));
         let part = |t: &str, cond: &str| match cx.dag.tables.get(t) {
             Some(tb) if tb.partition_by.iter().any(|c| c == "ds") => format!("WHERE {cond}"),
@@ -363,7 +367,7 @@ impl TaskRunner for MonitorRunner {
                 .keys()
                 .map(|(a, b)| vec![a.clone(), b.clone()])
                 .collect();
-            let keys = ["store".to_string(), "sku".to_string()];
+            let keys = s.series_key.columns();
             let o = super::overrides::load(cx, table, &keys, &known).await?;
             let before = state.len();
             state.retain(|(store, sku), _| {

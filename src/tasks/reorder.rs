@@ -105,6 +105,9 @@ struct ReorderSpec {
     /// `order_reject` and `exclude` rows covering the run date apply).
     #[serde(default)]
     overrides: Option<String>,
+    /// The lake's columns for the store and sku keys.
+    #[serde(default)]
+    series_key: tables::KeyMap,
 }
 
 /// What a `reorder` task plans with, as the policy backtest reads it.
@@ -263,8 +266,13 @@ impl TaskRunner for ReorderRunner {
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let s = &self.spec;
         let optional: Vec<&str> = s.promotions.as_deref().into_iter().collect();
-        let (ctx, present) =
-            tables::session(cx, &[&s.forecasts, &s.inventory, &s.products], &optional).await?;
+        let (ctx, present) = tables::keyed_session(
+            cx,
+            &[&s.forecasts, &s.inventory, &s.products],
+            &optional,
+            &s.series_key,
+        )
+        .await?;
         let as_of = cx.ds_date()?;
         let mut series = read_forecasts(cx, &ctx, s, as_of).await?;
         if let Some(p) = s
@@ -280,7 +288,7 @@ impl TaskRunner for ReorderRunner {
                 .iter()
                 .map(|l| vec![l.store.clone(), l.sku.clone()])
                 .collect();
-            let keys = ["store".to_string(), "sku".to_string()];
+            let keys = s.series_key.columns();
             let o = super::overrides::load(cx, table, &keys, &known).await?;
             apply_overrides(&mut lines, &o, as_of);
         }

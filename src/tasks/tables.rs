@@ -57,6 +57,87 @@ pub async fn session(
     Ok((ctx, present))
 }
 
+/// Which columns of the lake's tables hold the `store` and `sku` keys the
+/// `reorder` and `monitor` kinds work on (`series_key:` of the task; by
+/// default they are literally `store` and `sku`). Their outputs keep the
+/// canonical names, the contract the email and the UI read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyMap {
+    #[serde(default = "d_store")]
+    pub store: String,
+    #[serde(default = "d_sku")]
+    pub sku: String,
+}
+
+fn d_store() -> String {
+    "store".into()
+}
+
+fn d_sku() -> String {
+    "sku".into()
+}
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        Self {
+            store: d_store(),
+            sku: d_sku(),
+        }
+    }
+}
+
+impl KeyMap {
+    /// The lake's column names, store first.
+    pub fn columns(&self) -> Vec<String> {
+        vec![self.store.clone(), self.sku.clone()]
+    }
+}
+
+/// [`session`], with each registered table's key columns renamed to
+/// `store` and `sku` where the table names them otherwise.
+pub async fn keyed_session(
+    cx: &AttemptContext,
+    required: &[&str],
+    optional: &[&str],
+    keys: &KeyMap,
+) -> Result<(SessionContext, Vec<String>), TaskError> {
+    let (ctx, present) = session(cx, required, optional).await?;
+    if *keys == KeyMap::default() {
+        return Ok((ctx, present));
+    }
+    for name in &present {
+        let cols = columns(&ctx, name).await?;
+        let mut df = ctx
+            .table(name.as_str())
+            .await
+            .map_err(|e| read_failed(&cx.task_id, e))?;
+        let mut renamed = false;
+        for (from, to) in [(&keys.store, "store"), (&keys.sku, "sku")] {
+            if from == to || !cols.iter().any(|c| c == from) {
+                continue;
+            }
+            if cols.iter().any(|c| c == to) {
+                return Err(TaskError::Fatal(format!(
+                    "table `{name}` has both `{from}` (the series key's {to}) and a `{to}` column; \
+                     rename one of them"
+                )));
+            }
+            df = df
+                .with_column_renamed(from.as_str(), to)
+                .map_err(|e| read_failed(&cx.task_id, e))?;
+            renamed = true;
+        }
+        if renamed {
+            ctx.deregister_table(name.as_str())
+                .map_err(|e| read_failed(&cx.task_id, e))?;
+            ctx.register_table(name.as_str(), df.into_view())
+                .map_err(|e| read_failed(&cx.task_id, e))?;
+        }
+    }
+    Ok((ctx, present))
+}
+
 /// Run a query and stream its result batch by batch, so that a caller
 /// that folds rows into its own structures never holds the whole result.
 pub async fn query_stream(

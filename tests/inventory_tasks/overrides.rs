@@ -98,3 +98,60 @@ fn overrides_apply_are_audited_and_bad_rows_are_named() {
     assert!(anomalies.iter().all(|r| r["sku"] != "C"), "{anomalies:?}");
     assert!(anomalies.iter().any(|r| r["sku"] == "D"), "{anomalies:?}");
 }
+
+/// A lake whose key columns are `shop` and `item`: `series_key:` maps
+/// them, and the plan is the one the canonical lake gets.
+#[test]
+fn series_key_maps_the_lakes_own_column_names() {
+    let canonical = Project::new();
+    let lake = canonical.path().join("lake");
+    build_lake(&lake);
+    canonical.write_dag("plan.yaml", super::DAG);
+    super::run_plan(&canonical, &lake);
+    let want = rows_of(&lake, "reorder_plans");
+
+    let p = Project::new();
+    let lake = p.path().join("lake");
+    build_lake(&lake);
+    super::pyarrow(&format!(
+        r#"
+import pathlib, pyarrow.parquet as pq
+for f in pathlib.Path("{lake}").rglob("*.parquet"):
+    t = pq.read_table(f, partitioning=None)
+    names = [{{"store": "shop", "sku": "item"}}.get(n, n) for n in t.schema.names]
+    pq.write_table(t.rename_columns(names), f)
+print("ok")
+"#,
+        lake = lake.display()
+    ));
+    let dag = super::DAG
+        .replace(
+            "    policy: periodic_order_up_to\n",
+            "    policy: periodic_order_up_to\n    series_key: { store: shop, sku: item }\n",
+        )
+        .replace(
+            "    forecasts: forecasts\n",
+            "    forecasts: forecasts\n    series_key: { store: shop, sku: item }\n",
+        );
+    p.write_dag("plan.yaml", &dag);
+    super::run_plan(&p, &lake);
+    let got = rows_of(&lake, "reorder_plans");
+    assert_eq!(got.len(), want.len());
+    for w in &want {
+        let (store, sku) = (
+            w["store"].as_str().expect("store"),
+            w["sku"].as_str().expect("sku"),
+        );
+        let g = row(&got, store, sku);
+        for col in ["order_qty", "status", "safety_stock", "reason"] {
+            assert_eq!(g[col], w[col], "{store}/{sku} {col}");
+        }
+    }
+    let anomalies = rows_of(&lake, "anomalies");
+    assert!(
+        anomalies
+            .iter()
+            .any(|r| r["type"] == "negative_on_hand" && r["sku"] == "C"),
+        "{anomalies:?}"
+    );
+}
