@@ -23,6 +23,9 @@ fn attempt_logs(p: &RemoteProject, task: &str) -> String {
 
 /// The job ended because we stopped it: the engine says so, or the worker
 /// stopped itself on the cancel marker first and reported the interruption.
+/// The engine stopped the job on our cancel, or the worker itself ended
+/// it on our signal or our deadline (its own timer and the daemon's race;
+/// either way the job is gone and the attempt is recorded as timed out).
 fn stopped_by_us(engine: Engine, p: &RemoteProject, state: &str) -> bool {
     if engine.is_stopped(state) {
         return true;
@@ -36,6 +39,9 @@ fn stopped_by_us(engine: Engine, p: &RemoteProject, state: &str) -> bool {
                 std::fs::read_to_string(f)
                     .unwrap_or_default()
                     .contains("\"interrupted\"")
+                    || std::fs::read_to_string(f)
+                        .unwrap_or_default()
+                        .contains("\"timed_out\"")
             })
 }
 
