@@ -144,7 +144,7 @@ impl TaskRunner for MonitorRunner {
             _ => String::new(),
         };
         let task = cx.task_id.as_str();
-        let rules = &s.rules;
+        let rules = &in_periods(cx, &ctx, s, &present).await?;
 
         let mut state: BTreeMap<(String, String), SeriesState> = BTreeMap::new();
         let inv = tables::query(
@@ -562,4 +562,66 @@ fn to_batch(rows: &[Entry]) -> Result<RecordBatch, arrow::error::ArrowError> {
         )),
     ];
     RecordBatch::try_new(schema, cols)
+}
+
+/// The rules with `stale_after_days` read in the data's periods: on weekly
+/// forecasts, `1` means one week (a weekly feed is a week old most of the
+/// time), on monthly ones a month. The frequency comes from the run's
+/// forecasts (`frequency` column); daily data, or none known, keeps days.
+async fn in_periods(
+    cx: &AttemptContext,
+    ctx: &datafusion::prelude::SessionContext,
+    s: &MonitorSpec,
+    present: &[String],
+) -> Result<Rules, TaskError> {
+    let mut rules = s.rules.clone();
+    let Some(f) = s
+        .forecasts
+        .as_deref()
+        .filter(|f| present.iter().any(|p| p == f))
+    else {
+        return Ok(rules);
+    };
+    if !tables::columns(ctx, f)
+        .await?
+        .iter()
+        .any(|c| c == "frequency")
+    {
+        return Ok(rules);
+    }
+    let partitioned = cx
+        .dag
+        .tables
+        .get(f)
+        .is_some_and(|t| t.partition_by.iter().any(|c| c == "ds"));
+    let only_today = if partitioned {
+        format!("WHERE ds = '{}'", cx.vars.ds)
+    } else {
+        String::new()
+    };
+    let rows = tables::query(
+        ctx,
+        &cx.task_id,
+        &format!("SELECT DISTINCT frequency FROM {f} {only_today} LIMIT 2"),
+    )
+    .await?;
+    let mut found = Vec::new();
+    for b in &rows {
+        let c = Cols::new(b, f);
+        for r in 0..b.num_rows() {
+            found.extend(c.str("frequency", r)?);
+        }
+    }
+    let days = match found.as_slice() {
+        [one] if one == "weekly" => 7,
+        [one] if one == "monthly" => 31,
+        _ => return Ok(rules),
+    };
+    let before = rules.stale_after_days;
+    rules.stale_after_days = before * days;
+    cx.log.progress(&format!(
+        "{} forecasts: stale_after_days {before} is read in periods ({} days)",
+        found[0], rules.stale_after_days
+    ));
+    Ok(rules)
 }

@@ -155,3 +155,40 @@ print("ok")
         "{anomalies:?}"
     );
 }
+
+/// On weekly forecasts `stale_after_days: 1` means one week: the store
+/// whose feed is 4 days old is stale on daily data and fresh on weekly.
+#[test]
+fn stale_after_is_read_in_the_forecasts_periods() {
+    let p = Project::new();
+    let lake = p.path().join("lake");
+    build_lake(&lake);
+    super::pyarrow(&format!(
+        r#"
+import pathlib, pyarrow as pa, pyarrow.parquet as pq
+for f in pathlib.Path("{lake}/forecasts").rglob("*.parquet"):
+    t = pq.read_table(f, partitioning=None)
+    pq.write_table(t.append_column("frequency", pa.array(["weekly"] * t.num_rows)), f)
+print("ok")
+"#,
+        lake = lake.display()
+    ));
+    p.write_dag("plan.yaml", super::DAG);
+    let o = p
+        .restock()
+        .env("RESTOCK_LAKE", &lake)
+        .args(["run", "plan", "--date", "2026-11-27"])
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("weekly forecasts: stale_after_days 1 is read in periods (7 days)"),
+        "{out}"
+    );
+    let anomalies = rows_of(&lake, "anomalies");
+    assert!(
+        anomalies.iter().all(|r| r["type"] != "stale_data"),
+        "{anomalies:?}"
+    );
+}
