@@ -332,18 +332,24 @@ fn a_missing_input_column_is_named() {
 }
 
 fn run_plan(p: &Project, lake: &Path) {
+    run_plan_output(p, lake);
+}
+
+/// Runs the `plan` DAG for 2026-11-27 and returns what it printed.
+fn run_plan_output(p: &Project, lake: &Path) -> String {
     let o = p
         .restock()
         .env("RESTOCK_LAKE", lake)
         .args(["run", "plan", "--date", "2026-11-27"])
         .output()
         .expect("run");
-    assert!(
-        o.status.success(),
+    let out = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    assert!(o.status.success(), "{out}");
+    out
 }
 
 fn rows_of(lake: &Path, table: &str) -> Vec<serde_json::Value> {

@@ -18,6 +18,7 @@ use super::settings::{Settings, Source};
 use crate::inventory::Item;
 use crate::lake::Lake;
 use crate::lake::session::{self, SessionError};
+use crate::tasks::reorder::PRODUCT_COLUMNS;
 use crate::tasks::tables::{Cols, date32};
 
 /// One series as the simulation sees it.
@@ -219,17 +220,6 @@ async fn read_products(
     }
     Ok(out)
 }
-
-const PRODUCT_COLUMNS: &[&str] = &[
-    "sku",
-    "unit_cost",
-    "case_pack",
-    "moq",
-    "lead_time_days",
-    "lead_time_std_days",
-    "review_period_days",
-    "service_level",
-];
 
 type ProductRow = Option<(String, Item, String)>;
 

@@ -485,7 +485,9 @@ async fn plan_lines(
     Ok(lines)
 }
 
-const PRODUCT_COLUMNS: &[&str] = &[
+/// The product master's columns the policy needs (the policy backtest
+/// reads the same ones).
+pub const PRODUCT_COLUMNS: &[&str] = &[
     "sku",
     "unit_cost",
     "case_pack",

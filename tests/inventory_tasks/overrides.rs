@@ -44,18 +44,7 @@ fn overrides_apply_are_audited_and_bad_rows_are_named() {
     std::fs::create_dir_all(lake.join("overrides")).expect("dir");
     std::fs::write(lake.join("overrides/planners.csv"), CSV).expect("csv");
     p.write_dag("plan.yaml", DAG);
-    let o = p
-        .restock()
-        .env("RESTOCK_LAKE", &lake)
-        .args(["run", "plan", "--date", "2026-11-27"])
-        .output()
-        .expect("run");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
+    let out = super::run_plan_output(&p, &lake);
     for want in [
         "planners.csv row 4: override O-4 has no `reason` (every override needs one)",
         "planners.csv row 5: override O-5 names series CA_9/A, which the run does not know",
@@ -174,14 +163,7 @@ print("ok")
         lake = lake.display()
     ));
     p.write_dag("plan.yaml", super::DAG);
-    let o = p
-        .restock()
-        .env("RESTOCK_LAKE", &lake)
-        .args(["run", "plan", "--date", "2026-11-27"])
-        .output()
-        .expect("run");
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(o.status.success(), "{out}");
+    let out = super::run_plan_output(&p, &lake);
     assert!(
         out.contains("weekly forecasts: stale_after_days 1 is read in periods (7 days)"),
         "{out}"
