@@ -42,6 +42,14 @@ fn the_guides_tuna_example_forecasts_13_weeks_for_7_series() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("gaps (missing): 7 series"), "{out}");
+    assert!(
+        out.contains(
+            "settings: frequency weekly, history `tuna_sales` (key series_id, date `date`, \
+             value `quantity`, one model per `category`), covariates price used and on_promo \
+             absent, future plan none, events none, gaps missing"
+        ),
+        "{out}"
+    );
     let script = format!(
         r#"
 import pyarrow.parquet as pq, datetime

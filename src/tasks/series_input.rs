@@ -200,6 +200,33 @@ impl InputSpec {
         Ok(self.load_counted(cx, horizon).await?.0)
     }
 
+    /// What the task actually reads and uses, for the attempt log: a
+    /// covariate that is absent or a plan with no files is a silent
+    /// fallback otherwise.
+    fn settings_line(&self, present: &[String], price: bool, promo: bool) -> String {
+        let used = |b: bool| if b { "used" } else { "absent" };
+        let optional = |what: &str, t: &Option<String>| match t {
+            None => format!("{what} none"),
+            Some(t) if present.iter().any(|p| p == t) => format!("{what} `{t}`"),
+            Some(t) => format!("{what} `{t}` (no files: not used)"),
+        };
+        format!(
+            "settings: frequency {}, history `{}` (key {}, date `{}`, value `{}`, one model per `{}`), \
+             covariates price {} and on_promo {}, {}, {}, gaps {}",
+            self.frequency.as_str(),
+            self.input,
+            self.series_key.join("+"),
+            self.date_column,
+            self.value_column,
+            self.group_by,
+            used(price),
+            used(promo),
+            optional("future plan", &self.future),
+            optional("events", &self.events),
+            self.gap_policy().as_str(),
+        )
+    }
+
     /// [`Self::load`], also saying how much of the `future:` plan was filled.
     pub async fn load_counted(
         &self,
@@ -223,6 +250,12 @@ impl InputSpec {
         tables::require(&self.input, &cols, &need)?;
         let has_price = cols.iter().any(|c| c == "price");
         let has_promo = cols.iter().any(|c| c == "on_promo");
+        // The forecast task's first read (horizon 0) is followed by one
+        // with the future plan; the settings are said once.
+        if horizon > 0 || self.future.is_none() {
+            cx.log
+                .progress(&self.settings_line(&present, has_price, has_promo));
+        }
         let keys = self.series_key.join(", ");
         let mut select = format!(
             "SELECT {keys}, {g} AS __group, {d} AS __date, CAST({v} AS DOUBLE) AS __value",
