@@ -4,7 +4,10 @@
 //! Figures that come from the run history (runs and attempts by state,
 //! durations) are aggregated in one pass on the blocking pool and kept for
 //! [`TTL`], so a scrape storm costs one aggregation per interval, not one
-//! per request; the scheduler's own figures (heartbeat, queued runs) are
+//! per request. Once they are older than that, a scrape gets them as they
+//! are while one background task aggregates afresh (a million attempts
+//! take most of a second, which no scrape should wait for); only the very
+//! first scrape waits. The scheduler's own figures (heartbeat, queued runs) are
 //! read fresh on every scrape. Forecast accuracy comes from the lake
 //! (`accuracy.rs`) and is kept longer.
 
@@ -53,6 +56,8 @@ type Slot<T> = tokio::sync::Mutex<Option<(Instant, Arc<T>)>>;
 #[derive(Default)]
 pub struct Cache {
     slot: Slot<Figures>,
+    /// A background aggregation is under way.
+    refreshing: std::sync::atomic::AtomicBool,
     accuracy: Slot<Vec<accuracy::Rmsse>>,
 }
 
@@ -92,21 +97,37 @@ fn aggregate(c: &rusqlite::Connection, dags: &[String]) -> Result<Figures, store
 
 impl Cache {
     async fn get(&self, app: &AppState) -> Result<Arc<Figures>, WebError> {
+        use std::sync::atomic::Ordering;
         let mut slot = self.slot.lock().await;
         if let Some((at, f)) = slot.as_ref() {
-            if at.elapsed() < TTL {
-                return Ok(f.clone());
+            if at.elapsed() >= TTL && !self.refreshing.swap(true, Ordering::AcqRel) {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let cache = &app.inner.metrics;
+                    match Self::aggregate_now(&app).await {
+                        Ok(fresh) => {
+                            *cache.slot.lock().await = Some((Instant::now(), Arc::new(fresh)));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "refreshing the metrics failed"),
+                    }
+                    cache.refreshing.store(false, Ordering::Release);
+                });
             }
+            return Ok(f.clone());
         }
+        let f = Arc::new(Self::aggregate_now(app).await?);
+        *slot = Some((Instant::now(), f.clone()));
+        Ok(f)
+    }
+
+    async fn aggregate_now(app: &AppState) -> Result<Figures, WebError> {
         let dags: Vec<String> = app
             .shared()
             .catalog()
             .iter()
             .filter_map(|e| e.dag.as_ref().map(|d| d.id.clone()))
             .collect();
-        let f = Arc::new(app.store().call(move |c| aggregate(c, &dags)).await?);
-        *slot = Some((Instant::now(), f.clone()));
-        Ok(f)
+        Ok(app.store().call(move |c| aggregate(c, &dags)).await?)
     }
 
     /// The accuracy figures; none when the lake does not open.
