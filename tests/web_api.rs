@@ -6,6 +6,8 @@
 mod common;
 #[path = "web_api/metrics.rs"]
 mod metrics;
+#[path = "web_api/overrides.rs"]
+mod overrides;
 #[path = "web_api/planning.rs"]
 mod planning;
 mod web_support;

@@ -237,6 +237,22 @@ pub fn validate(rows: &[RawRow], known: &HashSet<Vec<String>>) -> (Vec<Override>
     (ok, rejected)
 }
 
+/// The checks that need no knowledge of the run's series (fields, kinds,
+/// ranges, repeated ids and overlaps among `rows`): what the API applies
+/// before it stores rows; the run checks the series.
+pub fn check_rows(rows: &[RawRow]) -> Vec<Rejected> {
+    let known: HashSet<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.key
+                .iter()
+                .map(|k| k.clone().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    validate(rows, &known).1
+}
+
 /// The valid overrides by series, for lookups while writing rows.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {

@@ -144,7 +144,7 @@ pub fn loaded(app: &AppState, id: &str) -> Result<Arc<Dag>, WebError> {
         .ok_or_else(|| WebError::NotFound(format!("no DAG `{id}`")))
 }
 
-fn entry(app: &AppState, id: &str) -> Result<CatalogEntry, WebError> {
+pub(super) fn entry(app: &AppState, id: &str) -> Result<CatalogEntry, WebError> {
     app.shared()
         .catalog()
         .iter()

@@ -20,6 +20,7 @@ mod error;
 mod logs;
 mod metrics;
 mod openapi;
+mod overrides;
 mod pages;
 mod planning;
 mod runs;
@@ -187,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(openapi::routes())
         .merge(planning::routes())
+        .merge(overrides::routes())
         .merge(pages::routes())
         .merge(auth::routes())
         .fallback(|| async { WebError::NotFound("no such page".into()) })

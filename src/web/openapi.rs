@@ -48,6 +48,12 @@ pub const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "Backfill",
     ),
     (
+        "post",
+        "/api/v1/dags/{dag_id}/overrides",
+        "Store planner overrides for the DAG's next run",
+        "Overrides",
+    ),
+    (
         "get",
         "/api/v1/dags/{dag_id}/planning",
         "The newest planned run: anomalies by severity, order and held totals",
@@ -173,6 +179,18 @@ fn schemas() -> Value {
         "Backfill": { "type": "object", "required": ["from", "to"],
             "properties": { "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"} },
             "additionalProperties": false },
+        "Overrides": { "type": "object", "required": ["rows"], "additionalProperties": false,
+            "properties": { "rows": { "type": "array", "items": { "type": "object",
+                "required": ["id", "kind", "key", "author", "reason"], "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["forecast_multiply", "forecast_set", "order_quantity", "order_reject", "exclude"]},
+                    "key": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "start_date": {"type": "string", "format": "date"},
+                    "end_date": {"type": "string", "format": "date"},
+                    "value": {"type": "number", "minimum": 0},
+                    "author": {"type": "string"},
+                    "reason": {"type": "string", "minLength": 1} } } } } },
         "Clear": { "type": "object", "required": ["task_id"],
             "properties": { "task_id": {"type": "string"}, "downstream": {"type": "boolean"} },
             "additionalProperties": false }
