@@ -2,8 +2,8 @@
 //! the record that keeps mailing idempotent.
 //!
 //! * No SMTP server configured: the message is written to the outbox
-//!   folder with lettre's file transport (`<uuid>.eml`) and counts as
-//!   delivered.
+//!   folder as `<dag>_<ds>.eml` (renamed into place whole; a forced resend
+//!   adds a timestamp) and counts as delivered.
 //! * SMTP: transient failures (4xx replies, refused or timed-out
 //!   connections) are retried with doubling backoff; permanent ones (5xx,
 //!   a rejected login, TLS failures) are not. A message that could not be
@@ -20,7 +20,7 @@ use chrono::Utc;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Security, SmtpConfig};
@@ -464,14 +464,27 @@ impl Mailer {
                 path: self.outbox.clone(),
                 source,
             })?;
-        let file = AsyncFileTransport::<Tokio1Executor>::new(&self.outbox);
-        let id = file
-            .send(built.message)
-            .await
-            .map_err(|e| MailError::OutboxFile {
-                path: self.outbox.clone(),
-                message: e.to_string(),
-            })?;
+        // One name per DAG and date, written whole and renamed into place:
+        // a process killed after the rename and before the record below
+        // writes the same file again on its next try, never a second mail.
+        // A forced resend is a new message and gets a name of its own.
+        let stem = format!("{}_{}", safe_name(&key.dag_id), safe_name(&key.ds));
+        let name = if force {
+            format!("{stem}.{}.eml", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"))
+        } else {
+            format!("{stem}.eml")
+        };
+        let path = self.outbox.join(&name);
+        let tmp = self.outbox.join(format!(".{name}.tmp"));
+        let raw = built.message.formatted();
+        let written = async {
+            private_write(&tmp, &raw).await?;
+            tokio::fs::rename(&tmp, &path).await
+        };
+        written.await.map_err(|e| MailError::OutboxFile {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         self.record(
             key,
             &built.message_id,
@@ -485,7 +498,7 @@ impl Mailer {
             message_id: built.message_id,
             recipients: built.recipients,
             attempts: 1,
-            path: Some(self.outbox.join(format!("{id}.eml"))),
+            path: Some(path),
         }))
     }
 
