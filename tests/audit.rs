@@ -119,7 +119,9 @@ fn attempts_of(p: &Project, task: &str) -> Vec<Vec<String>> {
 
 fn wait_running(p: &Project, task: &str) {
     let found = wait_for(Duration::from_secs(20), || {
-        if !p.state().exists() {
+        // The file appears before its tables: wait for the schema too.
+        let created = "SELECT 1 FROM sqlite_master WHERE name = 'task_attempts'";
+        if !p.state().exists() || p.query(created).is_empty() {
             return None;
         }
         let rows = p.query(&format!(
