@@ -176,6 +176,10 @@ fn from_parquet(file: &str, bytes: Bytes, key_names: &[String]) -> Result<Vec<Ra
                 return Err(format!("{file}: no `{need}` column"));
             }
         }
+        // `value` may be stored as any numeric type: cast it once per batch.
+        let values = batch
+            .column_by_name("value")
+            .and_then(|c| arrow::compute::cast(c, &DataType::Float64).ok());
         for r in 0..batch.num_rows() {
             let row = base + r + 1;
             let s = |name: &str| cell_text(&batch, name, r);
@@ -195,7 +199,10 @@ fn from_parquet(file: &str, bytes: Bytes, key_names: &[String]) -> Result<Vec<Ra
                 key: key_names.iter().map(|k| s(k)).collect(),
                 start_date: day("start_date")?,
                 end_date: day("end_date")?,
-                value: cell_f64(&batch, "value", r),
+                value: values
+                    .as_ref()
+                    .filter(|c| !c.is_null(r))
+                    .map(|c| c.as_primitive::<arrow::datatypes::Float64Type>().value(r)),
                 author: s("author"),
                 reason: s("reason"),
             });
@@ -211,13 +218,4 @@ fn cell_text(batch: &RecordBatch, name: &str, r: usize) -> Option<String> {
         return None;
     }
     arrow::util::display::array_value_to_string(c, r).ok()
-}
-
-fn cell_f64(batch: &RecordBatch, name: &str, r: usize) -> Option<f64> {
-    let c = batch.column_by_name(name)?;
-    if c.is_null(r) {
-        return None;
-    }
-    let c = arrow::compute::cast(c, &DataType::Float64).ok()?;
-    Some(c.as_primitive::<arrow::datatypes::Float64Type>().value(r))
 }

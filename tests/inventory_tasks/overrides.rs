@@ -38,20 +38,46 @@ O-6,order_reject,CA_1,A,2026-11-25,2026-11-28,,frank,second opinion
 
 #[test]
 fn overrides_apply_are_audited_and_bad_rows_are_named() {
+    overrides_apply(".csv", &|lake| {
+        std::fs::write(lake.join("overrides/planners.csv"), CSV).expect("csv");
+    });
+}
+
+/// The same rows as Parquet, as pandas writes them: dates as Date32 and
+/// the value as an integer column.
+#[test]
+fn overrides_in_parquet_apply_the_same() {
+    overrides_apply(".parquet", &|lake| {
+        super::pyarrow(&format!(
+            r#"
+import io, pyarrow as pa, pyarrow.csv as pc, pyarrow.parquet as pq
+t = pc.read_csv(io.BytesIO({csv:?}.encode()), convert_options=pc.ConvertOptions(
+    column_types={{"start_date": pa.date32(), "end_date": pa.date32(), "value": pa.int64()}}))
+pq.write_table(t, "{lake}/overrides/planners.parquet")
+print("ok")
+"#,
+            csv = CSV,
+            lake = lake.display()
+        ));
+    });
+}
+
+fn overrides_apply(ext: &str, write: &dyn Fn(&std::path::Path)) {
     let p = Project::new();
     let lake = p.path().join("lake");
     build_lake(&lake);
     std::fs::create_dir_all(lake.join("overrides")).expect("dir");
-    std::fs::write(lake.join("overrides/planners.csv"), CSV).expect("csv");
+    write(&lake);
     p.write_dag("plan.yaml", DAG);
     let out = super::run_plan_output(&p, &lake);
+    let file = format!("planners{ext}");
     for want in [
-        "planners.csv row 4: override O-4 has no `reason` (every override needs one)",
-        "planners.csv row 5: override O-5 names series CA_9/A, which the run does not know",
-        "planners.csv row 6: override O-6 overlaps override O-1 for CA_1/A over the same dates",
-        "overrides: 3 applied, 3 refused (table `overrides`)",
+        format!("{file} row 4: override O-4 has no `reason` (every override needs one)"),
+        format!("{file} row 5: override O-5 names series CA_9/A, which the run does not know"),
+        format!("{file} row 6: override O-6 overlaps override O-1 for CA_1/A over the same dates"),
+        "overrides: 3 applied, 3 refused (table `overrides`)".to_string(),
     ] {
-        assert!(out.contains(want), "`{want}` not in:\n{out}");
+        assert!(out.contains(&want), "`{want}` not in:\n{out}");
     }
 
     let plan = rows_of(&lake, "reorder_plans");
