@@ -68,7 +68,16 @@ fn lstm_beats_seasonal_naive_on_weekly_seasonality_with_promotions() {
         lstm.rmsse,
         snaive.rmsse
     );
-    assert_eq!(r.champion, ModelKind::Lstm);
+    // The direct regression sees the same promotions; whichever of the
+    // two global models backtests better serves, and both beat the
+    // per-series methods here.
+    let reg = r.score(ModelKind::Regression).unwrap();
+    eprintln!("rmsse regression {:.3}", reg.rmsse);
+    assert!(reg.rmsse < 0.9 * snaive.rmsse, "regression {}", reg.rmsse);
+    assert!(matches!(
+        r.champion,
+        ModelKind::Lstm | ModelKind::Regression
+    ));
     // The progress callback saw every epoch, with validation losses.
     assert!(!epochs.is_empty());
     assert!(epochs.iter().all(|e| e.val_loss.is_some()));
@@ -82,7 +91,7 @@ fn lstm_beats_seasonal_naive_on_weekly_seasonality_with_promotions() {
     assert_eq!(r.forecasts.len(), 40 * 14);
     for row in &r.forecasts {
         assert!(row.quantiles.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(row.model_kind, ModelKind::Lstm);
+        assert_eq!(row.model_kind, r.champion);
     }
 }
 

@@ -107,17 +107,18 @@ fn config_for(meta: &Meta) -> ModelConfig {
 fn series_of(
     train: &BTreeMap<String, Rows>,
     test: &BTreeMap<String, Rows>,
+    freq: Frequency,
     h: usize,
-) -> Vec<Series> {
+) -> Result<Vec<Series>> {
     train
         .iter()
         .map(|(id, r)| {
-            let future = test.get(id).map(|t| FutureCovariates {
-                price: Some(t.price.iter().copied().take(h).collect()),
-                on_promo: Some(t.promo.iter().copied().take(h).collect()),
-                filled: h.saturating_sub(t.dates.len()),
-            });
-            Series {
+            let future = test
+                .get(id)
+                .zip(r.dates.last())
+                .map(|(t, &last)| plan_by_date(t, r, freq, last, h))
+                .transpose()?;
+            Ok(Series {
                 key: vec![id.clone()],
                 group: "all".into(),
                 dates: r.dates.clone(),
@@ -130,9 +131,48 @@ fn series_of(
                 on_promo: r.promo.iter().any(|&p| p).then(|| r.promo.clone()),
                 future,
                 ..Series::default()
-            }
+            })
         })
         .collect()
+}
+
+/// The held-out periods' price and promotion placed on the `h` periods
+/// after the series' last training date, as the forecast task places a
+/// `future:` table: a period without a row keeps the last known price and
+/// no promotion, and is counted as filled.
+fn plan_by_date(
+    t: &Rows,
+    hist: &Rows,
+    freq: Frequency,
+    last: NaiveDate,
+    h: usize,
+) -> Result<FutureCovariates> {
+    let mut price = Vec::with_capacity(h);
+    let mut promo = Vec::with_capacity(h);
+    let mut filled = 0;
+    let mut held = hist.price.iter().rev().copied().find(|p| p.is_finite());
+    for step in 1..=h {
+        let date = restock::forecast::calendar::date_at(freq, last, step as i64)?;
+        match t.dates.iter().position(|d| *d == date) {
+            Some(i) => {
+                if t.price[i].is_finite() {
+                    held = Some(t.price[i]);
+                }
+                price.push(held.unwrap_or(f64::NAN));
+                promo.push(t.promo[i]);
+            }
+            None => {
+                filled += 1;
+                price.push(held.unwrap_or(f64::NAN));
+                promo.push(false);
+            }
+        }
+    }
+    Ok(FutureCovariates {
+        price: Some(price),
+        on_promo: Some(promo),
+        filled,
+    })
 }
 
 /// The served forecast scored on the holdout, matched by date.
@@ -235,7 +275,7 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
     let train = read_rows(&dir.path().join("train.parquet"))?;
     let test = read_rows(&dir.path().join("test.parquet"))?;
     let config = config_for(&meta);
-    let series = series_of(&train, &test, meta.horizon);
+    let series = series_of(&train, &test, meta.frequency, meta.horizon)?;
     println!(
         "restock bench accuracy {dataset}: {} series, {}, horizon {}, context {}, origins {}",
         series.len(),

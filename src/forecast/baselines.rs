@@ -42,10 +42,13 @@ pub enum ModelKind {
     /// The equal-weight average of AutoETS, Theta and (where it was
     /// trained) the LSTM: means and quantiles averaged.
     Combo,
+    /// The group's direct regression on level, trend, season and the
+    /// known-future covariates (`regression.rs`).
+    Regression,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 8] = [
+    pub const ALL: [ModelKind; 9] = [
         ModelKind::Lstm,
         ModelKind::Naive,
         ModelKind::SeasonalNaive,
@@ -54,6 +57,7 @@ impl ModelKind {
         ModelKind::Croston,
         ModelKind::Tsb,
         ModelKind::Combo,
+        ModelKind::Regression,
     ];
 
     /// The per-series methods, simplest first (ties go to the earlier).
@@ -76,6 +80,7 @@ impl ModelKind {
             ModelKind::Croston => "croston",
             ModelKind::Tsb => "tsb",
             ModelKind::Combo => "combo",
+            ModelKind::Regression => "regression",
         }
     }
 }
@@ -291,7 +296,8 @@ fn ets_guarded(
         .unwrap_or_else(|_| Err(BaselineError::Ets("fitting panicked".into())))
 }
 
-/// Runs one baseline by kind. `Lstm` is not a baseline and yields naive;
+/// Runs one baseline by kind. `Lstm` and `Regression` are group models,
+/// not baselines, and yield naive;
 /// `Combo` yields the average of ETS and Theta (the pipeline adds the LSTM).
 pub fn run(
     kind: ModelKind,
@@ -301,7 +307,9 @@ pub fn run(
     quantiles: &[f64],
 ) -> Result<PointForecast, BaselineError> {
     match kind {
-        ModelKind::Naive | ModelKind::Lstm => naive(history, horizon, quantiles),
+        ModelKind::Naive | ModelKind::Lstm | ModelKind::Regression => {
+            naive(history, horizon, quantiles)
+        }
         ModelKind::SeasonalNaive => seasonal_naive(history, season, horizon, quantiles),
         ModelKind::Ets => ets_guarded(history, season, horizon, quantiles),
         ModelKind::Theta => super::theta::theta(history, season, horizon, quantiles),

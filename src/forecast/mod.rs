@@ -20,6 +20,7 @@ pub mod network;
 pub mod output;
 pub mod pipeline;
 pub mod prepare;
+pub mod regression;
 pub mod rng;
 pub mod series;
 pub mod synthetic;

@@ -25,6 +25,7 @@ use super::features::{AttachedEvents, FeatureLayout};
 use super::metrics::{self, Metrics, SeriesEval};
 use super::output::ForecastRow;
 use super::prepare::{self, PrepareError, PrepareOptions, Prepared};
+use super::regression;
 use super::series::{Flag, Series};
 use super::train::{self, EpochReport, TrainError, TrainedModel};
 
@@ -210,6 +211,7 @@ fn eval_at(s: &Prepared, cut: usize, h: usize, season: usize, f: PointForecast) 
 fn backtest_candidates(
     group: &str,
     prepared: &[Prepared],
+    visible: &[usize],
     jobs: &[Job],
     freq: Frequency,
     config: &ModelConfig,
@@ -258,7 +260,44 @@ fn backtest_candidates(
         evals.push((ModelKind::Lstm, ev));
     }
     evals.push((ModelKind::Combo, combo));
+    if let Some(ev) = regression_evals(prepared, visible, jobs, freq, config, &evals) {
+        evals.push((ModelKind::Regression, ev));
+    }
     Ok(evals)
+}
+
+/// The group regression fitted on what precedes the backtest windows and
+/// scored at every job; a job whose window is too sparse for it takes
+/// naive's forecast, so every candidate is scored on the same points.
+fn regression_evals(
+    prepared: &[Prepared],
+    visible: &[usize],
+    jobs: &[Job],
+    freq: Frequency,
+    config: &ModelConfig,
+    evals: &[(ModelKind, Vec<SeriesEval>)],
+) -> Option<Vec<SeriesEval>> {
+    if jobs.is_empty() {
+        return None;
+    }
+    let fitted = regression::fit(prepared, visible, freq, config)?;
+    let naive = evals
+        .iter()
+        .find(|(k, _)| *k == ModelKind::Naive)
+        .map(|(_, e)| e)?;
+    let (h, season) = (config.horizon, freq.season());
+    Some(
+        jobs.iter()
+            .zip(naive)
+            .map(|(j, fallback)| {
+                let s = &prepared[j.series];
+                match fitted.predict(s, j.cut) {
+                    Some(f) => eval_at(s, j.cut, h, season, f),
+                    None => fallback.clone(),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The combination's evaluations: the average of ETS, Theta and the LSTM.
@@ -361,7 +400,15 @@ pub fn train_group_with(
 
     let started = Instant::now();
     let jobs = backtest_jobs(&prepared, config);
-    let evals = backtest_candidates(group, &prepared, &jobs, freq, config, model.as_ref())?;
+    let evals = backtest_candidates(
+        group,
+        &prepared,
+        &visible,
+        &jobs,
+        freq,
+        config,
+        model.as_ref(),
+    )?;
     let backtest = score_candidates(&evals, &jobs, config.origins.max(1), config.quantiles.len());
     let champion = choose_champion(&backtest);
     let backtest_secs = started.elapsed().as_secs_f64();
@@ -449,12 +496,12 @@ fn baseline_id(kind: ModelKind, group: &str) -> String {
 }
 
 /// The candidate with the lowest mean backtest RMSSE over all origins;
-/// the per-series methods are listed simplest first, then the combination,
-/// then the LSTM, and an earlier candidate wins ties. Non-finite scores are
+/// the per-series methods are listed simplest first, then the regression,
+/// the combination and the LSTM, and an earlier candidate wins ties. Non-finite scores are
 /// ignored; seasonal naive when nothing is scored.
 pub fn choose_champion(scores: &[BacktestScore]) -> ModelKind {
     let mut order = ModelKind::BASELINES.to_vec();
-    order.extend([ModelKind::Combo, ModelKind::Lstm]);
+    order.extend([ModelKind::Regression, ModelKind::Combo, ModelKind::Lstm]);
     let mut best: Option<(ModelKind, f64)> = None;
     for kind in order {
         let Some(score) = scores.iter().find(|s| s.kind == kind) else {
@@ -500,6 +547,33 @@ fn lstm_forecasts(
     Ok(out)
 }
 
+/// The regression's forecasts from the end of every series, fitted on the
+/// whole history, when it is the champion.
+fn regression_forecasts(
+    prepared: &[Prepared],
+    freq: Frequency,
+    config: &ModelConfig,
+    champion: ModelKind,
+) -> BTreeMap<usize, PointForecast> {
+    let mut out = BTreeMap::new();
+    if champion != ModelKind::Regression {
+        return out;
+    }
+    let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
+    let Some(fitted) = regression::fit(prepared, &ends, freq, config) else {
+        return out;
+    };
+    for (i, s) in prepared.iter().enumerate() {
+        if needs_fallback(s) {
+            continue;
+        }
+        if let Some(f) = fitted.predict(s, s.len()) {
+            out.insert(i, f);
+        }
+    }
+    out
+}
+
 /// Forecast rows for the `horizon` steps after each series' last period
 /// (the run's date, when the series were prepared with one).
 fn forecast_rows(
@@ -512,12 +586,13 @@ fn forecast_rows(
     let h = config.horizon;
     let mut out = Vec::with_capacity(prepared.len() * h);
     let mut lstm_preds = lstm_forecasts(prepared, config, champion, model)?;
+    let mut reg_preds = regression_forecasts(prepared, freq, config, champion);
     // Baselines are fitted per series (AutoETS dominates): spread them over
     // the cores; the rows are then assembled in series order.
     let baseline_fits = par_map(&(0..prepared.len()).collect::<Vec<_>>(), |&i| {
         let s = &prepared[i];
         let has_lstm = lstm_preds.contains_key(&i);
-        if has_lstm && champion == ModelKind::Lstm {
+        if (has_lstm && champion == ModelKind::Lstm) || reg_preds.contains_key(&i) {
             None
         } else if needs_fallback(s) || (champion == ModelKind::Lstm && !has_lstm) {
             Some(fallback(s, freq, config))
@@ -539,6 +614,17 @@ fn forecast_rows(
         };
         let mut quality = s.quality.clone();
         let lstm_id = model.map_or_else(String::new, |(_, id)| id.to_string());
+        if let Some(f) = reg_preds.remove(&i) {
+            let id = baseline_id(ModelKind::Regression, &s.group);
+            let row = RowInfo {
+                kind: ModelKind::Regression,
+                id: &id,
+                flags: quality.joined(),
+                events: model.and_then(|(m, _)| m.layout.event_calendar.0.as_deref()),
+            };
+            push_rows(&mut out, s, freq, h, &row, &f)?;
+            continue;
+        }
         let (kind, id, f) = match (lstm_preds.remove(&i), fit) {
             (Some(p), fit) => {
                 for flag in &p.flags {
