@@ -12,7 +12,7 @@ training data has missing weeks linearly interpolated (restock gets the raw
 rows and applies its own gap policy).
 
 Writes DIR/train.parquet and DIR/test.parquet (series_id, date, quantity,
-price, on_promo = display > 0; zstd), DIR/meta.json (frequency, horizon,
+price, display, on_promo = display > 0; zstd), DIR/meta.json (frequency, horizon,
 season) and DIR/baselines.json: for Naive, SeasonalNaive, AutoETS and
 AutoTheta, the RMSSE, MASE, WAPE, bias and p10/p90 coverage computed with
 the same definitions as restock's metrics (scales from the training
@@ -58,6 +58,7 @@ def write(df, path):
             "quantity": df["quantity"].astype(float),
             "price": df["price"].astype(float) if "price" in df else np.nan,
             "on_promo": (df["display"] > 0) if "display" in df else False,
+            "display": df["display"].astype(float) if "display" in df else 0.0,
         }
     )
     pq.write_table(pa.Table.from_pandas(out, preserve_index=False), path, compression="zstd")

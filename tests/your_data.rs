@@ -45,8 +45,8 @@ fn the_guides_tuna_example_forecasts_13_weeks_for_7_series() {
     assert!(
         out.contains(
             "settings: frequency weekly, history `tuna_sales` (key series_id, date `date`, \
-             value `quantity`, one model per `category`), covariates price used and on_promo \
-             absent, future plan none, events none, gaps missing"
+             value `quantity`, one model per `category`), covariates price (known), display \
+             (known), future plan none, events none, gaps missing"
         ),
         "{out}"
     );

@@ -23,7 +23,7 @@ use chrono::NaiveDate;
 
 use restock::forecast::metrics::{self, Metrics, SeriesEval};
 use restock::forecast::{
-    Frequency, FutureCovariates, GroupResult, ModelConfig, PrepareOptions, Series,
+    Covariate, Frequency, FutureCovariates, GroupResult, ModelConfig, PrepareOptions, Series,
 };
 
 #[derive(Debug, serde::Deserialize)]
@@ -38,6 +38,8 @@ struct Rows {
     values: Vec<f64>,
     price: Vec<f64>,
     promo: Vec<bool>,
+    /// Share of stores with a display: a numeric known-future covariate.
+    display: Vec<f64>,
 }
 
 fn read_rows(path: &Path) -> Result<BTreeMap<String, Rows>> {
@@ -58,12 +60,14 @@ fn read_rows(path: &Path) -> Result<BTreeMap<String, Rows>> {
         let qty = col("quantity")?.as_primitive::<Float64Type>();
         let price = col("price")?.as_primitive::<Float64Type>();
         let promo = col("on_promo")?.as_boolean();
+        let display = col("display")?.as_primitive::<Float64Type>();
         for r in 0..b.num_rows() {
             let e = out.entry(ids.value(r).to_string()).or_insert_with(|| Rows {
                 dates: Vec::new(),
                 values: Vec::new(),
                 price: Vec::new(),
                 promo: Vec::new(),
+                display: Vec::new(),
             });
             e.dates
                 .push(epoch + chrono::Duration::days(i64::from(dates.value(r))));
@@ -78,6 +82,11 @@ fn read_rows(path: &Path) -> Result<BTreeMap<String, Rows>> {
                 price.value(r)
             });
             e.promo.push(!promo.is_null(r) && promo.value(r));
+            e.display.push(if display.is_null(r) {
+                f64::NAN
+            } else {
+                display.value(r)
+            });
         }
     }
     Ok(out)
@@ -113,11 +122,13 @@ fn series_of(
     train
         .iter()
         .map(|(id, r)| {
-            let future = test
+            let plan = test
                 .get(id)
                 .zip(r.dates.last())
                 .map(|(t, &last)| plan_by_date(t, r, freq, last, h))
                 .transpose()?;
+            let (future, display_plan) = plan.unzip();
+            let display = r.display.iter().any(|d| d.is_finite() && *d != 0.0);
             Ok(Series {
                 key: vec![id.clone()],
                 group: "all".into(),
@@ -130,13 +141,22 @@ fn series_of(
                     .then(|| r.price.clone()),
                 on_promo: r.promo.iter().any(|&p| p).then(|| r.promo.clone()),
                 future,
+                covariates: display
+                    .then(|| Covariate {
+                        name: "display".into(),
+                        known: true,
+                        values: r.display.clone(),
+                        future: display_plan,
+                    })
+                    .into_iter()
+                    .collect(),
                 ..Series::default()
             })
         })
         .collect()
 }
 
-/// The held-out periods' price and promotion placed on the `h` periods
+/// The held-out periods' price, promotion and display placed on the `h` periods
 /// after the series' last training date, as the forecast task places a
 /// `future:` table: a period without a row keeps the last known price and
 /// no promotion, and is counted as filled.
@@ -146,9 +166,10 @@ fn plan_by_date(
     freq: Frequency,
     last: NaiveDate,
     h: usize,
-) -> Result<FutureCovariates> {
+) -> Result<(FutureCovariates, Vec<f64>)> {
     let mut price = Vec::with_capacity(h);
     let mut promo = Vec::with_capacity(h);
+    let mut display = Vec::with_capacity(h);
     let mut filled = 0;
     let mut held = hist.price.iter().rev().copied().find(|p| p.is_finite());
     for step in 1..=h {
@@ -160,19 +181,22 @@ fn plan_by_date(
                 }
                 price.push(held.unwrap_or(f64::NAN));
                 promo.push(t.promo[i]);
+                display.push(t.display[i]);
             }
             None => {
                 filled += 1;
                 price.push(held.unwrap_or(f64::NAN));
                 promo.push(false);
+                display.push(0.0);
             }
         }
     }
-    Ok(FutureCovariates {
+    let future = FutureCovariates {
         price: Some(price),
         on_promo: Some(promo),
         filled,
-    })
+    };
+    Ok((future, display))
 }
 
 /// The served forecast scored on the holdout, matched by date.

@@ -310,6 +310,7 @@ mod tests {
             on_promo: None,
             future: None,
             events: None,
+            covariates: Vec::new(),
         }
     }
 

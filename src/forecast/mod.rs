@@ -40,5 +40,5 @@ pub use pipeline::{
     train_group, train_group_with,
 };
 pub use prepare::PrepareOptions;
-pub use series::{Flag, FutureCovariates, Series};
+pub use series::{Covariate, Flag, FutureCovariates, Series};
 pub use train::{EpochReport, TrainedModel};

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::calendar::{self, CalendarError};
 use super::config::{Frequency, GapPolicy};
-use super::series::{Flag, Quality, Series};
+use super::series::{Covariate, Flag, Quality, Series};
 
 /// Errors in the input data; all are user faults and name the series.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -49,6 +49,9 @@ pub struct Prepared {
     pub promo: Option<Vec<f64>>,
     pub future_price: Option<Vec<f64>>,
     pub future_promo: Option<Vec<f64>>,
+    /// Further covariates on the grid: values forward-filled (then
+    /// back-filled, 0 when never recorded); the plan's missing periods 0.
+    pub covariates: Vec<Covariate>,
     pub quality: Quality,
 }
 
@@ -131,6 +134,9 @@ fn check_lengths(s: &Series) -> Result<(), PrepareError> {
     if let Some(p) = &s.on_promo {
         check("on_promo", p.len())?;
     }
+    for c in &s.covariates {
+        check("covariate", c.values.len())?;
+    }
     if n_in == 0 {
         return Err(PrepareError::Empty { key: s.key.clone() });
     }
@@ -144,6 +150,7 @@ struct Grid {
     seen: Vec<bool>,
     price: Option<Vec<f64>>,
     promo: Option<Vec<f64>>,
+    covariates: Vec<Vec<f64>>,
 }
 
 fn lay_on_grid(
@@ -158,6 +165,7 @@ fn lay_on_grid(
         seen: vec![false; n],
         price: s.price.as_ref().map(|_| vec![f64::NAN; n]),
         promo: s.on_promo.as_ref().map(|_| vec![0.0; n]),
+        covariates: vec![vec![f64::NAN; n]; s.covariates.len()],
     };
     for i in 0..s.dates.len() {
         let idx = usize::try_from(calendar::step_index(freq, anchor, s.dates[i])?).unwrap_or(0);
@@ -181,6 +189,11 @@ fn lay_on_grid(
         if let (Some(out), Some(src)) = (g.promo.as_mut(), s.on_promo.as_ref()) {
             if src[i] {
                 out[idx] = 1.0;
+            }
+        }
+        for (out, c) in g.covariates.iter_mut().zip(&s.covariates) {
+            if c.values[i].is_finite() {
+                out[idx] = c.values[i];
             }
         }
     }
@@ -319,6 +332,26 @@ pub fn prepare_with(
         .and_then(|f| f.on_promo.as_ref())
         .map(|p| p.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect());
 
+    let covariates = s
+        .covariates
+        .iter()
+        .zip(grid.covariates)
+        .map(|(c, mut values)| {
+            fill_level(&mut values);
+            let future = c.future.as_ref().map(|f| {
+                f.iter()
+                    .map(|&v| if v.is_finite() { v } else { 0.0 })
+                    .collect()
+            });
+            Covariate {
+                name: c.name.clone(),
+                known: c.known,
+                values,
+                future,
+            }
+        })
+        .collect();
+
     Ok(Prepared {
         key,
         group: s.group.clone(),
@@ -330,8 +363,21 @@ pub fn prepare_with(
         promo: grid.promo,
         future_price,
         future_promo,
+        covariates,
         quality,
     })
+}
+
+/// Forward-fills NaN values, back-fills the leading ones; all-NaN becomes 0.
+fn fill_level(v: &mut [f64]) {
+    let mut last = v.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0);
+    for x in v.iter_mut() {
+        if x.is_finite() {
+            last = *x;
+        } else {
+            *x = last;
+        }
+    }
 }
 
 /// Forward-fills NaN or non-positive prices, then back-fills the leading

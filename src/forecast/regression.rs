@@ -35,11 +35,14 @@ const COMMON: usize = 7;
 const PRICE_RATIO: (f64, f64) = (0.2, 5.0);
 
 /// Which inputs a group's rows carry; fixed at fit time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Spec {
     price: bool,
     promo: bool,
     weekday: bool,
+    /// Further covariates (known-future first, then past-only) with the
+    /// group's mean absolute value, which they are divided by.
+    covariates: Vec<(String, bool, f64)>,
     window: usize,
     season: usize,
     seasonal_lags: usize,
@@ -52,6 +55,7 @@ impl Spec {
             price: prepared.iter().any(|s| s.price.is_some()),
             promo: prepared.iter().any(|s| s.promo.is_some()),
             weekday: freq == Frequency::Daily,
+            covariates: covariate_scales(prepared),
             window: config.context.clamp(4, 104),
             season: freq.season(),
             seasonal_lags: if freq == Frequency::Daily { 4 } else { 1 },
@@ -60,6 +64,20 @@ impl Spec {
     }
 
     fn width(&self) -> usize {
+        COMMON
+            + 4 * usize::from(self.price)
+            + 3 * usize::from(self.promo)
+            + usize::from(self.price && self.promo)
+            + 6 * usize::from(self.weekday)
+            + self
+                .covariates
+                .iter()
+                .map(|(_, known, _)| if *known { 3 } else { 2 })
+                .sum::<usize>()
+    }
+
+    /// Where the covariates' inputs start in a row.
+    fn covariates_at(&self) -> usize {
         COMMON
             + 4 * usize::from(self.price)
             + 3 * usize::from(self.promo)
@@ -90,6 +108,30 @@ pub struct Regression {
     pub rows: usize,
 }
 
+/// The group's covariates by name, known-future first, each with its mean
+/// absolute value over the group's history (1 when that is 0).
+fn covariate_scales(prepared: &[Prepared]) -> Vec<(String, bool, f64)> {
+    let mut acc: std::collections::BTreeMap<(bool, &str), (f64, usize)> = Default::default();
+    for s in prepared {
+        for c in &s.covariates {
+            let e = acc.entry((!c.known, c.name.as_str())).or_default();
+            e.0 += c.values.iter().map(|v| v.abs()).sum::<f64>();
+            e.1 += c.values.len();
+        }
+    }
+    acc.into_iter()
+        .map(|((past, name), (sum, n))| {
+            let scale = sum / n.max(1) as f64;
+            let scale = if scale > 0.0 && scale.is_finite() {
+                scale
+            } else {
+                1.0
+            };
+            (name.to_string(), !past, scale)
+        })
+        .collect()
+}
+
 fn lv(y: f64) -> f64 {
     y.max(0.0).ln_1p()
 }
@@ -104,6 +146,8 @@ struct Origin {
     ref_price: f64,
     price_window: f64,
     promo_window: f64,
+    /// Per covariate of the spec: the window's mean, scaled.
+    covariate_window: Vec<f64>,
 }
 
 impl Origin {
@@ -144,6 +188,16 @@ impl Origin {
             )
         });
         let promo_window = s.promo.as_ref().map_or(0.0, |p| mean(&at(p)));
+        let covariate_window = spec
+            .covariates
+            .iter()
+            .map(|(name, _, scale)| {
+                s.covariates
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .map_or(0.0, |c| mean(&at(&c.values)) / scale)
+            })
+            .collect();
         Some(Self {
             base,
             last,
@@ -152,6 +206,7 @@ impl Origin {
             ref_price,
             price_window,
             promo_window,
+            covariate_window,
         })
     }
 }
@@ -240,6 +295,17 @@ fn row(s: &Prepared, cut: usize, step: usize, o: &Origin, spec: &Spec, out: &mut
         let wd = date.weekday().num_days_from_monday() as usize;
         out.extend((1..7).map(|d| f64::from(u8::from(wd == d))));
     }
+    for ((name, known, scale), window) in spec.covariates.iter().zip(&o.covariate_window) {
+        let c = s.covariates.iter().find(|c| &c.name == name);
+        let last = c.map_or(0.0, |c| c.values[cut - 1] / scale);
+        if *known {
+            let v = c.map_or(0.0, |c| {
+                covariate_at(Some(&c.values), c.future.as_ref(), t, false) / scale
+            });
+            out.push(v);
+        }
+        out.extend([last, *window]);
+    }
 }
 
 /// Origins of one series usable for a fit ending at `end` (exclusive).
@@ -257,6 +323,13 @@ fn local_inputs(spec: &Spec) -> Vec<usize> {
     }
     if spec.promo {
         v.push(COMMON + 4 * usize::from(spec.price));
+    }
+    let mut at = spec.covariates_at();
+    for (_, known, _) in &spec.covariates {
+        if *known {
+            v.push(at);
+        }
+        at += if *known { 3 } else { 2 };
     }
     v
 }
@@ -307,6 +380,9 @@ impl Normal {
     }
 }
 
+/// Receives each fitting row: series index, step, inputs, target.
+type RowSink<'a> = dyn FnMut(usize, usize, &[f64], f64) + 'a;
+
 /// Fits the group's regression on each series' periods before `ends[i]`.
 /// `None` when fewer rows than a few per feature exist.
 pub fn fit(
@@ -323,7 +399,7 @@ pub fn fit(
         .map(|(s, &e)| origins(s, e, &spec).len())
         .sum();
     let stride = (total * spec.horizon).div_ceil(MAX_ROWS).max(1);
-    let visit = |f: &mut dyn FnMut(usize, usize, &[f64], f64)| {
+    let visit = |f: &mut RowSink<'_>| {
         let mut x = Vec::with_capacity(p);
         let mut k = 0usize;
         for (i, (s, &end)) in prepared.iter().zip(ends).enumerate() {
@@ -485,7 +561,7 @@ mod tests {
     /// Weekly demand of 100 units that triples whenever the price is cut
     /// by 20% (elasticity about −4.9), with one promotion week in five.
     fn promo_series(id: usize, weeks: usize, future: usize) -> Series {
-        let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("test value");
         let price_at = |w: usize| -> f64 { if (w + id) % 5 == 0 { 0.8 } else { 1.0 } };
         let demand =
             |w: usize| 100.0 * price_at(w).powf(-4.9) * (1.0 + 0.05 * ((w * 7 + id) % 3) as f64);
@@ -523,11 +599,11 @@ mod tests {
             21,
             &PrepareOptions::for_frequency(Frequency::Weekly, None),
         )
-        .unwrap();
+        .expect("test value");
         let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
-        let m = fit(&prepared, &ends, Frequency::Weekly, &config()).unwrap();
+        let m = fit(&prepared, &ends, Frequency::Weekly, &config()).expect("test value");
         let s = &prepared[0];
-        let f = m.predict(s, s.len()).unwrap();
+        let f = m.predict(s, s.len()).expect("test value");
         for step in 0..8 {
             let cut = (80 + step) % 5 == 0;
             let expect = if cut { 300.0 } else { 105.0 };
@@ -541,6 +617,54 @@ mod tests {
     }
 
     #[test]
+    fn a_named_known_covariate_drives_the_forecast_and_a_past_one_is_not_read_ahead() {
+        // Demand doubles in weeks with a display; the display plan is known.
+        let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("test value");
+        let shown = |w: usize, id: usize| ((w + id) % 4 == 0) as u8 as f64;
+        let series: Vec<Series> = (0..3)
+            .map(|id| Series {
+                key: vec![format!("s{id}")],
+                group: "g".into(),
+                dates: (0..90)
+                    .map(|w| start + chrono::Duration::weeks(w as i64))
+                    .collect(),
+                values: (0..90).map(|w| 50.0 * (1.0 + shown(w, id))).collect(),
+                covariates: vec![
+                    crate::forecast::Covariate {
+                        name: "display".into(),
+                        known: true,
+                        values: (0..90).map(|w| shown(w, id)).collect(),
+                        future: Some((90..98).map(|w| shown(w, id)).collect()),
+                    },
+                    crate::forecast::Covariate {
+                        name: "temperature".into(),
+                        known: false,
+                        values: (0..90).map(|w| (w % 7) as f64).collect(),
+                        future: None,
+                    },
+                ],
+                ..Series::default()
+            })
+            .collect();
+        let opts = PrepareOptions::for_frequency(Frequency::Weekly, None);
+        let prepared =
+            prepare::prepare_group_with(&series, Frequency::Weekly, 21, &opts).expect("test value");
+        let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
+        let m = fit(&prepared, &ends, Frequency::Weekly, &config()).expect("test value");
+        assert_eq!(m.spec.covariates.len(), 2);
+        assert_eq!(m.spec.width(), COMMON + 3 + 2);
+        let f = m.predict(&prepared[0], 90).expect("test value");
+        for step in 0..8 {
+            let expect = 50.0 * (1.0 + shown(90 + step, 0));
+            let got = f.mean[step];
+            assert!(
+                (got / expect - 1.0).abs() < 0.15,
+                "step {step}: forecast {got:.1}, expected about {expect}"
+            );
+        }
+    }
+
+    #[test]
     fn too_little_history_gives_no_fit() {
         let series = vec![promo_series(0, 6, 8)];
         let prepared = prepare::prepare_group_with(
@@ -549,14 +673,14 @@ mod tests {
             1,
             &PrepareOptions::for_frequency(Frequency::Weekly, None),
         )
-        .unwrap();
+        .expect("test value");
         assert!(fit(&prepared, &[6], Frequency::Weekly, &config()).is_none());
     }
 
     #[test]
     fn cholesky_solves_a_small_system() {
         let mut a = vec![4.0, 2.0, 2.0, 3.0];
-        let x = solve(&mut a, &[2.0, 1.0], 2).unwrap();
+        let x = solve(&mut a, &[2.0, 1.0], 2).expect("test value");
         assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12, "{x:?}");
         let mut singular = vec![1.0, 1.0, 1.0, 1.0];
         assert!(solve(&mut singular, &[1.0, 1.0], 2).is_none());

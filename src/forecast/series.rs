@@ -25,6 +25,23 @@ pub struct Series {
     pub future: Option<FutureCovariates>,
     /// Known holidays and events (one calendar shared by all series).
     pub events: Option<std::sync::Arc<super::events::EventCalendar>>,
+    /// Further covariates by name (display, feature, temperature …),
+    /// known in advance or past-only.
+    pub covariates: Vec<Covariate>,
+}
+
+/// A named numeric covariate beyond price and promotion.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Covariate {
+    pub name: String,
+    /// Known in advance (a plan gives its horizon values), or past-only
+    /// (seen in the history, unknown ahead).
+    pub known: bool,
+    /// One value per history date; NaN where not recorded.
+    pub values: Vec<f64>,
+    /// Planned values for the horizon after the last date (known
+    /// covariates); NaN where the plan has none.
+    pub future: Option<Vec<f64>>,
 }
 
 /// Covariates known in advance for the `horizon` steps after the last date.

@@ -113,6 +113,7 @@ pub fn generate(spec: &SyntheticSpec) -> (Vec<Series>, Vec<Vec<f64>>) {
         promo.truncate(spec.days);
         out.push(Series {
             events: None,
+            covariates: Vec::new(),
             key: vec![
                 format!("STORE_{}", i % 10),
                 format!("{group}_{dept}_{i:05}"),

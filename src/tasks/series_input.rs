@@ -29,8 +29,18 @@
 //! than `date` names an event on that date (e.g. `holiday`, `event`). It
 //! should reach past the horizon, so the model sees the coming events.
 //!
-//! `price` and `on_promo` columns are used as covariates when the input has
-//! them. Models live at `models/<dag>/<group>/<ds>/model.{safetensors,json}`;
+//! Covariates: without `covariates:`, `price` and `on_promo` columns are
+//! used when the input has them. With it, exactly the columns listed are:
+//!
+//! ```yaml
+//! covariates:
+//!   known: [price, display, feature]   # in the history and, for the horizon, in `future:`
+//!   past: [temperature]                # in the history only
+//! ```
+//!
+//! `price` and `on_promo` keep their meaning (relative price, promotion
+//! flag); any other numeric or boolean column is read as a number. A known
+//! covariate's missing plan periods are 0 (counted as filled). Models live at `models/<dag>/<group>/<ds>/model.{safetensors,json}`;
 //! `model.json` is written last, so a folder without it is ignored.
 
 use std::collections::BTreeMap;
@@ -45,7 +55,7 @@ use serde::Deserialize;
 use super::tables::{self, Cols};
 use super::{AttemptContext, KindCompileCx, TaskError};
 use crate::forecast::{
-    EventCalendar, Frequency, FutureCovariates, GapPolicy, PrepareOptions, Series,
+    Covariate, EventCalendar, Frequency, FutureCovariates, GapPolicy, PrepareOptions, Series,
 };
 
 fn d_date() -> String {
@@ -72,6 +82,7 @@ pub const INPUT_KEYS: &[&str] = &[
     "events",
     "frequency",
     "gaps",
+    "covariates",
 ];
 
 /// Split a task's kind-specific mapping into the input part and the rest.
@@ -114,6 +125,49 @@ pub struct InputSpec {
     pub frequency: Frequency,
     #[serde(default)]
     pub gaps: Option<GapPolicy>,
+    #[serde(default)]
+    pub covariates: Option<CovariateSpec>,
+}
+
+/// `covariates:` of a train/forecast task: the columns read as covariates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CovariateSpec {
+    /// Known in advance: read from the history and from the `future:` plan.
+    #[serde(default)]
+    pub known: Vec<String>,
+    /// Seen in the history only.
+    #[serde(default)]
+    pub past: Vec<String>,
+}
+
+/// Which covariates a read uses, resolved against the input's columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Resolved {
+    price: bool,
+    promo: bool,
+    /// Columns beyond price and on_promo, with whether each is known ahead.
+    other: Vec<(String, bool)>,
+}
+
+impl Resolved {
+    fn names(&self) -> String {
+        let mut v: Vec<String> = Vec::new();
+        if self.price {
+            v.push("price (known)".into());
+        }
+        if self.promo {
+            v.push("on_promo (known)".into());
+        }
+        for (n, known) in &self.other {
+            v.push(format!("{n} ({})", if *known { "known" } else { "past" }));
+        }
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(", ")
+        }
+    }
 }
 
 /// How much of a `future:` plan had to be filled in.
@@ -155,6 +209,27 @@ impl InputSpec {
             if let Err(e) = crate::lake::check_identifier(n) {
                 cx.error("", format!("column `{n}`: {e}"));
                 ok = false;
+            }
+        }
+        if let Some(c) = &self.covariates {
+            let mut seen = std::collections::BTreeSet::new();
+            for n in c.known.iter().chain(&c.past) {
+                if let Err(e) = crate::lake::check_identifier(n) {
+                    cx.error("covariates", format!("column `{n}`: {e}"));
+                    ok = false;
+                } else if !seen.insert(n.as_str()) {
+                    cx.error("covariates", format!("column `{n}` is listed twice"));
+                    ok = false;
+                }
+            }
+            for n in &c.past {
+                if n == "price" || n == "on_promo" {
+                    cx.error(
+                        "covariates.past",
+                        format!("`{n}` is a known-future covariate; list it under `known`"),
+                    );
+                    ok = false;
+                }
             }
         }
         let tables = [
@@ -203,8 +278,7 @@ impl InputSpec {
     /// What the task actually reads and uses, for the attempt log: a
     /// covariate that is absent or a plan with no files is a silent
     /// fallback otherwise.
-    fn settings_line(&self, present: &[String], price: bool, promo: bool) -> String {
-        let used = |b: bool| if b { "used" } else { "absent" };
+    fn settings_line(&self, present: &[String], cov: &Resolved) -> String {
         let optional = |what: &str, t: &Option<String>| match t {
             None => format!("{what} none"),
             Some(t) if present.iter().any(|p| p == t) => format!("{what} `{t}`"),
@@ -212,19 +286,42 @@ impl InputSpec {
         };
         format!(
             "settings: frequency {}, history `{}` (key {}, date `{}`, value `{}`, one model per `{}`), \
-             covariates price {} and on_promo {}, {}, {}, gaps {}",
+             covariates {}, {}, {}, gaps {}",
             self.frequency.as_str(),
             self.input,
             self.series_key.join("+"),
             self.date_column,
             self.value_column,
             self.group_by,
-            used(price),
-            used(promo),
+            cov.names(),
             optional("future plan", &self.future),
             optional("events", &self.events),
             self.gap_policy().as_str(),
         )
+    }
+
+    /// The covariates a read uses: the listed ones, or without
+    /// `covariates:` the `price` and `on_promo` columns the input has.
+    fn resolve(&self, cols: &[String]) -> Resolved {
+        let Some(c) = &self.covariates else {
+            return Resolved {
+                price: cols.iter().any(|c| c == "price"),
+                promo: cols.iter().any(|c| c == "on_promo"),
+                other: Vec::new(),
+            };
+        };
+        let special = |n: &String| n == "price" || n == "on_promo";
+        Resolved {
+            price: c.known.iter().any(|n| n == "price"),
+            promo: c.known.iter().any(|n| n == "on_promo"),
+            other: c
+                .known
+                .iter()
+                .filter(|n| !special(n))
+                .map(|n| (n.clone(), true))
+                .chain(c.past.iter().map(|n| (n.clone(), false)))
+                .collect(),
+        }
     }
 
     /// [`Self::load`], also saying how much of the `future:` plan was filled.
@@ -247,14 +344,18 @@ impl InputSpec {
         if let Some(s) = &self.static_feature {
             need.push(s);
         }
+        let cov = self.resolve(&cols);
+        need.extend(cov.other.iter().map(|(n, _)| n.as_str()));
+        if self.covariates.is_some() {
+            need.extend(cov.price.then_some("price"));
+            need.extend(cov.promo.then_some("on_promo"));
+        }
         tables::require(&self.input, &cols, &need)?;
-        let has_price = cols.iter().any(|c| c == "price");
-        let has_promo = cols.iter().any(|c| c == "on_promo");
+        let (has_price, has_promo) = (cov.price, cov.promo);
         // The forecast task's first read (horizon 0) is followed by one
         // with the future plan; the settings are said once.
         if horizon > 0 || self.future.is_none() {
-            cx.log
-                .progress(&self.settings_line(&present, has_price, has_promo));
+            cx.log.progress(&self.settings_line(&present, &cov));
         }
         let keys = self.series_key.join(", ");
         let mut select = format!(
@@ -272,6 +373,9 @@ impl InputSpec {
         if has_promo {
             select.push_str(", CAST(on_promo AS BOOLEAN) AS __promo");
         }
+        for (i, (n, _)) in cov.other.iter().enumerate() {
+            select.push_str(&format!(", CAST({n} AS DOUBLE) AS __cov{i}"));
+        }
         // No ORDER BY: sorting 20 M rows in DataFusion holds them all at
         // once. Rows are folded into their series as batches stream in, and
         // each series is put in date order afterwards.
@@ -281,6 +385,7 @@ impl InputSpec {
             self.partition_filter(cx, &self.input)
         );
         let mut stream = tables::query_stream(&ctx, &cx.task_id, &sql).await?;
+        let cov_cols: Vec<String> = (0..cov.other.len()).map(|i| format!("__cov{i}")).collect();
         let mut series: BTreeMap<Vec<String>, Series> = BTreeMap::new();
         while let Some(batch) = stream.next().await {
             let b = &batch.map_err(|e| tables::read_failed(&cx.task_id, e))?;
@@ -307,6 +412,15 @@ impl InputSpec {
                     on_promo: has_promo.then(Vec::new),
                     future: None,
                     events: None,
+                    covariates: cov
+                        .other
+                        .iter()
+                        .map(|(name, known)| Covariate {
+                            name: name.clone(),
+                            known: *known,
+                            ..Covariate::default()
+                        })
+                        .collect(),
                 });
                 if s.group.is_empty() {
                     s.group = c.str("__group", r)?.unwrap_or_else(|| "unknown".into());
@@ -322,6 +436,9 @@ impl InputSpec {
                 if let (Some(v), Some(a)) = (s.on_promo.as_mut(), promo.as_ref()) {
                     use arrow::array::Array;
                     v.push(!a.is_null(r) && a.value(r));
+                }
+                for (cv, col) in s.covariates.iter_mut().zip(&cov_cols) {
+                    cv.values.push(c.f64(col, r)?.unwrap_or(f64::NAN));
                 }
             }
         }
@@ -361,6 +478,18 @@ impl InputSpec {
         Ok((series.into_values().collect(), fill))
     }
 
+    fn resolve_input_price(&self) -> bool {
+        self.covariates
+            .as_ref()
+            .is_none_or(|c| c.known.iter().any(|n| n == "price"))
+    }
+
+    fn resolve_input_promo(&self) -> bool {
+        self.covariates
+            .as_ref()
+            .is_none_or(|c| c.known.iter().any(|n| n == "on_promo"))
+    }
+
     async fn load_future(
         &self,
         cx: &AttemptContext,
@@ -372,13 +501,26 @@ impl InputSpec {
         let cols = tables::columns(ctx, table).await?;
         let mut need: Vec<&str> = self.series_key.iter().map(String::as_str).collect();
         need.push("date");
+        let cov = self.resolve(&cols);
+        let known: Vec<&str> = cov
+            .other
+            .iter()
+            .filter(|(_, k)| *k)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        need.extend(&known);
         tables::require(table, &cols, &need)?;
-        let has_price = cols.iter().any(|c| c == "price");
-        let has_promo = cols.iter().any(|c| c == "on_promo");
+        let has_price = cols.iter().any(|c| c == "price") && self.resolve_input_price();
+        let has_promo = cols.iter().any(|c| c == "on_promo") && self.resolve_input_promo();
         let keys = self.series_key.join(", ");
         let end = tables::ds_minus(&cx.vars.ds, -(horizon as i64) * step_days(self.frequency));
+        let extra: String = known
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!(", CAST({n} AS DOUBLE) AS __cov{i}"))
+            .collect();
         let sql = format!(
-            "SELECT {keys}, date, {} AS __price, {} AS __promo FROM {table}
+            "SELECT {keys}, date, {} AS __price, {} AS __promo{extra} FROM {table}
              WHERE date > DATE '{ds}' AND date <= DATE '{end}' ORDER BY {keys}, date",
             if has_price {
                 "CAST(price AS DOUBLE)"
@@ -394,8 +536,9 @@ impl InputSpec {
         );
         let batches = tables::query(ctx, &cx.task_id, &sql).await?;
         let ds = cx.ds_date()?;
-        type Plan = (Vec<f64>, Vec<Option<bool>>);
+        type Plan = (Vec<f64>, Vec<Option<bool>>, Vec<Vec<f64>>);
         let mut plans: BTreeMap<Vec<String>, Plan> = BTreeMap::new();
+        let cov_cols: Vec<String> = (0..known.len()).map(|i| format!("__cov{i}")).collect();
         for b in &batches {
             let c = Cols::new(b, table);
             for r in 0..b.num_rows() {
@@ -409,18 +552,28 @@ impl InputSpec {
                 let Some(k) = future_step(self.frequency, ds, date).filter(|&k| k < horizon) else {
                     continue;
                 };
-                let e = plans
-                    .entry(key)
-                    .or_insert_with(|| (vec![f64::NAN; horizon], vec![None; horizon]));
+                let e = plans.entry(key).or_insert_with(|| {
+                    (
+                        vec![f64::NAN; horizon],
+                        vec![None; horizon],
+                        vec![vec![f64::NAN; horizon]; known.len()],
+                    )
+                });
                 e.0[k] = c.f64("__price", r)?.unwrap_or(f64::NAN);
                 e.1[k] = Some(c.f64("__promo", r).ok().flatten().is_some_and(|v| v > 0.0));
+                for (plan, col) in e.2.iter_mut().zip(&cov_cols) {
+                    plan[k] = c.f64(col, r)?.unwrap_or(f64::NAN);
+                }
             }
         }
         let mut fill = FutureFill::default();
-        for (key, (price, promo)) in plans {
+        for (key, (price, promo, planned)) in plans {
             let Some(s) = series.get_mut(&key) else {
                 continue;
             };
+            for (c, plan) in s.covariates.iter_mut().filter(|c| c.known).zip(planned) {
+                c.future = Some(plan);
+            }
             let missing = promo.iter().filter(|p| p.is_none()).count();
             if missing > 0 {
                 fill.series += 1;
@@ -638,11 +791,45 @@ fn sort_by_date(s: &mut Series) {
     if let Some(p) = s.on_promo.as_mut() {
         permute(p, &order);
     }
+    for c in &mut s.covariates {
+        permute(&mut c.values, &order);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(covariates: Option<CovariateSpec>) -> InputSpec {
+        let mut s: InputSpec =
+            serde_yaml::from_str("{input: sales, series_key: [sku], group_by: category}")
+                .expect("spec");
+        s.covariates = covariates;
+        s
+    }
+
+    #[test]
+    fn covariates_are_the_listed_columns_or_by_default_price_and_on_promo() {
+        let cols: Vec<String> = ["sku", "price", "on_promo", "display", "temp"]
+            .map(String::from)
+            .to_vec();
+        let default = spec(None).resolve(&cols);
+        assert!(default.price && default.promo && default.other.is_empty());
+        let listed = spec(Some(CovariateSpec {
+            known: vec!["price".into(), "display".into()],
+            past: vec!["temp".into()],
+        }))
+        .resolve(&cols);
+        assert!(listed.price && !listed.promo);
+        assert_eq!(
+            listed.other,
+            vec![("display".to_string(), true), ("temp".to_string(), false)]
+        );
+        assert_eq!(
+            listed.names(),
+            "price (known), display (known), temp (past)"
+        );
+    }
 
     #[test]
     fn rows_read_out_of_order_are_put_in_date_order_with_their_covariates() {
@@ -657,8 +844,15 @@ mod tests {
             on_promo: Some(vec![true, false, false]),
             future: None,
             events: None,
+            covariates: vec![Covariate {
+                name: "display".into(),
+                known: true,
+                values: vec![0.3, 0.1, 0.2],
+                future: None,
+            }],
         };
         sort_by_date(&mut s);
+        assert_eq!(s.covariates[0].values, vec![0.1, 0.2, 0.3]);
         assert_eq!(s.dates, vec![d(1), d(2), d(3)]);
         assert_eq!(s.values, vec![1.0, 2.0, 3.0]);
         assert_eq!(s.price, Some(vec![1.5, 2.5, 3.5]));
