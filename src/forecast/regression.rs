@@ -106,6 +106,8 @@ pub struct Regression {
     resid_q: Vec<Vec<f64>>,
     /// Rows the fit read.
     pub rows: usize,
+    /// The factor the in-sample residual quantiles were widened by.
+    pub widened: f64,
 }
 
 /// The group's covariates by name, known-future first, each with its mean
@@ -384,8 +386,64 @@ impl Normal {
 type RowSink<'a> = dyn FnMut(usize, usize, &[f64], f64) + 'a;
 
 /// Fits the group's regression on each series' periods before `ends[i]`.
-/// `None` when fewer rows than a few per feature exist.
+/// Its in-sample residuals make intervals that are too narrow, so they are
+/// widened by the smallest factor that makes the outer quantiles cover
+/// their nominal share of out-of-sample errors: a second fit that stops
+/// one horizon earlier forecasts the last horizon of every series (split
+/// conformal calibration of the spread; the mean is left alone). `None`
+/// when fewer rows than a few per feature exist.
 pub fn fit(
+    prepared: &[Prepared],
+    ends: &[usize],
+    freq: Frequency,
+    config: &ModelConfig,
+) -> Option<Regression> {
+    let mut m = fit_rows(prepared, ends, freq, config)?;
+    let h = config.horizon;
+    let early: Vec<usize> = ends.iter().map(|e| e.saturating_sub(h)).collect();
+    let Some(cal) = fit_rows(prepared, &early, freq, config) else {
+        return Some(m);
+    };
+    let errors = cal.errors_after(prepared, &early, ends);
+    let widen = spread_factor(&cal.resid_q, &errors, &config.quantiles);
+    for q in m.resid_q.iter_mut().flatten() {
+        *q *= widen;
+    }
+    m.widened = widen;
+    Some(m)
+}
+
+/// The smallest factor (1 to 3) by which the outer residual quantiles
+/// must be scaled to hold their nominal share of `errors`.
+fn spread_factor(resid_q: &[Vec<f64>], errors: &[Vec<f64>], levels: &[f64]) -> f64 {
+    let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) else {
+        return 1.0;
+    };
+    let n: usize = errors.iter().map(Vec::len).sum();
+    if hi <= lo || n < 30 {
+        return 1.0;
+    }
+    let nominal = hi - lo;
+    let mut k = 1.0;
+    while k < 3.0 {
+        let inside: usize = resid_q
+            .iter()
+            .zip(errors)
+            .map(|(q, e)| {
+                let (a, b) = (q[0] * k, q[q.len() - 1] * k);
+                e.iter().filter(|&&x| a <= x && x <= b).count()
+            })
+            .sum();
+        if inside as f64 / n as f64 >= nominal {
+            break;
+        }
+        k += 0.05;
+    }
+    k
+}
+
+/// [`fit`] with in-sample intervals.
+fn fit_rows(
     prepared: &[Prepared],
     ends: &[usize],
     freq: Frequency,
@@ -461,6 +519,7 @@ pub fn fit(
         smear,
         resid_q,
         rows,
+        widened: 1.0,
     })
 }
 
@@ -525,6 +584,43 @@ fn solve(a: &mut [f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
 }
 
 impl Regression {
+    /// The fitted log demand at `cut + step`.
+    fn centre(&self, s: &Prepared, cut: usize, step: usize, o: &Origin, x: &mut Vec<f64>) -> f64 {
+        row(s, cut, step, o, &self.spec, x);
+        let own: f64 = self.local.get(&s.key).map_or(0.0, |g| {
+            g.iter()
+                .zip(&self.local_inputs)
+                .map(|(g, &j)| g * x[j])
+                .sum()
+        });
+        o.base + dot(&self.beta, x) + own
+    }
+
+    /// Per step, the log errors of forecasts of the observed periods in `[from[i], to[i])` of every
+    /// series, from every origin in reach.
+    fn errors_after(&self, prepared: &[Prepared], from: &[usize], to: &[usize]) -> Vec<Vec<f64>> {
+        let h = self.spec.horizon;
+        let mut out = vec![Vec::new(); h];
+        let mut x = Vec::with_capacity(self.spec.width());
+        for ((s, &a), &b) in prepared.iter().zip(from).zip(to) {
+            let b = b.min(s.len());
+            for cut in a.saturating_sub(h - 1).max(1)..b {
+                let Some(o) = Origin::at(s, cut, &self.spec) else {
+                    continue;
+                };
+                for (step, errs) in out.iter_mut().enumerate() {
+                    let t = cut + step;
+                    if t < a || t >= b || !s.observed[t] {
+                        continue;
+                    }
+                    let c = self.centre(s, cut, step, &o, &mut x);
+                    errs.push(lv(s.values[t]) - c);
+                }
+            }
+        }
+        out
+    }
+
     /// The forecast of the `horizon` periods after `cut`; `None` when the
     /// window before `cut` has too few observed periods.
     pub fn predict(&self, s: &Prepared, cut: usize) -> Option<PointForecast> {
@@ -534,14 +630,7 @@ impl Regression {
         let mut quantiles = vec![Vec::with_capacity(self.spec.horizon); nq];
         let mut x = Vec::with_capacity(self.spec.width());
         for step in 0..self.spec.horizon {
-            row(s, cut, step, &o, &self.spec, &mut x);
-            let own: f64 = self.local.get(&s.key).map_or(0.0, |g| {
-                g.iter()
-                    .zip(&self.local_inputs)
-                    .map(|(g, &j)| g * x[j])
-                    .sum()
-            });
-            let centre = o.base + dot(&self.beta, &x) + own;
+            let centre = self.centre(s, cut, step, &o, &mut x);
             mean.push(((centre + self.smear[step]).min(40.0).exp() - 1.0).max(0.0));
             for (q, r) in quantiles.iter_mut().zip(&self.resid_q[step]) {
                 q.push(((centre + r).min(40.0).exp() - 1.0).max(0.0));
