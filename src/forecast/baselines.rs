@@ -39,8 +39,9 @@ pub enum ModelKind {
     Croston,
     /// Teunter–Syntetos–Babai: demand size and probability smoothed apart.
     Tsb,
-    /// The equal-weight average of AutoETS, Theta and (where it was
-    /// trained) the LSTM: means and quantiles averaged.
+    /// The equal-weight average of AutoETS, Theta and the group models
+    /// that were fitted (the LSTM, the regression): means and quantiles
+    /// averaged.
     Combo,
     /// The group's direct regression on level, trend, season and the
     /// known-future covariates (`regression.rs`).

@@ -255,12 +255,13 @@ fn backtest_candidates(
         }
         _ => None,
     };
-    let combo = combine_evals(&evals, lstm.as_deref());
+    let reg = regression_evals(prepared, visible, jobs, freq, config, &evals);
+    let combo = combine_evals(&evals, &[lstm.as_deref(), reg.as_deref()]);
     if let Some(ev) = lstm {
         evals.push((ModelKind::Lstm, ev));
     }
     evals.push((ModelKind::Combo, combo));
-    if let Some(ev) = regression_evals(prepared, visible, jobs, freq, config, &evals) {
+    if let Some(ev) = reg {
         evals.push((ModelKind::Regression, ev));
     }
     Ok(evals)
@@ -300,10 +301,11 @@ fn regression_evals(
     )
 }
 
-/// The combination's evaluations: the average of ETS, Theta and the LSTM.
+/// The combination's evaluations: the average of ETS, Theta and the group
+/// models that were fitted (the LSTM, the regression).
 fn combine_evals(
     evals: &[(ModelKind, Vec<SeriesEval>)],
-    lstm: Option<&[SeriesEval]>,
+    group_models: &[Option<&[SeriesEval]>],
 ) -> Vec<SeriesEval> {
     let of = |k: ModelKind| evals.iter().find(|(kind, _)| *kind == k).map(|(_, e)| e);
     let (Some(ets), Some(theta)) = (of(ModelKind::Ets), of(ModelKind::Theta)) else {
@@ -316,8 +318,8 @@ fn combine_evals(
                 quantiles: e.quantiles.clone(),
             };
             let mut parts = vec![as_fc(&ets[i]), as_fc(&theta[i])];
-            if let Some(l) = lstm {
-                parts.push(as_fc(&l[i]));
+            for m in group_models.iter().flatten() {
+                parts.push(as_fc(&m[i]));
             }
             let refs: Vec<&PointForecast> = parts.iter().collect();
             let avg = baselines::average(&refs);
@@ -548,7 +550,7 @@ fn lstm_forecasts(
 }
 
 /// The regression's forecasts from the end of every series, fitted on the
-/// whole history, when it is the champion.
+/// whole history, when it serves alone or in the combination.
 fn regression_forecasts(
     prepared: &[Prepared],
     freq: Frequency,
@@ -556,7 +558,7 @@ fn regression_forecasts(
     champion: ModelKind,
 ) -> BTreeMap<usize, PointForecast> {
     let mut out = BTreeMap::new();
-    if champion != ModelKind::Regression {
+    if !matches!(champion, ModelKind::Regression | ModelKind::Combo) {
         return out;
     }
     let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
@@ -591,65 +593,56 @@ fn forecast_rows(
     // the cores; the rows are then assembled in series order.
     let baseline_fits = par_map(&(0..prepared.len()).collect::<Vec<_>>(), |&i| {
         let s = &prepared[i];
-        let has_lstm = lstm_preds.contains_key(&i);
-        if (has_lstm && champion == ModelKind::Lstm) || reg_preds.contains_key(&i) {
-            None
-        } else if needs_fallback(s) || (champion == ModelKind::Lstm && !has_lstm) {
-            Some(fallback(s, freq, config))
-        } else if champion == ModelKind::Combo && has_lstm {
-            Some(baseline_or_fallback(
-                ModelKind::Combo,
-                &s.values,
-                freq,
-                config,
-            ))
-        } else {
-            Some(baseline_or_fallback(champion, &s.values, freq, config))
+        match champion {
+            _ if needs_fallback(s) => Some(fallback(s, freq, config)),
+            ModelKind::Lstm if lstm_preds.contains_key(&i) => None,
+            ModelKind::Regression if reg_preds.contains_key(&i) => None,
+            ModelKind::Lstm | ModelKind::Regression => Some(fallback(s, freq, config)),
+            // Combo: ETS and Theta averaged here, the group models added below.
+            _ => Some(baseline_or_fallback(champion, &s.values, freq, config)),
         }
     });
+    let lstm_id = model.map_or_else(String::new, |(_, id)| id.to_string());
     for ((i, s), fit) in prepared.iter().enumerate().zip(baseline_fits) {
         let bl_err = |source| PipelineError::Baseline {
             group: s.group.clone(),
             source,
         };
         let mut quality = s.quality.clone();
-        let lstm_id = model.map_or_else(String::new, |(_, id)| id.to_string());
-        if let Some(f) = reg_preds.remove(&i) {
-            let id = baseline_id(ModelKind::Regression, &s.group);
-            let row = RowInfo {
-                kind: ModelKind::Regression,
-                id: &id,
-                flags: quality.joined(),
-                events: model.and_then(|(m, _)| m.layout.event_calendar.0.as_deref()),
-            };
-            push_rows(&mut out, s, freq, h, &row, &f)?;
-            continue;
-        }
-        let (kind, id, f) = match (lstm_preds.remove(&i), fit) {
-            (Some(p), fit) => {
-                for flag in &p.flags {
-                    quality.add(*flag);
-                }
-                let lf = PointForecast {
-                    mean: p.mean,
-                    quantiles: p.quantiles,
-                };
-                match fit {
-                    // Combo: ETS and Theta averaged (by `run`), then with the LSTM
-                    // at weights 2/3 and 1/3, i.e. all three equally.
-                    Some(fit) => {
-                        let (_, bf) = fit.map_err(bl_err)?;
-                        let f = weighted(&bf, &lf, 2.0 / 3.0);
-                        (ModelKind::Combo, lstm_id, f)
-                    }
-                    None => (ModelKind::Lstm, lstm_id, lf),
+        let lf = lstm_preds.remove(&i).map(|p| {
+            for flag in &p.flags {
+                quality.add(*flag);
+            }
+            PointForecast {
+                mean: p.mean,
+                quantiles: p.quantiles,
+            }
+        });
+        let rf = reg_preds.remove(&i);
+        let (kind, id, f) = match fit {
+            None => match (lf, rf) {
+                (Some(lf), _) if champion == ModelKind::Lstm => (ModelKind::Lstm, lstm_id.clone(), lf),
+                (_, Some(rf)) => (
+                    ModelKind::Regression,
+                    baseline_id(ModelKind::Regression, &s.group),
+                    rf,
+                ),
+                _ => continue,
+            },
+            Some(fit) => {
+                let (k, bf) = fit.map_err(bl_err)?;
+                let extra: Vec<&PointForecast> = lf.iter().chain(rf.iter()).collect();
+                if champion == ModelKind::Combo && !needs_fallback(s) && !extra.is_empty() {
+                    let id = if lf.is_some() {
+                        lstm_id.clone()
+                    } else {
+                        baseline_id(ModelKind::Combo, &s.group)
+                    };
+                    (ModelKind::Combo, id, combination(&bf, &extra))
+                } else {
+                    (k, baseline_id(k, &s.group), bf)
                 }
             }
-            (None, Some(fit)) => {
-                let (k, f) = fit.map_err(bl_err)?;
-                (k, baseline_id(k, &s.group), f)
-            }
-            (None, None) => continue,
         };
         let events = model.and_then(|(m, _)| m.layout.event_calendar.0.as_deref());
         let row = RowInfo {
@@ -663,23 +656,12 @@ fn forecast_rows(
     Ok(out)
 }
 
-/// `w·a + (1 − w)·b`, means and quantiles.
-fn weighted(a: &PointForecast, b: &PointForecast, w: f64) -> PointForecast {
-    let mix = |x: &[f64], y: &[f64]| -> Vec<f64> {
-        x.iter()
-            .zip(y)
-            .map(|(x, y)| w * x + (1.0 - w) * y)
-            .collect()
-    };
-    PointForecast {
-        mean: mix(&a.mean, &b.mean),
-        quantiles: a
-            .quantiles
-            .iter()
-            .zip(&b.quantiles)
-            .map(|(x, y)| mix(x, y))
-            .collect(),
-    }
+/// The combination served: `ets_theta` is already the average of ETS and
+/// Theta, so it weighs two and every group model one (all equal).
+fn combination(ets_theta: &PointForecast, group_models: &[&PointForecast]) -> PointForecast {
+    let mut parts = vec![ets_theta, ets_theta];
+    parts.extend(group_models.iter().copied());
+    baselines::average(&parts)
 }
 
 /// What the rows of one series share.
