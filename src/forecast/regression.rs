@@ -256,7 +256,10 @@ fn row(s: &Prepared, cut: usize, step: usize, o: &Origin, spec: &Spec, out: &mut
     out.clear();
     let t = cut + step;
     let h = (step + 1) as f64;
-    let lags: Vec<f64> = (1..=spec.seasonal_lags)
+    // The most recent same-season periods before the origin: for a step
+    // beyond one season, the lags reach back whole seasons further.
+    let first = (t + 1 - cut).div_ceil(spec.season.max(1));
+    let lags: Vec<f64> = (first..first + spec.seasonal_lags)
         .filter_map(|k| t.checked_sub(k * spec.season))
         .filter(|&i| i < cut && s.observed[i])
         .map(|i| lv(s.values[i]) - o.base)
