@@ -237,6 +237,17 @@ pub fn ets(
     let seasonal = season > 1 && h.len() >= 2 * season + 4;
     let levels: Vec<f64> = quantiles.iter().map(|&q| (2.0 * q - 1.0).abs()).collect();
     let err = |e: &dyn std::fmt::Display| BaselineError::Ets(e.to_string());
+    // Seasonality in demand is usually multiplicative: a strictly
+    // positive seasonal series is decomposed on the log scale.
+    let log = seasonal && h.iter().all(|&v| v > 0.0);
+    let logged: Vec<f64>;
+    let h = if log {
+        logged = h.iter().map(|v| v.ln()).collect();
+        &logged[..]
+    } else {
+        h
+    };
+    let back = |x: f64| if log { x.min(700.0).exp() } else { x };
     let fitted = if seasonal {
         let model = MSTLModel::new(vec![season], AutoETS::non_seasonal().into_trend_model());
         Fitted::Mstl(model.fit(h).map_err(|e| err(&e))?)
@@ -247,7 +258,7 @@ pub fn ets(
         Fitted::Mstl(f) => f.predict(horizon, level).map_err(|e| err(&e)),
         Fitted::Ets(f) => f.predict(horizon, level).map_err(|e| err(&e)),
     };
-    let point = predict(None)?.point;
+    let point: Vec<f64> = predict(None)?.point.into_iter().map(back).collect();
     if point.len() != horizon || point.iter().any(|x| !x.is_finite()) {
         return Err(BaselineError::Ets("non-finite forecast".into()));
     }
@@ -260,7 +271,10 @@ pub fn ets(
         let iv = predict(Some(level))?
             .intervals
             .ok_or_else(|| BaselineError::Ets("no prediction intervals".into()))?;
-        let side = if q < 0.5 { iv.lower } else { iv.upper };
+        let side: Vec<f64> = if q < 0.5 { iv.lower } else { iv.upper }
+            .into_iter()
+            .map(back)
+            .collect();
         out.push(
             side.iter()
                 .zip(&point)

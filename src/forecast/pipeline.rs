@@ -621,7 +621,9 @@ fn forecast_rows(
         let rf = reg_preds.remove(&i);
         let (kind, id, f) = match fit {
             None => match (lf, rf) {
-                (Some(lf), _) if champion == ModelKind::Lstm => (ModelKind::Lstm, lstm_id.clone(), lf),
+                (Some(lf), _) if champion == ModelKind::Lstm => {
+                    (ModelKind::Lstm, lstm_id.clone(), lf)
+                }
                 (_, Some(rf)) => (
                     ModelKind::Regression,
                     baseline_id(ModelKind::Regression, &s.group),
