@@ -25,6 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::model_store::ModelStore;
 use super::series_input::{self, InputSpec};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::forecast::{self, DeviceChoice};
@@ -119,24 +120,27 @@ impl TaskRunner for ForecastRunner {
         let device =
             forecast::select_device(self.device).map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut missing = Vec::new();
+        let models_of = ModelStore::new(store.as_ref(), &cx.dag_id);
         for g in by_group.keys() {
-            let dir = series_input::model_dir(&cx.dag_id, g);
-            let newest = series_input::newest_model(store.as_ref(), &dir, ds)
+            let newest = models_of
+                .newest(g, ds)
                 .await
                 .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
-            let Some((date, path)) = newest else {
+            let Some(stored) = newest else {
                 missing.push(g.clone());
                 continue;
             };
-            let (w, m) = series_input::read_model(store.as_ref(), &path)
+            let (w, m) = models_of
+                .read(&stored)
                 .await
                 .map_err(|e| TaskError::Failed(format!("reading the model of {g}: {e}")))?;
-            let model = forecast::artifact::from_bytes(&w, &m, &device).map_err(|e| {
-                TaskError::Fatal(format!("model {}: {e}", cx.services.lake.describe(&path)))
-            })?;
+            let described = cx.services.lake.describe(&stored.dir);
+            let model = forecast::artifact::from_bytes(&w, &m, &device)
+                .map_err(|e| TaskError::Fatal(format!("model {described}: {e}")))?;
             horizon = horizon.max(model.config.horizon);
             cx.log.progress(&format!(
-                "group {g}: model of {date} (champion {})",
+                "group {g}: model of {} (champion {})",
+                stored.date,
                 model.serving.as_str()
             ));
             models.insert(g.clone(), model);
@@ -146,12 +150,7 @@ impl TaskRunner for ForecastRunner {
                 "no model for any group of `{}` on or before {}; run the train task first (looked under {})",
                 self.input.input,
                 cx.vars.ds,
-                cx.services
-                    .lake
-                    .describe(&object_store::path::Path::from(format!(
-                        "models/{}",
-                        cx.dag_id
-                    )))
+                cx.services.lake.describe(&models_of.root())
             )));
         }
         for g in &missing {

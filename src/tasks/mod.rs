@@ -14,6 +14,8 @@ pub mod command;
 pub mod email;
 pub mod empty;
 pub mod forecast;
+mod metrics_table;
+pub mod model_store;
 pub mod monitor;
 pub mod overrides;
 pub mod reorder;
