@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 
 use crate::lake;
 use crate::schedule::{self, Schedule};
-use crate::tasks::{KindCompileCx, Registry};
+use crate::tasks::{KindCompileCx, Registry, TaskOutline};
 use crate::template;
 
 use super::checks::{self, TemplateUse};
@@ -123,24 +123,36 @@ pub fn compile_str(
         /// Its `when` and templates, checked against its upstream below.
         templates: Vec<TemplateUse>,
     }
-    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(raw_tasks.len());
-    for (i, raw) in raw_tasks.into_iter().enumerate() {
+    // Each task split into its common keys and the kind's, and outlined
+    // for kinds that read another task's settings.
+    let split: Vec<Option<(serde_yaml::Mapping, serde_yaml::Mapping)>> = raw_tasks
+        .into_iter()
+        .map(|raw| match raw {
+            serde_yaml::Value::Mapping(map) => Some(split_common(map)),
+            _ => None,
+        })
+        .collect();
+    let outlines: Vec<TaskOutline> = split
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let (common, rest) = s.as_ref()?;
+            Some(TaskOutline {
+                id: common.get("id")?.as_str()?.to_string(),
+                kind: common.get("kind")?.as_str()?.to_string(),
+                path: format!("tasks[{i}]"),
+                spec: rest.clone(),
+            })
+        })
+        .collect();
+    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(split.len());
+    for (i, parts) in split.into_iter().enumerate() {
         let path = format!("tasks[{i}]");
-        let serde_yaml::Value::Mapping(map) = raw else {
+        let Some((common_map, rest)) = parts else {
             d.error(&path, "a task must be a mapping with `id` and `kind`");
             pending.push(None);
             continue;
         };
-        let mut common_map = serde_yaml::Mapping::new();
-        let mut rest = serde_yaml::Mapping::new();
-        for (k, v) in map {
-            let is_common = k.as_str().is_some_and(|s| TASK_COMMON_KEYS.contains(&s));
-            if is_common {
-                common_map.insert(k, v);
-            } else {
-                rest.insert(k, v);
-            }
-        }
         let Some(common) =
             d.deserialize::<RawTaskCommon>(&path, serde_yaml::Value::Mapping(common_map), &[])
         else {
@@ -180,6 +192,7 @@ pub fn compile_str(
                     tables: &tables,
                     params: &compile_params,
                     templates: Vec::new(),
+                    tasks: &outlines,
                 };
                 let runner = kind.compile(serde_yaml::Value::Mapping(rest), &mut cx);
                 templates.append(&mut cx.templates);
@@ -339,6 +352,20 @@ pub fn compile_str(
         by_id,
         warnings: sorted(d.warnings),
     })
+}
+
+/// A task's mapping split into its common keys and the kind's.
+fn split_common(map: serde_yaml::Mapping) -> (serde_yaml::Mapping, serde_yaml::Mapping) {
+    let mut common = serde_yaml::Mapping::new();
+    let mut rest = serde_yaml::Mapping::new();
+    for (k, v) in map {
+        if k.as_str().is_some_and(|s| TASK_COMMON_KEYS.contains(&s)) {
+            common.insert(k, v);
+        } else {
+            rest.insert(k, v);
+        }
+    }
+    (common, rest)
 }
 
 /// `tables:`: names usable in SQL, lake-relative paths, partition columns.

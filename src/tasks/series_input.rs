@@ -1,6 +1,7 @@
 //! The input side of the `train` and `forecast` kinds: which table holds
 //! the demand history and how its columns map onto [`Series`]. The model
-//! artifact store is [`super::model_store`].
+//! artifact store is [`super::model_store`]; how a `forecast` task takes
+//! this mapping from its `train` task is [`super::inherit`].
 //!
 //! ```yaml
 //! input: daily_sales          # a declared table; read at the run's ds when partitioned by ds
@@ -36,7 +37,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::tables::{self, Cols};
 use super::{AttemptContext, KindCompileCx, TaskError};
@@ -89,8 +90,11 @@ pub fn split(spec: serde_yaml::Value) -> (serde_yaml::Value, serde_yaml::Value) 
     )
 }
 
-/// The fields shared by `train` and `forecast`.
-#[derive(Debug, Clone, Deserialize)]
+/// The fields shared by `train` and `forecast`. Serialized (every field,
+/// see [`InputSpec::resolved`]) into the `input` of a model's
+/// `model.json`, and compared field by field through that form, so a key
+/// added here is stored, inherited and checked with no further code.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     pub input: String,
@@ -126,6 +130,15 @@ impl InputSpec {
     pub fn gap_policy(&self) -> GapPolicy {
         self.gaps
             .unwrap_or_else(|| GapPolicy::default_for(self.frequency))
+    }
+
+    /// The same mapping with every default written out (the gap policy of
+    /// the frequency), so that two specs that mean the same compare equal.
+    pub fn resolved(&self) -> Self {
+        Self {
+            gaps: Some(self.gap_policy()),
+            ..self.clone()
+        }
     }
 
     /// How the forecast module prepares these series on the run's date.

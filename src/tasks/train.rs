@@ -33,7 +33,7 @@
 //! `accuracy_rmsse`, `accuracy_wape` (overall), `drifted` (groups retrained
 //! on drift) and `accuracy_path`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -42,36 +42,18 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::accuracy;
+use super::inherit;
 use super::metrics_table::metrics_batch;
 use super::model_store::ModelStore;
 use super::series_input::{self, InputSpec};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::forecast::{self, DeviceChoice, ModelConfig, ModelKind};
 
+mod retrain;
+
+use retrain::{Plan, Retrain};
+
 pub struct TrainKind;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Retrain {
-    #[default]
-    Always,
-    Weekly,
-    Monthly,
-    /// Reuse the newest model until its realized accuracy drifts.
-    OnDrift,
-}
-
-impl Retrain {
-    /// Age below which a model is reused; `None`: age does not decide.
-    fn max_age_days(self) -> Option<i64> {
-        match self {
-            Retrain::Always => Some(0),
-            Retrain::Weekly => Some(7),
-            Retrain::Monthly => Some(28),
-            Retrain::OnDrift => None,
-        }
-    }
-}
 
 fn d_accuracy() -> String {
     "forecast_accuracy".into()
@@ -205,16 +187,6 @@ struct Scored {
     overrides: Vec<forecast::accuracy::GroupAccuracy>,
 }
 
-/// What the retrain policy decided, per group.
-#[derive(Default)]
-struct Plan {
-    /// Groups to train in this run.
-    train: BTreeSet<String>,
-    reused: Vec<String>,
-    drifted: Vec<String>,
-    decisions: BTreeMap<String, accuracy::GroupDecision>,
-}
-
 /// The groups trained in this run, their models saved.
 #[derive(Default)]
 struct Trained {
@@ -310,81 +282,6 @@ impl TrainRunner {
         })
     }
 
-    /// Step 3: which groups to train and which models to reuse, per the
-    /// retrain policy (age, or realized accuracy with `on_drift`).
-    async fn plan(
-        &self,
-        cx: &AttemptContext,
-        ds: NaiveDate,
-        series: &[forecast::Series],
-        realized: &[forecast::accuracy::GroupAccuracy],
-    ) -> Result<Plan, TaskError> {
-        let models = ModelStore::new(cx.services.lake.store().as_ref(), &cx.dag_id);
-        let mut plan = Plan {
-            train: series.iter().map(|s| s.group.clone()).collect(),
-            ..Plan::default()
-        };
-        for g in plan.train.clone() {
-            let newest = models
-                .newest(&g, ds)
-                .await
-                .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
-            let decision = plan.decisions.entry(g.clone()).or_default();
-            decision.action = "trained".into();
-            let Some(stored) = newest else {
-                continue;
-            };
-            let meta = models
-                .read_meta(&stored)
-                .await
-                .map_err(|e| TaskError::Failed(format!("reading the model of {g}: {e}")))?;
-            // An unreadable model is replaced, not an error: training fixes it.
-            let served = meta.as_ref().map(|m| {
-                let kind = m.champion.as_str().to_string();
-                let rmsse = m
-                    .backtest
-                    .iter()
-                    .find(|b| b.kind == m.champion)
-                    .map(|b| b.metrics.rmsse);
-                (kind, rmsse)
-            });
-            let drift = served.as_ref().and_then(|(kind, expected)| {
-                realized
-                    .iter()
-                    .find(|a| {
-                        a.group.as_deref() == Some(g.as_str())
-                            && a.model_kind.as_deref() == Some(kind.as_str())
-                    })
-                    .filter(|a| a.points >= self.drift_min_points)
-                    .and_then(|a| Some((a.drift(*expected)?, a.metrics.rmsse, (*expected)?)))
-            });
-            decision.served = served;
-            let reuse = match (self.retrain.max_age_days(), drift) {
-                (Some(max_age), _) => (ds - stored.date).num_days() < max_age,
-                (None, Some((d, realized, expected))) if d > self.drift_threshold => {
-                    cx.log.progress(&format!(
-                        "group {g}: realized RMSSE {realized:.3} is {:.0}% above the backtest's {expected:.3}; retraining",
-                        d * 100.0
-                    ));
-                    plan.drifted.push(g.clone());
-                    decision.action = "retrained_on_drift".into();
-                    false
-                }
-                (None, _) => meta.is_some(),
-            };
-            if reuse {
-                cx.log
-                    .progress(&format!("group {g}: reusing the model of {}", stored.date));
-                decision.action = "reused".into();
-                plan.reused.push(g.clone());
-                plan.train.remove(&g);
-            } else if decision.action == "trained" && self.retrain != Retrain::Always {
-                decision.action = "retrained".into();
-            }
-        }
-        Ok(plan)
-    }
-
     /// Step 4: train the groups on a bounded pool off the runtime,
     /// streaming epoch progress to the log; cancellation stops every
     /// worker within one epoch and saves nothing.
@@ -465,6 +362,8 @@ impl TrainRunner {
         )>,
     ) -> Result<Trained, TaskError> {
         let models = ModelStore::new(cx.services.lake.store().as_ref(), &cx.dag_id);
+        // How this task read its input, for the forecast task to check.
+        let input = inherit::to_stored(&self.input).map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut t = Trained::default();
         for (group, r) in results {
             let r = r.map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
@@ -472,8 +371,9 @@ impl TrainRunner {
             if let Some(model) = &r.model {
                 t.windows += model.window.windows_trained;
                 t.train_secs += model.window.train_seconds;
-                let (weights, meta) = forecast::artifact::to_bytes(model)
-                    .map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
+                let (weights, meta) =
+                    forecast::artifact::to_bytes_with_input(model, Some(input.clone()))
+                        .map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
                 models
                     .save(&group, ds, weights, meta)
                     .await
