@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 
 use crate::lake;
 use crate::schedule::{self, Schedule};
-use crate::tasks::{KindCompileCx, Registry, TaskOutline};
+use crate::tasks::{KindCompileCx, Registry};
 use crate::template;
 
 use super::checks::{self, TemplateUse};
@@ -24,7 +24,7 @@ use super::diag::{Diagnostic, Diagnostics, unknown_message};
 use super::graph;
 use super::model::{Dag, RetryPolicy, Table, Task};
 use super::raw::{
-    RawDag, RawTable, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA,
+    self, RawDag, RawTable, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA,
 };
 
 /// Compile one DAG file's text. `root` is the directory relative file
@@ -125,26 +125,7 @@ pub fn compile_str(
     }
     // Each task split into its common keys and the kind's, and outlined
     // for kinds that read another task's settings.
-    let split: Vec<Option<(serde_yaml::Mapping, serde_yaml::Mapping)>> = raw_tasks
-        .into_iter()
-        .map(|raw| match raw {
-            serde_yaml::Value::Mapping(map) => Some(split_common(map)),
-            _ => None,
-        })
-        .collect();
-    let outlines: Vec<TaskOutline> = split
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let (common, rest) = s.as_ref()?;
-            Some(TaskOutline {
-                id: common.get("id")?.as_str()?.to_string(),
-                kind: common.get("kind")?.as_str()?.to_string(),
-                path: format!("tasks[{i}]"),
-                spec: rest.clone(),
-            })
-        })
-        .collect();
+    let (split, outlines) = raw::split_tasks(raw_tasks);
     let mut pending: Vec<Option<Pending>> = Vec::with_capacity(split.len());
     for (i, parts) in split.into_iter().enumerate() {
         let path = format!("tasks[{i}]");
@@ -352,20 +333,6 @@ pub fn compile_str(
         by_id,
         warnings: sorted(d.warnings),
     })
-}
-
-/// A task's mapping split into its common keys and the kind's.
-fn split_common(map: serde_yaml::Mapping) -> (serde_yaml::Mapping, serde_yaml::Mapping) {
-    let mut common = serde_yaml::Mapping::new();
-    let mut rest = serde_yaml::Mapping::new();
-    for (k, v) in map {
-        if k.as_str().is_some_and(|s| TASK_COMMON_KEYS.contains(&s)) {
-            common.insert(k, v);
-        } else {
-            rest.insert(k, v);
-        }
-    }
-    (common, rest)
 }
 
 /// `tables:`: names usable in SQL, lake-relative paths, partition columns.
