@@ -93,8 +93,9 @@ pub fn split(spec: serde_yaml::Value) -> (serde_yaml::Value, serde_yaml::Value) 
 /// The fields shared by `train` and `forecast`. Serialized (every field,
 /// see [`InputSpec::resolved`]) into the `input` of a model's
 /// `model.json`, and compared field by field through that form, so a key
-/// added here is stored, inherited and checked with no further code.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// added here is stored, inherited and checked with no further code (its
+/// type needs `Serialize`, nothing more).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     pub input: String,
