@@ -136,6 +136,24 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "forecast_contradicts_train.yaml",
+        &[
+            "16:5: tasks[1].frequency: forecast task `forecast` has `frequency: daily`, but its train task `train` has `frequency: weekly` (line 10); drop the key to inherit it, or make the two agree",
+            "17:5: tasks[1].static_feature: forecast task `forecast` has `static_feature: department`, but its train task `train` has no `static_feature`; drop the key to inherit it, or make the two agree",
+            "18:5: tasks[1].gaps: forecast task `forecast` has `gaps: zero`, but its train task `train` has `gaps: missing` (its default); drop the key to inherit it, or make the two agree",
+        ],
+    ),
+    (
+        "forecast_train_errors.yaml",
+        &[
+            "7:5: tasks[0].input: unknown table `dialy_sales` (declared tables: daily_sales); declare it under `tables:`",
+            "12:5: tasks[1].train: `train:` refers to task `train`, which is not upstream of `not_upstream`; its outputs are only known once it has finished, so add `train` to `depends_on` (directly or through another task)",
+            "18:5: tasks[3].train: task `extract` has kind `empty`; `train:` names the `train` task whose models this task serves",
+            "21:5: tasks[4].train: unknown task `trian` (train tasks: train)",
+            "22:5: tasks[5]: name the train task whose models this task serves (`train: ID`), or give the input keys yourself (`input`, `series_key`, `group_by` …)",
+        ],
+    ),
+    (
         "unknown_dependency.yaml",
         &[
             "7:18: tasks[1].depends_on[0]: depends_on unknown task `extrct`, did you mean `extract`?",

@@ -24,7 +24,7 @@ use super::diag::{Diagnostic, Diagnostics, unknown_message};
 use super::graph;
 use super::model::{Dag, RetryPolicy, Table, Task};
 use super::raw::{
-    RawDag, RawTable, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA,
+    self, RawDag, RawTable, RawTaskCommon, RawTaskDefaults, TASK_COMMON_KEYS, TOP_LEVEL_EXTRA,
 };
 
 /// Compile one DAG file's text. `root` is the directory relative file
@@ -123,24 +123,17 @@ pub fn compile_str(
         /// Its `when` and templates, checked against its upstream below.
         templates: Vec<TemplateUse>,
     }
-    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(raw_tasks.len());
-    for (i, raw) in raw_tasks.into_iter().enumerate() {
+    // Each task split into its common keys and the kind's, and outlined
+    // for kinds that read another task's settings.
+    let (split, outlines) = raw::split_tasks(raw_tasks);
+    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(split.len());
+    for (i, parts) in split.into_iter().enumerate() {
         let path = format!("tasks[{i}]");
-        let serde_yaml::Value::Mapping(map) = raw else {
+        let Some((common_map, rest)) = parts else {
             d.error(&path, "a task must be a mapping with `id` and `kind`");
             pending.push(None);
             continue;
         };
-        let mut common_map = serde_yaml::Mapping::new();
-        let mut rest = serde_yaml::Mapping::new();
-        for (k, v) in map {
-            let is_common = k.as_str().is_some_and(|s| TASK_COMMON_KEYS.contains(&s));
-            if is_common {
-                common_map.insert(k, v);
-            } else {
-                rest.insert(k, v);
-            }
-        }
         let Some(common) =
             d.deserialize::<RawTaskCommon>(&path, serde_yaml::Value::Mapping(common_map), &[])
         else {
@@ -180,6 +173,7 @@ pub fn compile_str(
                     tables: &tables,
                     params: &compile_params,
                     templates: Vec::new(),
+                    tasks: &outlines,
                 };
                 let runner = kind.compile(serde_yaml::Value::Mapping(rest), &mut cx);
                 templates.append(&mut cx.templates);

@@ -58,6 +58,11 @@ impl Diagnostics {
         self.index.too_deep()
     }
 
+    /// Where the key at `path` is written, if it is (not its ancestor).
+    pub fn position(&self, path: &str) -> Option<super::locate::Pos> {
+        self.index.get(path)
+    }
+
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.index.find(path).unwrap_or_default();
         self.items.push(Diagnostic {

@@ -80,6 +80,11 @@ impl PosIndex {
         self.too_deep
     }
 
+    /// Position of exactly `path`, when the text has it.
+    pub fn get(&self, path: &str) -> Option<Pos> {
+        self.paths.get(path).copied()
+    }
+
     /// Position of `path`, or of its nearest ancestor that has one.
     pub fn find(&self, path: &str) -> Option<Pos> {
         let mut p = path;

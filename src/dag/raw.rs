@@ -5,6 +5,7 @@
 use serde::{Deserialize, Deserializer};
 
 use crate::schedule::Catchup;
+use crate::tasks::TaskOutline;
 
 use super::model::{Backoff, TriggerRule};
 
@@ -142,4 +143,47 @@ fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
         Text::U(u) => format!("{u}s"),
         Text::F(f) => format!("{}ms", (f * 1000.0).round()),
     }))
+}
+
+/// A task as written, split into its common keys and the kind's; `None`
+/// for an entry that is not a mapping.
+pub type SplitTask = Option<(serde_yaml::Mapping, serde_yaml::Mapping)>;
+
+/// Every task split (see [`SplitTask`]), and outlined for kinds that read
+/// another task's settings (those with a string `id` and `kind`).
+pub fn split_tasks(raw: Vec<serde_yaml::Value>) -> (Vec<SplitTask>, Vec<TaskOutline>) {
+    let split: Vec<SplitTask> = raw
+        .into_iter()
+        .map(|t| match t {
+            serde_yaml::Value::Mapping(map) => Some(split_common(map)),
+            _ => None,
+        })
+        .collect();
+    let outlines = split
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let (common, rest) = s.as_ref()?;
+            Some(TaskOutline {
+                id: common.get("id")?.as_str()?.to_string(),
+                kind: common.get("kind")?.as_str()?.to_string(),
+                path: format!("tasks[{i}]"),
+                spec: rest.clone(),
+            })
+        })
+        .collect();
+    (split, outlines)
+}
+
+fn split_common(map: serde_yaml::Mapping) -> (serde_yaml::Mapping, serde_yaml::Mapping) {
+    let mut common = serde_yaml::Mapping::new();
+    let mut rest = serde_yaml::Mapping::new();
+    for (k, v) in map {
+        if k.as_str().is_some_and(|s| TASK_COMMON_KEYS.contains(&s)) {
+            common.insert(k, v);
+        } else {
+            rest.insert(k, v);
+        }
+    }
+    (common, rest)
 }

@@ -64,6 +64,13 @@ pub struct ModelMeta {
     pub backtest: Vec<BacktestScore>,
     /// FNV-1a 64 of `model.safetensors`, hex.
     pub weights_fnv64: String,
+    /// How the training task read its input (table, keys, frequency, gap
+    /// policy …): the `train` task's input mapping, owned by
+    /// `tasks::series_input::InputSpec` and opaque here. A forecast task
+    /// serving the model must read the same; absent in models saved
+    /// before it was stored, and when the model was trained in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
 }
 
 const SCALER: &str = "per-series mean absolute demand over the context window; \
@@ -103,6 +110,15 @@ pub fn model_id(model: &TrainedModel) -> Result<String, ArtifactError> {
 
 /// Weights and metadata as bytes: `(model.safetensors, model.json)`.
 pub fn to_bytes(model: &TrainedModel) -> Result<(Vec<u8>, Vec<u8>), ArtifactError> {
+    to_bytes_with_input(model, None)
+}
+
+/// [`to_bytes`], recording in `model.json` how the task read its input
+/// (see [`ModelMeta::input`]).
+pub fn to_bytes_with_input(
+    model: &TrainedModel,
+    input: Option<serde_json::Value>,
+) -> Result<(Vec<u8>, Vec<u8>), ArtifactError> {
     let weights = weights_bytes(model)?;
     let hash = fnv64(&weights);
     let meta = ModelMeta {
@@ -123,6 +139,7 @@ pub fn to_bytes(model: &TrainedModel) -> Result<(Vec<u8>, Vec<u8>), ArtifactErro
         champion: model.serving,
         backtest: model.backtest.clone(),
         weights_fnv64: format!("{hash:016x}"),
+        input,
     };
     Ok((weights, serde_json::to_vec_pretty(&meta)?))
 }

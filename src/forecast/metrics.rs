@@ -146,16 +146,36 @@ pub fn coverage_credit(y: f64, p: f64) -> f64 {
     }
 }
 
-/// Aggregated accuracy over a set of series.
+/// Aggregated accuracy over a set of series. A measure that is undefined
+/// (MASE with less than a season of history, say) is NaN, which JSON
+/// writes as `null`; it reads back as NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
+    #[serde(deserialize_with = "f64_or_nan")]
     pub mase: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub rmsse: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub wape: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub bias: f64,
     /// Empirical coverage per quantile level, in config order.
+    #[serde(deserialize_with = "f64s_or_nan")]
     pub coverage: Vec<f64>,
     pub series: usize,
+}
+
+/// serde_json writes a NaN or infinite `f64` as `null`: read `null` back
+/// as NaN, so that a `model.json` with an undefined measure still loads.
+pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn f64s_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
 }
 
 /// Aggregates series evaluations: MASE and RMSSE are unweighted means over
@@ -203,5 +223,28 @@ pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
             })
             .collect(),
         series: evals.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undefined_measures_survive_json_as_nan() {
+        let m = Metrics {
+            mase: f64::NAN,
+            rmsse: 0.9,
+            wape: f64::INFINITY,
+            bias: -0.1,
+            coverage: vec![0.1, f64::NAN],
+            series: 3,
+        };
+        let json = serde_json::to_string(&m).expect("json");
+        assert!(json.contains(r#""mase":null"#), "{json}");
+        let back: Metrics = serde_json::from_str(&json).expect("reads back");
+        assert!(back.mase.is_nan() && back.wape.is_nan() && back.coverage[1].is_nan());
+        assert_eq!((back.rmsse, back.bias, back.coverage[0]), (0.9, -0.1, 0.1));
+        assert_eq!(back.series, 3);
     }
 }

@@ -46,6 +46,7 @@ pub enum TrainError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochReport {
     pub epoch: usize,
+    #[serde(deserialize_with = "super::metrics::f64_or_nan")]
     pub train_loss: f64,
     pub val_loss: Option<f64>,
 }

@@ -199,7 +199,7 @@ pub fn accuracy_batch(
         )),
     ];
     let metrics: Vec<&crate::forecast::Metrics> = rows.iter().map(|g| &g.metrics).collect();
-    super::train::push_metric_columns(&metrics, levels, &mut fields, &mut cols);
+    super::metrics_table::push_metric_columns(&metrics, levels, &mut fields, &mut cols);
     fields.push(Field::new("backtest_rmsse", DataType::Float64, true));
     cols.push(Arc::new(Float64Array::from_iter(
         rows.iter()

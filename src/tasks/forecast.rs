@@ -9,12 +9,15 @@
 //! - id: forecast
 //!   kind: forecast
 //!   depends_on: [train]
-//!   input: daily_sales
-//!   series_key: [store, sku]
-//!   group_by: category
-//!   future: promo_plan
+//!   train: train          # the train task whose models it serves: its input keys are inherited
 //!   output: forecasts
 //! ```
+//!
+//! The input keys (`input`, `series_key`, `group_by`, `frequency` …, see
+//! [`super::series_input`]) come from the named train task
+//! ([`super::inherit`]); one the task also gives must agree with it. Each
+//! model served must have been trained with the same mapping (stored in
+//! its `model.json`), else the task fails.
 //!
 //! Outputs: `series`, `rows`, `groups`, `groups_without_model`, `by_model_kind`,
 //! `path`.
@@ -25,8 +28,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::inherit;
+use super::model_store::{ModelStore, StoredModel};
 use super::series_input::{self, InputSpec};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
+use crate::forecast::artifact::ModelMeta;
 use crate::forecast::{self, DeviceChoice};
 
 pub struct ForecastKind;
@@ -38,6 +44,10 @@ fn d_output() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ForecastSpec {
+    /// The train task whose models this task serves; its input keys are
+    /// inherited (read by [`inherit::compile_input`]).
+    #[serde(default)]
+    train: Option<String>,
     #[serde(default = "d_output")]
     output: String,
     #[serde(default)]
@@ -50,6 +60,8 @@ struct ForecastSpec {
 
 #[derive(Debug)]
 struct ForecastRunner {
+    /// The train task whose input mapping this task took, if it names one.
+    train: Option<String>,
     input: InputSpec,
     output: String,
     device: DeviceChoice,
@@ -66,17 +78,26 @@ impl TaskKind for ForecastKind {
         spec: serde_yaml::Value,
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
-        let (input, rest) = series_input::split(spec);
-        let input: Option<InputSpec> = cx.deserialize(input);
+        let (own, rest) = series_input::split(spec);
+        let own = match own {
+            serde_yaml::Value::Mapping(m) => m,
+            _ => serde_yaml::Mapping::new(),
+        };
+        let train = rest
+            .get(inherit::KEY)
+            .and_then(serde_yaml::Value::as_str)
+            .map(str::to_string);
+        let input = inherit::compile_input(cx, own, train.as_deref());
         let spec: Option<ForecastSpec> = cx.deserialize(rest);
         let (input, spec) = (input?, spec?);
-        let mut ok = input.check(cx);
+        let mut ok = true;
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
             ok = false;
         }
         ok.then(|| {
             Arc::new(ForecastRunner {
+                train: spec.train,
                 input,
                 output: spec.output,
                 device: spec.device.unwrap_or(DeviceChoice::Cpu),
@@ -116,27 +137,37 @@ impl TaskRunner for ForecastRunner {
                 self.input.input, cx.vars.ds
             )));
         }
+        if let Some(t) = &self.train {
+            cx.log
+                .line(&format!("input settings taken from train task `{t}`"));
+        }
         let device =
             forecast::select_device(self.device).map_err(|e| TaskError::Fatal(e.to_string()))?;
         let mut missing = Vec::new();
+        let models_of = ModelStore::new(store.as_ref(), &cx.dag_id);
         for g in by_group.keys() {
-            let dir = series_input::model_dir(&cx.dag_id, g);
-            let newest = series_input::newest_model(store.as_ref(), &dir, ds)
+            let newest = models_of
+                .newest(g, ds)
                 .await
                 .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
-            let Some((date, path)) = newest else {
+            let Some(stored) = newest else {
                 missing.push(g.clone());
                 continue;
             };
-            let (w, m) = series_input::read_model(store.as_ref(), &path)
+            let (w, m) = models_of
+                .read(&stored)
                 .await
                 .map_err(|e| TaskError::Failed(format!("reading the model of {g}: {e}")))?;
-            let model = forecast::artifact::from_bytes(&w, &m, &device).map_err(|e| {
-                TaskError::Fatal(format!("model {}: {e}", cx.services.lake.describe(&path)))
-            })?;
+            let described = cx.services.lake.describe(&stored.dir);
+            let model = forecast::artifact::from_bytes(&w, &m, &device)
+                .map_err(|e| TaskError::Fatal(format!("model {described}: {e}")))?;
+            let meta: ModelMeta = serde_json::from_slice(&m)
+                .map_err(|e| TaskError::Fatal(format!("model {described}: model.json: {e}")))?;
+            self.check_served(cx, g, &stored, &meta)?;
             horizon = horizon.max(model.config.horizon);
             cx.log.progress(&format!(
-                "group {g}: model of {date} (champion {})",
+                "group {g}: model of {} (champion {})",
+                stored.date,
                 model.serving.as_str()
             ));
             models.insert(g.clone(), model);
@@ -146,12 +177,7 @@ impl TaskRunner for ForecastRunner {
                 "no model for any group of `{}` on or before {}; run the train task first (looked under {})",
                 self.input.input,
                 cx.vars.ds,
-                cx.services
-                    .lake
-                    .describe(&object_store::path::Path::from(format!(
-                        "models/{}",
-                        cx.dag_id
-                    )))
+                cx.services.lake.describe(&models_of.root())
             )));
         }
         for g in &missing {
@@ -234,6 +260,38 @@ impl TaskRunner for ForecastRunner {
             serde_json::to_value(&kinds).unwrap_or_default(),
         );
         Ok(out)
+    }
+}
+
+impl ForecastRunner {
+    /// Refuses a model trained with another input mapping than this
+    /// task's: a weekly model read as daily data gives daily dates and
+    /// nonsense, not an error, unless it is checked here.
+    fn check_served(
+        &self,
+        cx: &AttemptContext,
+        group: &str,
+        stored: &StoredModel,
+        meta: &ModelMeta,
+    ) -> Result<(), TaskError> {
+        let model = format!("the model of {} ({})", stored.date, meta.model_id);
+        let trained = inherit::stored(meta)
+            .map_err(|e| TaskError::Fatal(format!("group {group}: {model}: {e}")))?;
+        let Some(trained) = trained else {
+            cx.log.line(&format!(
+                "group {group}: {model} was saved without its input settings; not checked against this task's"
+            ));
+            return Ok(());
+        };
+        let diffs = inherit::differences(&self.input, &trained)
+            .map_err(|e| TaskError::Fatal(e.to_string()))?;
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        Err(TaskError::Fatal(format!(
+            "group {group}: {model} does not fit this task: {}; name the train task with `train:` so that both read the same settings, or retrain the model",
+            inherit::describe(&diffs, "this task reads", "the model was trained with")
+        )))
     }
 }
 

@@ -14,6 +14,9 @@ pub mod command;
 pub mod email;
 pub mod empty;
 pub mod forecast;
+pub mod inherit;
+mod metrics_table;
+pub mod model_store;
 pub mod monitor;
 pub mod overrides;
 pub mod reorder;
@@ -293,6 +296,20 @@ pub struct KindCompileCx<'a> {
     /// Every template the kind checked, so that the compile step can check
     /// the tasks they name against the task's upstream.
     pub templates: Vec<crate::dag::checks::TemplateUse>,
+    /// Every task of the DAG as written, for a kind that takes settings
+    /// from another task (a `forecast` from its `train` task).
+    pub tasks: &'a [TaskOutline],
+}
+
+/// One task of a DAG as written, before any kind compiled it.
+#[derive(Debug, Clone)]
+pub struct TaskOutline {
+    pub id: String,
+    pub kind: String,
+    /// Key path, e.g. `tasks[3]`.
+    pub path: String,
+    /// The kind-specific keys (the common ones removed).
+    pub spec: serde_yaml::Mapping,
 }
 
 impl KindCompileCx<'_> {
@@ -310,6 +327,29 @@ impl KindCompileCx<'_> {
     pub fn deserialize<T: DeserializeOwned>(&mut self, spec: serde_yaml::Value) -> Option<T> {
         let path = self.path.clone();
         self.diags.deserialize(&path, spec, self.common_keys)
+    }
+
+    /// The task of this DAG with id `id`, as written.
+    pub fn task(&self, id: &str) -> Option<&TaskOutline> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// The line `key` of the task at `task_path` is written on, if it is.
+    pub fn line_of(&self, task_path: &str, key: &str) -> Option<usize> {
+        self.diags
+            .position(&format!("{task_path}.{key}"))
+            .map(|p| p.line)
+    }
+
+    /// Record that `id`, named at `key`, must be upstream of this task
+    /// (checked with the templates' task references, once the graph is
+    /// known).
+    pub fn needs_upstream(&mut self, key: &str, what: &'static str, id: &str) {
+        self.templates.push(crate::dag::checks::TemplateUse {
+            path: format!("{}.{key}", self.path),
+            what,
+            source: format!("tasks.{id}"),
+        });
     }
 
     /// Report a problem that does not stop the DAG from loading.

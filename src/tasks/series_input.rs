@@ -1,6 +1,7 @@
 //! The input side of the `train` and `forecast` kinds: which table holds
-//! the demand history and how its columns map onto [`Series`], plus the
-//! model artifact store in the lake.
+//! the demand history and how its columns map onto [`Series`]. The model
+//! artifact store is [`super::model_store`]; how a `forecast` task takes
+//! this mapping from its `train` task is [`super::inherit`].
 //!
 //! ```yaml
 //! input: daily_sales          # a declared table; read at the run's ds when partitioned by ds
@@ -40,17 +41,13 @@
 //!
 //! `price` and `on_promo` keep their meaning (relative price, promotion
 //! flag); any other numeric or boolean column is read as a number. A known
-//! covariate's missing plan periods are 0 (counted as filled). Models live at `models/<dag>/<group>/<ds>/model.{safetensors,json}`;
-//! `model.json` is written last, so a folder without it is ignored.
+//! covariate's missing plan periods are 0 (counted as filled).
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use chrono::NaiveDate;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde::Deserialize;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 
 use super::tables::{self, Cols};
 use super::{AttemptContext, KindCompileCx, TaskError};
@@ -104,8 +101,12 @@ pub fn split(spec: serde_yaml::Value) -> (serde_yaml::Value, serde_yaml::Value) 
     )
 }
 
-/// The fields shared by `train` and `forecast`.
-#[derive(Debug, Clone, Deserialize)]
+/// The fields shared by `train` and `forecast`. Serialized (every field,
+/// see [`InputSpec::resolved`]) into the `input` of a model's
+/// `model.json`, and compared field by field through that form, so a key
+/// added here is stored, inherited and checked with no further code (its
+/// type needs `Serialize`, nothing more).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     pub input: String,
@@ -130,7 +131,7 @@ pub struct InputSpec {
 }
 
 /// `covariates:` of a train/forecast task: the columns read as covariates.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CovariateSpec {
     /// Known in advance: read from the history and from the `future:` plan.
@@ -186,6 +187,15 @@ impl InputSpec {
             .unwrap_or_else(|| GapPolicy::default_for(self.frequency))
     }
 
+    /// The same mapping with every default written out (the gap policy of
+    /// the frequency), so that two specs that mean the same compare equal.
+    pub fn resolved(&self) -> Self {
+        Self {
+            gaps: Some(self.gap_policy()),
+            ..self.clone()
+        }
+    }
+
     /// How the forecast module prepares these series on the run's date.
     pub fn prepare_options(&self, ds: NaiveDate) -> PrepareOptions {
         PrepareOptions {
@@ -238,19 +248,8 @@ impl InputSpec {
             ("events", self.events.as_ref()),
         ];
         for (key, table) in tables {
-            let Some(table) = table else { continue };
-            if !cx.tables.contains_key(table) {
-                let known = if cx.tables.is_empty() {
-                    "the DAG declares no tables".to_string()
-                } else {
-                    let names: Vec<&str> = cx.tables.keys().map(String::as_str).collect();
-                    format!("declared tables: {}", names.join(", "))
-                };
-                cx.error(
-                    key,
-                    format!("unknown table `{table}` ({known}); declare it under `tables:`"),
-                );
-                ok = false;
+            if let Some(table) = table {
+                ok &= cx.reads_table(key, table);
             }
         }
         ok
@@ -673,103 +672,6 @@ fn step_days(f: Frequency) -> i64 {
         Frequency::Weekly => 7,
         Frequency::Monthly => 31,
     }
-}
-
-/// `models/<dag>/<group>/`, with the group made path-safe.
-pub fn model_dir(dag: &str, group: &str) -> Path {
-    let safe: String = group
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Path::from(format!("models/{dag}/{safe}"))
-}
-
-/// Save one model's files; `model.json` last.
-pub async fn save_model(
-    store: &dyn ObjectStore,
-    dir: &Path,
-    weights: Vec<u8>,
-    meta: Vec<u8>,
-) -> Result<(), object_store::Error> {
-    store
-        .put(
-            &dir.clone().join("model.safetensors"),
-            PutPayload::from(Bytes::from(weights)),
-        )
-        .await?;
-    store
-        .put(
-            &dir.clone().join("model.json"),
-            PutPayload::from(Bytes::from(meta)),
-        )
-        .await?;
-    Ok(())
-}
-
-/// The newest model folder of a group with a date on or before `ds`.
-pub async fn newest_model(
-    store: &dyn ObjectStore,
-    group_dir: &Path,
-    ds: NaiveDate,
-) -> Result<Option<(NaiveDate, Path)>, object_store::Error> {
-    let listed: Vec<_> = store.list(Some(group_dir)).try_collect().await?;
-    let mut best: Option<(NaiveDate, Path)> = None;
-    for meta in listed {
-        let loc = meta.location;
-        if loc.filename() != Some("model.json") {
-            continue;
-        }
-        let parts: Vec<String> = loc.parts().map(|p| p.as_ref().to_string()).collect();
-        let Some(day) = parts.iter().rev().nth(1) else {
-            continue;
-        };
-        let Ok(date) = NaiveDate::parse_from_str(day.trim_start_matches("ds="), "%Y-%m-%d") else {
-            continue;
-        };
-        if date <= ds && best.as_ref().is_none_or(|(b, _)| date > *b) {
-            let dir = Path::from_iter(parts[..parts.len() - 1].iter().map(String::as_str));
-            best = Some((date, dir));
-        }
-    }
-    Ok(best)
-}
-
-/// The `model.json` of a model folder; `None` when it does not parse
-/// (written by an incompatible version, or damaged).
-pub async fn read_model_meta(
-    store: &dyn ObjectStore,
-    dir: &Path,
-) -> Result<Option<crate::forecast::ModelMeta>, object_store::Error> {
-    let m = store
-        .get(&dir.clone().join("model.json"))
-        .await?
-        .bytes()
-        .await?;
-    Ok(serde_json::from_slice(&m).ok())
-}
-
-/// Both files of a model folder.
-pub async fn read_model(
-    store: &dyn ObjectStore,
-    dir: &Path,
-) -> Result<(Vec<u8>, Vec<u8>), object_store::Error> {
-    let w = store
-        .get(&dir.clone().join("model.safetensors"))
-        .await?
-        .bytes()
-        .await?;
-    let m = store
-        .get(&dir.clone().join("model.json"))
-        .await?
-        .bytes()
-        .await?;
-    Ok((w.to_vec(), m.to_vec()))
 }
 
 /// Put a series' observations in date order (stable, so rows of the same

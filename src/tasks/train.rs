@@ -33,43 +33,27 @@
 //! `accuracy_rmsse`, `accuracy_wape` (overall), `drifted` (groups retrained
 //! on drift) and `accuracy_path`.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::accuracy;
+use super::inherit;
+use super::metrics_table::metrics_batch;
+use super::model_store::ModelStore;
 use super::series_input::{self, InputSpec};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::forecast::{self, DeviceChoice, ModelConfig, ModelKind};
 
+mod retrain;
+
+use retrain::{Plan, Retrain};
+
 pub struct TrainKind;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Retrain {
-    #[default]
-    Always,
-    Weekly,
-    Monthly,
-    /// Reuse the newest model until its realized accuracy drifts.
-    OnDrift,
-}
-
-impl Retrain {
-    /// Age below which a model is reused; `None`: age does not decide.
-    fn max_age_days(self) -> Option<i64> {
-        match self {
-            Retrain::Always => Some(0),
-            Retrain::Weekly => Some(7),
-            Retrain::Monthly => Some(28),
-            Retrain::OnDrift => None,
-        }
-    }
-}
 
 fn d_accuracy() -> String {
     "forecast_accuracy".into()
@@ -194,6 +178,27 @@ impl TaskKind for TrainKind {
     }
 }
 
+/// The previous run's forecast, scored against the demand in this run's
+/// input (empty without `forecasts:` or without a previous forecast).
+struct Scored {
+    previous: Option<accuracy::Previous>,
+    realized: Vec<forecast::accuracy::GroupAccuracy>,
+    /// Planner overrides among the scored rows: their value added.
+    overrides: Vec<forecast::accuracy::GroupAccuracy>,
+}
+
+/// The groups trained in this run, their models saved.
+#[derive(Default)]
+struct Trained {
+    results: Vec<forecast::GroupResult>,
+    /// Per group: champion and RMSSE.
+    champions: serde_json::Map<String, serde_json::Value>,
+    saved: usize,
+    windows: usize,
+    train_secs: f64,
+    gaps: forecast::prepare::GapSummary,
+}
+
 #[async_trait]
 impl TaskRunner for TrainRunner {
     fn planning(&self) -> Option<super::PlanningTable> {
@@ -205,7 +210,39 @@ impl TaskRunner for TrainRunner {
 
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let ds = cx.ds_date()?;
-        let store = Arc::clone(cx.services.lake.store());
+        let series = self.load(cx).await?;
+        let total_groups = series
+            .iter()
+            .map(|s| &s.group)
+            .collect::<BTreeSet<_>>()
+            .len();
+        let scored = self.score_previous(cx, &series).await?;
+        let plan = self.plan(cx, ds, &series, &scored.realized).await?;
+        let to_train: Vec<forecast::Series> = series
+            .into_iter()
+            .filter(|s| plan.train.contains(&s.group))
+            .collect();
+        let n_series = to_train.len();
+        cx.log.progress(&format!(
+            "training {} group(s) over {n_series} series ({} reused)",
+            plan.train.len(),
+            plan.reused.len()
+        ));
+        let results = self.train(cx, ds, to_train).await?;
+        let trained = self.save(cx, ds, results).await?;
+        let mut out = Outputs::new();
+        let overall = self.write_metrics(cx, &trained, &mut out).await?;
+        self.write_accuracy(cx, &scored, &plan, &mut out).await?;
+        self.summarize(cx, &plan, &trained, &overall, &mut out);
+        out.insert("groups".into(), total_groups.into());
+        out.insert("series".into(), n_series.into());
+        Ok(out)
+    }
+}
+
+impl TrainRunner {
+    /// Step 1: the history, one series per key.
+    async fn load(&self, cx: &AttemptContext) -> Result<Vec<forecast::Series>, TaskError> {
         let series = self.input.load(cx, self.config.horizon).await?;
         if series.is_empty() {
             return Err(TaskError::Fatal(format!(
@@ -213,11 +250,16 @@ impl TaskRunner for TrainRunner {
                 self.input.input, cx.vars.ds
             )));
         }
-        let mut groups: std::collections::BTreeSet<String> =
-            series.iter().map(|s| s.group.clone()).collect();
-        let total_groups = groups.len();
+        Ok(series)
+    }
 
-        // Score the previous run's forecast against what has happened since.
+    /// Step 2: score the previous run's forecast against what has
+    /// happened since.
+    async fn score_previous(
+        &self,
+        cx: &AttemptContext,
+        series: &[forecast::Series],
+    ) -> Result<Scored, TaskError> {
         let previous = match &self.forecasts {
             Some(t) => accuracy::previous_forecast(cx, t, &self.input.series_key).await?,
             None => None,
@@ -225,88 +267,36 @@ impl TaskRunner for TrainRunner {
         let realized = previous.as_ref().map_or_else(Vec::new, |p| {
             forecast::accuracy::evaluate(
                 &p.rows,
-                &series,
+                series,
                 self.input.frequency.season(),
                 p.levels.len(),
             )
         });
-        // Planner overrides among the scored rows: their value added.
-        let override_rows = previous.as_ref().map_or_else(Vec::new, |p| {
-            forecast::accuracy::value_added(&p.rows, &series, p.levels.len())
+        let overrides = previous.as_ref().map_or_else(Vec::new, |p| {
+            forecast::accuracy::value_added(&p.rows, series, p.levels.len())
         });
+        Ok(Scored {
+            previous,
+            realized,
+            overrides,
+        })
+    }
 
-        // Reuse models per the retrain policy.
-        let mut reused = Vec::new();
-        let mut drifted = Vec::new();
-        let mut decisions: BTreeMap<String, accuracy::GroupDecision> = BTreeMap::new();
-        for g in groups.clone() {
-            let dir = series_input::model_dir(&cx.dag_id, &g);
-            let newest = series_input::newest_model(store.as_ref(), &dir, ds)
-                .await
-                .map_err(|e| TaskError::Failed(format!("listing models of {g}: {e}")))?;
-            let decision = decisions.entry(g.clone()).or_default();
-            decision.action = "trained".into();
-            let Some((date, path)) = newest else {
-                continue;
-            };
-            let meta = series_input::read_model_meta(store.as_ref(), &path)
-                .await
-                .map_err(|e| TaskError::Failed(format!("reading the model of {g}: {e}")))?;
-            // An unreadable model is replaced, not an error: training fixes it.
-            let served = meta.as_ref().map(|m| {
-                let kind = m.champion.as_str().to_string();
-                let rmsse = m
-                    .backtest
-                    .iter()
-                    .find(|b| b.kind == m.champion)
-                    .map(|b| b.metrics.rmsse);
-                (kind, rmsse)
-            });
-            let drift = served.as_ref().and_then(|(kind, expected)| {
-                realized
-                    .iter()
-                    .find(|a| {
-                        a.group.as_deref() == Some(g.as_str())
-                            && a.model_kind.as_deref() == Some(kind.as_str())
-                    })
-                    .filter(|a| a.points >= self.drift_min_points)
-                    .and_then(|a| Some((a.drift(*expected)?, a.metrics.rmsse, (*expected)?)))
-            });
-            decision.served = served;
-            let reuse = match (self.retrain.max_age_days(), drift) {
-                (Some(max_age), _) => (ds - date).num_days() < max_age,
-                (None, Some((d, realized, expected))) if d > self.drift_threshold => {
-                    cx.log.progress(&format!(
-                        "group {g}: realized RMSSE {realized:.3} is {:.0}% above the backtest's {expected:.3}; retraining",
-                        d * 100.0
-                    ));
-                    drifted.push(g.clone());
-                    decision.action = "retrained_on_drift".into();
-                    false
-                }
-                (None, _) => meta.is_some(),
-            };
-            if reuse {
-                cx.log
-                    .progress(&format!("group {g}: reusing the model of {date}"));
-                decision.action = "reused".into();
-                reused.push(g.clone());
-                groups.remove(&g);
-            } else if decision.action == "trained" && self.retrain != Retrain::Always {
-                decision.action = "retrained".into();
-            }
-        }
-        let to_train: Vec<forecast::Series> = series
-            .into_iter()
-            .filter(|s| groups.contains(&s.group))
-            .collect();
-        let n_series = to_train.len();
-        cx.log.progress(&format!(
-            "training {} group(s) over {n_series} series ({} reused)",
-            groups.len(),
-            reused.len()
-        ));
-
+    /// Step 4: train the groups on a bounded pool off the runtime,
+    /// streaming epoch progress to the log; cancellation stops every
+    /// worker within one epoch and saves nothing.
+    async fn train(
+        &self,
+        cx: &AttemptContext,
+        ds: NaiveDate,
+        to_train: Vec<forecast::Series>,
+    ) -> Result<
+        Vec<(
+            String,
+            Result<forecast::GroupResult, forecast::PipelineError>,
+        )>,
+        TaskError,
+    > {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut config = self.config.clone();
         // On an executor that gives the job a GPU, `auto` means CUDA: a
@@ -319,8 +309,7 @@ impl TaskRunner for TrainRunner {
         let freq = self.input.frequency;
         let opts = self.input.prepare_options(ds);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let cancel = cx.cancel.clone();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
         let job = tokio::task::spawn_blocking(move || {
             let progress = move |group: &str, r: &forecast::EpochReport| {
@@ -328,7 +317,7 @@ impl TaskRunner for TrainRunner {
                 // pipeline catches it per group, so every worker thread
                 // stops within one epoch). `resume_unwind` skips the panic
                 // hook: this is a stop, not a bug.
-                if stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if stop_flag.load(Ordering::Relaxed) {
                     std::panic::resume_unwind(Box::new("training stopped"));
                 }
                 let val = r.val_loss.map_or("-".to_string(), |v| format!("{v:.4}"));
@@ -344,11 +333,11 @@ impl TaskRunner for TrainRunner {
             tokio::select! {
                 Some(line) = rx.recv() => cx.log.progress(&line),
                 r = &mut job => break r,
-                _ = cancel.cancelled() => {
+                _ = cx.cancel.cancelled() => {
                     // Stop the worker threads at their next epoch and wait
                     // for them (the executor's grace bounds the wait);
                     // nothing is saved.
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    stop.store(true, Ordering::Relaxed);
                     let _ = (&mut job).await;
                     return Err(TaskError::Interrupted("training stopped".into()));
                 }
@@ -357,26 +346,39 @@ impl TaskRunner for TrainRunner {
         while let Ok(line) = rx.try_recv() {
             cx.log.progress(&line);
         }
-        let results = results.map_err(|e| TaskError::Failed(format!("training thread: {e}")))?;
+        results.map_err(|e| TaskError::Failed(format!("training thread: {e}")))
+    }
 
-        let mut ok_results = Vec::new();
-        let mut champions = serde_json::Map::new();
-        let mut saved = 0usize;
-        let (mut windows, mut train_secs) = (0usize, 0.0f64);
-        let mut gaps = forecast::prepare::GapSummary::default();
+    /// Step 5: save each trained group's model (weights, then
+    /// `model.json`) and log its champion; a group that failed fails the
+    /// task.
+    async fn save(
+        &self,
+        cx: &AttemptContext,
+        ds: NaiveDate,
+        results: Vec<(
+            String,
+            Result<forecast::GroupResult, forecast::PipelineError>,
+        )>,
+    ) -> Result<Trained, TaskError> {
+        let models = ModelStore::new(cx.services.lake.store().as_ref(), &cx.dag_id);
+        // How this task read its input, for the forecast task to check.
+        let input = inherit::to_stored(&self.input).map_err(|e| TaskError::Fatal(e.to_string()))?;
+        let mut t = Trained::default();
         for (group, r) in results {
             let r = r.map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
-            gaps.add(&r.gaps);
+            t.gaps.add(&r.gaps);
             if let Some(model) = &r.model {
-                windows += model.window.windows_trained;
-                train_secs += model.window.train_seconds;
-                let (weights, meta) = forecast::artifact::to_bytes(model)
-                    .map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
-                let dir = series_input::model_dir(&cx.dag_id, &group).join(cx.vars.ds.as_str());
-                series_input::save_model(store.as_ref(), &dir, weights, meta)
+                t.windows += model.window.windows_trained;
+                t.train_secs += model.window.train_seconds;
+                let (weights, meta) =
+                    forecast::artifact::to_bytes_with_input(model, Some(input.clone()))
+                        .map_err(|e| TaskError::Fatal(format!("group {group}: {e}")))?;
+                models
+                    .save(&group, ds, weights, meta)
                     .await
                     .map_err(|e| TaskError::Failed(format!("saving the model of {group}: {e}")))?;
-                saved += 1;
+                t.saved += 1;
             }
             let rmsse = r.score(r.champion).map(|m| m.rmsse);
             cx.log.progress(&format!(
@@ -385,56 +387,82 @@ impl TaskRunner for TrainRunner {
                 rmsse.map_or("-".into(), |v| format!("{v:.3}")),
                 r.timings.train
             ));
-            champions.insert(
+            t.champions.insert(
                 group.clone(),
                 serde_json::json!({"champion": r.champion.as_str(), "rmsse": rmsse.filter(|v| v.is_finite())}),
             );
-            ok_results.push(r);
+            t.results.push(r);
         }
-        let nq = self.config.quantiles.len();
-        let overall = forecast::overall_metrics(&ok_results, nq);
-        let mut out = Outputs::new();
-        if !ok_results.is_empty() {
-            let batch = metrics_batch(&ok_results, &overall, &self.config.quantiles)
+        Ok(t)
+    }
+
+    /// Step 6: the backtest of the trained groups to `metrics`; returns the
+    /// overall metrics per candidate (`None`: the served models).
+    async fn write_metrics(
+        &self,
+        cx: &AttemptContext,
+        trained: &Trained,
+        out: &mut Outputs,
+    ) -> Result<Vec<(Option<ModelKind>, forecast::Metrics)>, TaskError> {
+        let overall = forecast::overall_metrics(&trained.results, self.config.quantiles.len());
+        if !trained.results.is_empty() {
+            let batch = metrics_batch(&trained.results, &overall, &self.config.quantiles)
                 .map_err(|e| TaskError::Fatal(e.to_string()))?;
             let written = super::tables::publish_partition(cx, &self.metrics, batch).await?;
             out.insert("metrics_path".into(), written["path"].clone());
         }
-        let served = overall
-            .iter()
-            .find(|(k, _)| k.is_none())
-            .map(|(_, m)| m.rmsse);
-        let best_baseline = overall
-            .iter()
-            .filter(|(k, _)| k.is_some_and(|k| k != ModelKind::Lstm))
-            .map(|(_, m)| m.rmsse)
-            .filter(|v| v.is_finite())
-            .fold(f64::INFINITY, f64::min);
-        if let Some(p) = &previous {
-            if !realized.is_empty() {
-                let mut rows = realized.clone();
-                rows.extend(override_rows);
-                let batch = accuracy::accuracy_batch(p.ds, &p.levels, &rows, &decisions)
-                    .map_err(|e| TaskError::Fatal(e.to_string()))?;
-                let written = super::tables::publish_partition(cx, &self.accuracy, batch).await?;
-                out.insert("accuracy_path".into(), written["path"].clone());
-            }
-            if let Some(all) = realized.iter().find(|a| a.group.is_none()) {
-                cx.log.progress(&format!(
-                    "forecast of {}: {} points realized, RMSSE {:.3}, WAPE {:.3}, bias {:+.3}",
-                    p.ds, all.points, all.metrics.rmsse, all.metrics.wape, all.metrics.bias
-                ));
-                for (k, v) in [
-                    ("accuracy_rmsse", all.metrics.rmsse),
-                    ("accuracy_wape", all.metrics.wape),
-                ] {
-                    if v.is_finite() {
-                        out.insert(k.into(), v.into());
-                    }
+        Ok(overall)
+    }
+
+    /// Step 7: the scored previous forecast to `accuracy`, with what was
+    /// decided per group.
+    async fn write_accuracy(
+        &self,
+        cx: &AttemptContext,
+        scored: &Scored,
+        plan: &Plan,
+        out: &mut Outputs,
+    ) -> Result<(), TaskError> {
+        let Some(p) = &scored.previous else {
+            return Ok(());
+        };
+        if !scored.realized.is_empty() {
+            let mut rows = scored.realized.clone();
+            rows.extend(scored.overrides.iter().cloned());
+            let batch = accuracy::accuracy_batch(p.ds, &p.levels, &rows, &plan.decisions)
+                .map_err(|e| TaskError::Fatal(e.to_string()))?;
+            let written = super::tables::publish_partition(cx, &self.accuracy, batch).await?;
+            out.insert("accuracy_path".into(), written["path"].clone());
+        }
+        if let Some(all) = scored.realized.iter().find(|a| a.group.is_none()) {
+            cx.log.progress(&format!(
+                "forecast of {}: {} points realized, RMSSE {:.3}, WAPE {:.3}, bias {:+.3}",
+                p.ds, all.points, all.metrics.rmsse, all.metrics.wape, all.metrics.bias
+            ));
+            for (k, v) in [
+                ("accuracy_rmsse", all.metrics.rmsse),
+                ("accuracy_wape", all.metrics.wape),
+            ] {
+                if v.is_finite() {
+                    out.insert(k.into(), v.into());
                 }
             }
         }
-        out.insert("drifted".into(), serde_json::json!(drifted));
+        Ok(())
+    }
+
+    /// Step 8: the run's outputs (counts, gaps, champions, RMSSE of the
+    /// served models and of the best baseline).
+    fn summarize(
+        &self,
+        cx: &AttemptContext,
+        plan: &Plan,
+        trained: &Trained,
+        overall: &[(Option<ModelKind>, forecast::Metrics)],
+        out: &mut Outputs,
+    ) {
+        let gaps = &trained.gaps;
+        out.insert("drifted".into(), serde_json::json!(plan.drifted));
         cx.log.progress(&format!(
             "gaps ({}): {} series with {} missing period(s); {} series ended before {} ({} period(s) filled up to it)",
             self.input.gap_policy().as_str(),
@@ -454,8 +482,8 @@ impl TaskRunner for TrainRunner {
                 "stale_periods": gaps.stale_periods,
             }),
         );
-        out.insert("windows_trained".into(), windows.into());
-        out.insert("train_seconds".into(), train_secs.into());
+        out.insert("windows_trained".into(), trained.windows.into());
+        out.insert("train_seconds".into(), trained.train_secs.into());
         let by_kind: serde_json::Map<String, serde_json::Value> = overall
             .iter()
             .filter_map(|(k, m)| {
@@ -464,104 +492,32 @@ impl TaskRunner for TrainRunner {
             })
             .collect();
         out.insert("rmsse_by_kind".into(), serde_json::Value::Object(by_kind));
-        out.insert("groups".into(), total_groups.into());
-        out.insert("trained".into(), saved.into());
-        out.insert("reused".into(), reused.len().into());
-        out.insert("series".into(), n_series.into());
-        out.insert("champions".into(), serde_json::Value::Object(champions));
+        out.insert("trained".into(), trained.saved.into());
+        out.insert("reused".into(), plan.reused.len().into());
+        out.insert(
+            "champions".into(),
+            serde_json::Value::Object(trained.champions.clone()),
+        );
+        let served = overall
+            .iter()
+            .find(|(k, _)| k.is_none())
+            .map(|(_, m)| m.rmsse);
         if let Some(v) = served.filter(|v| v.is_finite()) {
             out.insert("rmsse".into(), v.into());
         }
+        let best_baseline = overall
+            .iter()
+            .filter(|(k, _)| k.is_some_and(|k| k != ModelKind::Lstm))
+            .map(|(_, m)| m.rmsse)
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min);
         if best_baseline.is_finite() {
             out.insert("best_baseline_rmsse".into(), best_baseline.into());
         }
+        let models = ModelStore::new(cx.services.lake.store().as_ref(), &cx.dag_id);
         out.insert(
             "models".into(),
-            cx.services
-                .lake
-                .describe(&object_store::path::Path::from(format!(
-                    "models/{}",
-                    cx.dag_id
-                )))
-                .into(),
+            cx.services.lake.describe(&models.root()).into(),
         );
-        Ok(out)
-    }
-}
-
-fn metrics_batch(
-    results: &[forecast::GroupResult],
-    overall: &[(Option<ModelKind>, forecast::Metrics)],
-    quantiles: &[f64],
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut group = Vec::new();
-    let mut kind = Vec::new();
-    let mut champion = Vec::new();
-    let mut rows: Vec<&forecast::Metrics> = Vec::new();
-    for r in results {
-        for b in &r.backtest {
-            group.push(r.group.clone());
-            kind.push(b.kind.as_str().to_string());
-            champion.push(b.kind == r.champion);
-            rows.push(&b.metrics);
-        }
-    }
-    for (k, m) in overall {
-        group.push("_overall".into());
-        kind.push(k.map_or("served", |k| k.as_str()).to_string());
-        champion.push(k.is_none());
-        rows.push(m);
-    }
-    let mut fields = vec![
-        Field::new("group", DataType::Utf8, false),
-        Field::new("model_kind", DataType::Utf8, false),
-        Field::new("champion", DataType::Boolean, false),
-        Field::new("series", DataType::Int64, false),
-    ];
-    let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(group)),
-        Arc::new(StringArray::from(kind)),
-        Arc::new(arrow::array::BooleanArray::from(champion)),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|m| m.series as i64),
-        )),
-    ];
-    push_metric_columns(&rows, quantiles, &mut fields, &mut cols);
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
-}
-
-/// Appends `mase`, `rmsse`, `wape`, `bias` and one `coverage_pNN` per
-/// quantile level (nulls where a value is not finite): the accuracy
-/// columns shared by `forecast_metrics` and `forecast_accuracy`.
-pub(super) fn push_metric_columns(
-    rows: &[&forecast::Metrics],
-    levels: &[f64],
-    fields: &mut Vec<Field>,
-    cols: &mut Vec<ArrayRef>,
-) {
-    let finite = |v: f64| v.is_finite().then_some(v);
-    type Measure = fn(&forecast::Metrics) -> f64;
-    let measures: [(&str, Measure); 4] = [
-        ("mase", |m| m.mase),
-        ("rmsse", |m| m.rmsse),
-        ("wape", |m| m.wape),
-        ("bias", |m| m.bias),
-    ];
-    for (name, get) in measures {
-        fields.push(Field::new(name, DataType::Float64, true));
-        cols.push(Arc::new(Float64Array::from_iter(
-            rows.iter().map(|m| finite(get(m))),
-        )));
-    }
-    for (i, q) in levels.iter().enumerate() {
-        fields.push(Field::new(
-            format!("coverage_p{}", (q * 100.0).round() as i64),
-            DataType::Float64,
-            true,
-        ));
-        cols.push(Arc::new(Float64Array::from_iter(
-            rows.iter()
-                .map(|m| m.coverage.get(i).copied().and_then(finite)),
-        )));
     }
 }
