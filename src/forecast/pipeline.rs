@@ -10,8 +10,8 @@
 //! worse than a simple method. Ties go to the simpler model.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,7 @@ use super::baselines::{self, ModelKind, PointForecast};
 use super::calendar::{self, CalendarError};
 use super::config::{ConfigError, Frequency, ModelConfig};
 use super::device::{self, DeviceError};
+use super::events::EventCalendar;
 use super::features::{AttachedEvents, FeatureLayout};
 use super::metrics::{self, Metrics, SeriesEval};
 use super::output::ForecastRow;
@@ -213,9 +214,9 @@ fn backtest_candidates(
     prepared: &[Prepared],
     visible: &[usize],
     jobs: &[Job],
-    freq: Frequency,
-    config: &ModelConfig,
+    (freq, config): (Frequency, &ModelConfig),
     model: Option<&TrainedModel>,
+    events: Option<&Arc<EventCalendar>>,
 ) -> Result<Vec<(ModelKind, Vec<SeriesEval>)>, PipelineError> {
     let h = config.horizon;
     let season = freq.season();
@@ -255,7 +256,7 @@ fn backtest_candidates(
         }
         _ => None,
     };
-    let reg = regression_evals(prepared, visible, jobs, freq, config, &evals);
+    let reg = regression_evals(prepared, visible, jobs, (freq, config), events, &evals);
     let combo = combine_evals(&evals, &[lstm.as_deref(), reg.as_deref()]);
     if let Some(ev) = lstm {
         evals.push((ModelKind::Lstm, ev));
@@ -274,14 +275,14 @@ fn regression_evals(
     prepared: &[Prepared],
     visible: &[usize],
     jobs: &[Job],
-    freq: Frequency,
-    config: &ModelConfig,
+    (freq, config): (Frequency, &ModelConfig),
+    events: Option<&Arc<EventCalendar>>,
     evals: &[(ModelKind, Vec<SeriesEval>)],
 ) -> Option<Vec<SeriesEval>> {
     if jobs.is_empty() {
         return None;
     }
-    let fitted = regression::fit(prepared, visible, freq, config)?;
+    let fitted = regression::fit(prepared, visible, freq, config, events)?;
     let naive = evals
         .iter()
         .find(|(k, _)| *k == ModelKind::Naive)
@@ -402,14 +403,15 @@ pub fn train_group_with(
 
     let started = Instant::now();
     let jobs = backtest_jobs(&prepared, config);
+    let events = series.iter().find_map(|s| s.events.clone());
     let evals = backtest_candidates(
         group,
         &prepared,
         &visible,
         &jobs,
-        freq,
-        config,
+        (freq, config),
         model.as_ref(),
+        events.as_ref(),
     )?;
     let backtest = score_candidates(&evals, &jobs, config.origins.max(1), config.quantiles.len());
     let champion = choose_champion(&backtest);
@@ -428,10 +430,10 @@ pub fn train_group_with(
     };
     let forecasts = forecast_rows(
         &prepared,
-        freq,
-        config,
+        (freq, config),
         champion,
         model.as_ref().zip(lstm_id.as_deref()),
+        events.as_ref(),
     )?;
     let model_id = match (champion, &lstm_id) {
         (ModelKind::Lstm | ModelKind::Combo, Some(id)) => id.clone(),
@@ -556,13 +558,14 @@ fn regression_forecasts(
     freq: Frequency,
     config: &ModelConfig,
     champion: ModelKind,
+    events: Option<&Arc<EventCalendar>>,
 ) -> BTreeMap<usize, PointForecast> {
     let mut out = BTreeMap::new();
     if !matches!(champion, ModelKind::Regression | ModelKind::Combo) {
         return out;
     }
     let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
-    let Some(fitted) = regression::fit(prepared, &ends, freq, config) else {
+    let Some(fitted) = regression::fit(prepared, &ends, freq, config, events) else {
         return out;
     };
     for (i, s) in prepared.iter().enumerate() {
@@ -580,15 +583,15 @@ fn regression_forecasts(
 /// (the run's date, when the series were prepared with one).
 fn forecast_rows(
     prepared: &[Prepared],
-    freq: Frequency,
-    config: &ModelConfig,
+    (freq, config): (Frequency, &ModelConfig),
     champion: ModelKind,
     model: Option<(&TrainedModel, &str)>,
+    events: Option<&Arc<EventCalendar>>,
 ) -> Result<Vec<ForecastRow>, PipelineError> {
     let h = config.horizon;
     let mut out = Vec::with_capacity(prepared.len() * h);
     let mut lstm_preds = lstm_forecasts(prepared, config, champion, model)?;
-    let mut reg_preds = regression_forecasts(prepared, freq, config, champion);
+    let mut reg_preds = regression_forecasts(prepared, freq, config, champion, events);
     // Baselines are fitted per series (AutoETS dominates): spread them over
     // the cores; the rows are then assembled in series order.
     let baseline_fits = par_map(&(0..prepared.len()).collect::<Vec<_>>(), |&i| {
@@ -787,7 +790,14 @@ pub fn forecast_with_model_at(
         }
         model.layout.event_calendar = AttachedEvents(events);
     }
-    forecast_rows(&prepared, freq, config, model.serving, Some((&model, &id)))
+    let events = series.iter().find_map(|s| s.events.clone());
+    forecast_rows(
+        &prepared,
+        (freq, config),
+        model.serving,
+        Some((&model, &id)),
+        events.as_ref(),
+    )
 }
 
 /// Trains every group (series grouped by `group`) on at most `threads`

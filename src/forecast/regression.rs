@@ -15,11 +15,13 @@
 //! at forecast time and nothing is stored but the choice.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::Datelike;
 
 use super::baselines::PointForecast;
 use super::config::{Frequency, ModelConfig};
+use super::events::EventCalendar;
 use super::prepare::Prepared;
 
 /// Rows a fit reads at most; origins are strided evenly beyond that.
@@ -35,8 +37,9 @@ const COMMON: usize = 7;
 const PRICE_RATIO: (f64, f64) = (0.2, 5.0);
 
 /// Which inputs a group's rows carry; fixed at fit time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Spec {
+    freq: Frequency,
     price: bool,
     promo: bool,
     weekday: bool,
@@ -47,11 +50,27 @@ struct Spec {
     season: usize,
     seasonal_lags: usize,
     horizon: usize,
+    /// Known holidays and events: `before`, `on`, `after` flags per name
+    /// at the target period.
+    events: Option<(Arc<EventCalendar>, Vec<Option<u32>>)>,
 }
 
+/// Event names a row reads at most.
+const MAX_EVENTS: usize = 40;
+
 impl Spec {
-    fn for_group(prepared: &[Prepared], freq: Frequency, config: &ModelConfig) -> Self {
+    fn for_group(
+        prepared: &[Prepared],
+        freq: Frequency,
+        config: &ModelConfig,
+        events: Option<&Arc<EventCalendar>>,
+    ) -> Self {
         Self {
+            freq,
+            events: events.filter(|c| !c.is_empty()).map(|c| {
+                let names: Vec<String> = c.names().iter().take(MAX_EVENTS).cloned().collect();
+                (Arc::clone(c), c.bits(&names))
+            }),
             price: prepared.iter().any(|s| s.price.is_some()),
             promo: prepared.iter().any(|s| s.promo.is_some()),
             weekday: freq == Frequency::Daily,
@@ -74,6 +93,7 @@ impl Spec {
                 .iter()
                 .map(|(_, known, _)| if *known { 3 } else { 2 })
                 .sum::<usize>()
+            + self.events.as_ref().map_or(0, |(_, bits)| 3 * bits.len())
     }
 
     /// Where the covariates' inputs start in a row.
@@ -311,6 +331,13 @@ fn row(s: &Prepared, cut: usize, step: usize, o: &Origin, spec: &Spec, out: &mut
         }
         out.extend([last, *window]);
     }
+    if let Some((calendar, bits)) = &spec.events {
+        let date = crate::forecast::calendar::date_at(spec.freq, s.dates[0], t as i64)
+            .unwrap_or(s.dates[0]);
+        let mut flags = Vec::with_capacity(3 * bits.len());
+        calendar.features(spec.freq, date, bits, &mut flags);
+        out.extend(flags.into_iter().map(f64::from));
+    }
 }
 
 /// Origins of one series usable for a fit ending at `end` (exclusive).
@@ -400,11 +427,13 @@ pub fn fit(
     ends: &[usize],
     freq: Frequency,
     config: &ModelConfig,
+    events: Option<&Arc<EventCalendar>>,
 ) -> Option<Regression> {
-    let mut m = fit_rows(prepared, ends, freq, config)?;
+    let spec = Spec::for_group(prepared, freq, config, events);
+    let mut m = fit_rows(prepared, ends, spec.clone(), config)?;
     let h = config.horizon;
     let early: Vec<usize> = ends.iter().map(|e| e.saturating_sub(h)).collect();
-    let Some(cal) = fit_rows(prepared, &early, freq, config) else {
+    let Some(cal) = fit_rows(prepared, &early, spec, config) else {
         return Some(m);
     };
     let errors = cal.errors_after(prepared, &early, ends);
@@ -449,10 +478,9 @@ fn spread_factor(resid_q: &[Vec<f64>], errors: &[Vec<f64>], levels: &[f64]) -> f
 fn fit_rows(
     prepared: &[Prepared],
     ends: &[usize],
-    freq: Frequency,
+    spec: Spec,
     config: &ModelConfig,
 ) -> Option<Regression> {
-    let spec = Spec::for_group(prepared, freq, config);
     let p = spec.width();
     let total: usize = prepared
         .iter()
@@ -693,7 +721,7 @@ mod tests {
         )
         .expect("test value");
         let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
-        let m = fit(&prepared, &ends, Frequency::Weekly, &config()).expect("test value");
+        let m = fit(&prepared, &ends, Frequency::Weekly, &config(), None).expect("test value");
         let s = &prepared[0];
         let f = m.predict(s, s.len()).expect("test value");
         for step in 0..8 {
@@ -742,7 +770,7 @@ mod tests {
         let prepared =
             prepare::prepare_group_with(&series, Frequency::Weekly, 21, &opts).expect("test value");
         let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
-        let m = fit(&prepared, &ends, Frequency::Weekly, &config()).expect("test value");
+        let m = fit(&prepared, &ends, Frequency::Weekly, &config(), None).expect("test value");
         assert_eq!(m.spec.covariates.len(), 2);
         assert_eq!(m.spec.width(), COMMON + 3 + 2);
         let f = m.predict(&prepared[0], 90).expect("test value");
@@ -766,7 +794,7 @@ mod tests {
             &PrepareOptions::for_frequency(Frequency::Weekly, None),
         )
         .expect("test value");
-        assert!(fit(&prepared, &[6], Frequency::Weekly, &config()).is_none());
+        assert!(fit(&prepared, &[6], Frequency::Weekly, &config(), None).is_none());
     }
 
     #[test]
