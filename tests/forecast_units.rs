@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use chrono::NaiveDate;
 use restock::forecast::baselines::{self, normal_quantile};
 use restock::forecast::metrics::{self, Scales, SeriesEval, pinball};
-use restock::forecast::pipeline::{BacktestScore, choose_champion};
+use restock::forecast::pipeline::{BacktestScore, choose_champion, combo_members};
 use restock::forecast::prepare::{PrepareError, prepare, prepare_group};
 use restock::forecast::{
     Flag, ForecastRow, Frequency, FutureCovariates, Metrics, ModelConfig, ModelKind, Series,
@@ -280,6 +280,44 @@ fn champion_needs_strictly_better_rmsse_and_ties_go_to_baselines() {
     nan[3] = score(ModelKind::Lstm, f64::NAN);
     assert_eq!(choose_champion(&nan), ModelKind::SeasonalNaive);
     assert_eq!(choose_champion(&[]), ModelKind::SeasonalNaive);
+}
+
+#[test]
+fn the_combination_takes_the_candidates_within_ten_percent_of_the_best() {
+    let score = |kind, rmsse| BacktestScore {
+        kind,
+        metrics: Metrics {
+            mase: 1.0,
+            rmsse,
+            wape: 0.5,
+            bias: 0.0,
+            coverage: vec![],
+            series: 1,
+        },
+        by_origin: vec![],
+    };
+    let scores = vec![
+        score(ModelKind::Naive, 2.0),
+        score(ModelKind::Theta, 1.08),
+        score(ModelKind::Ets, 1.0),
+        score(ModelKind::Regression, 1.05),
+        score(ModelKind::Lstm, 1.2),
+        // The combination's own score never makes it a member.
+        score(ModelKind::Combo, 0.5),
+        score(ModelKind::Croston, f64::NAN),
+    ];
+    assert_eq!(
+        combo_members(&scores),
+        vec![ModelKind::Theta, ModelKind::Ets, ModelKind::Regression]
+    );
+    // One clear winner still gets a partner: the best two.
+    let lone = vec![
+        score(ModelKind::Naive, 2.0),
+        score(ModelKind::Ets, 1.0),
+        score(ModelKind::Lstm, 1.5),
+    ];
+    assert_eq!(combo_members(&lone), vec![ModelKind::Ets, ModelKind::Lstm]);
+    assert!(combo_members(&[]).is_empty());
 }
 
 // ---------- baselines ----------

@@ -39,8 +39,8 @@ pub enum ModelKind {
     Croston,
     /// Teunter–Syntetos–Babai: demand size and probability smoothed apart.
     Tsb,
-    /// The equal-weight average of AutoETS, Theta and the group models
-    /// that were fitted (the LSTM, the regression): means and quantiles
+    /// The equal-weight average of the candidates within 10% of the best
+    /// backtest RMSSE (`pipeline::combo_members`): means and quantiles
     /// averaged.
     Combo,
     /// The group's direct regression on level, trend, season and the

@@ -257,11 +257,9 @@ fn backtest_candidates(
         _ => None,
     };
     let reg = regression_evals(prepared, visible, jobs, (freq, config), events, &evals);
-    let combo = combine_evals(&evals, &[lstm.as_deref(), reg.as_deref()]);
     if let Some(ev) = lstm {
         evals.push((ModelKind::Lstm, ev));
     }
-    evals.push((ModelKind::Combo, combo));
     if let Some(ev) = reg {
         evals.push((ModelKind::Regression, ev));
     }
@@ -302,33 +300,63 @@ fn regression_evals(
     )
 }
 
-/// The combination's evaluations: the average of ETS, Theta and the group
-/// models that were fitted (the LSTM, the regression).
-fn combine_evals(
-    evals: &[(ModelKind, Vec<SeriesEval>)],
-    group_models: &[Option<&[SeriesEval]>],
-) -> Vec<SeriesEval> {
-    let of = |k: ModelKind| evals.iter().find(|(kind, _)| *kind == k).map(|(_, e)| e);
-    let (Some(ets), Some(theta)) = (of(ModelKind::Ets), of(ModelKind::Theta)) else {
+/// Candidates whose pooled backtest RMSSE is within this factor of the
+/// best one's join the combination.
+const COMBO_WITHIN: f64 = 1.10;
+
+/// The combination's members: every scored candidate (the combination
+/// itself aside) within [`COMBO_WITHIN`] of the best backtest RMSSE, at
+/// least the best two, in the champion rule's order. Recomputed from the
+/// stored scores when a saved model serves, so it is never stored apart.
+pub fn combo_members(scores: &[BacktestScore]) -> Vec<ModelKind> {
+    let mut ranked: Vec<(ModelKind, f64)> = champion_order()
+        .into_iter()
+        .filter(|k| *k != ModelKind::Combo)
+        .filter_map(|k| {
+            let r = scores.iter().find(|s| s.kind == k)?.metrics.rmsse;
+            r.is_finite().then_some((k, r))
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let Some(&(_, best)) = ranked.first() else {
         return Vec::new();
     };
-    (0..ets.len())
+    let mut members: Vec<ModelKind> = ranked
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, r))| *i < 2 || *r <= best * COMBO_WITHIN)
+        .map(|(_, (k, _))| *k)
+        .collect();
+    let order = champion_order();
+    members.sort_by_key(|k| order.iter().position(|o| o == k));
+    members
+}
+
+/// The combination's evaluations: its members' forecasts averaged (means
+/// and quantiles) at every job.
+fn combine_evals(evals: &[(ModelKind, Vec<SeriesEval>)], members: &[ModelKind]) -> Vec<SeriesEval> {
+    let parts: Vec<&Vec<SeriesEval>> = members
+        .iter()
+        .filter_map(|m| evals.iter().find(|(k, _)| k == m).map(|(_, e)| e))
+        .collect();
+    let Some(first) = parts.first() else {
+        return Vec::new();
+    };
+    (0..first.len())
         .map(|i| {
-            let as_fc = |e: &SeriesEval| PointForecast {
-                mean: e.mean.clone(),
-                quantiles: e.quantiles.clone(),
-            };
-            let mut parts = vec![as_fc(&ets[i]), as_fc(&theta[i])];
-            for m in group_models.iter().flatten() {
-                parts.push(as_fc(&m[i]));
-            }
-            let refs: Vec<&PointForecast> = parts.iter().collect();
-            let avg = baselines::average(&refs);
+            let fcs: Vec<PointForecast> = parts
+                .iter()
+                .map(|e| PointForecast {
+                    mean: e[i].mean.clone(),
+                    quantiles: e[i].quantiles.clone(),
+                })
+                .collect();
+            let avg = baselines::average(&fcs.iter().collect::<Vec<_>>());
             SeriesEval {
-                actual: ets[i].actual.clone(),
+                actual: first[i].actual.clone(),
                 mean: avg.mean,
                 quantiles: avg.quantiles,
-                scales: ets[i].scales,
+                scales: first[i].scales,
             }
         })
         .collect()
@@ -413,7 +441,15 @@ pub fn train_group_with(
         model.as_ref(),
         events.as_ref(),
     )?;
-    let backtest = score_candidates(&evals, &jobs, config.origins.max(1), config.quantiles.len());
+    let (origins_n, nq) = (config.origins.max(1), config.quantiles.len());
+    let mut evals = evals;
+    let mut backtest = score_candidates(&evals, &jobs, origins_n, nq);
+    let members = combo_members(&backtest);
+    if members.len() >= 2 {
+        let combo = vec![(ModelKind::Combo, combine_evals(&evals, &members))];
+        backtest.extend(score_candidates(&combo, &jobs, origins_n, nq));
+        evals.extend(combo);
+    }
     let champion = choose_champion(&backtest);
     let backtest_secs = started.elapsed().as_secs_f64();
     let origins = origin_dates(&prepared, config);
@@ -428,10 +464,14 @@ pub fn train_group_with(
         Some(m) => Some(artifact::model_id(m)?),
         None => None,
     };
+    let serving = Serving {
+        champion,
+        members: &members,
+    };
     let forecasts = forecast_rows(
         &prepared,
         (freq, config),
-        champion,
+        serving,
         model.as_ref().zip(lstm_id.as_deref()),
         events.as_ref(),
     )?;
@@ -499,13 +539,19 @@ fn baseline_id(kind: ModelKind, group: &str) -> String {
     format!("{}-{group}", kind.as_str())
 }
 
+/// Candidates simplest first: an earlier one wins ties.
+fn champion_order() -> Vec<ModelKind> {
+    let mut order = ModelKind::BASELINES.to_vec();
+    order.extend([ModelKind::Regression, ModelKind::Combo, ModelKind::Lstm]);
+    order
+}
+
 /// The candidate with the lowest mean backtest RMSSE over all origins;
 /// the per-series methods are listed simplest first, then the regression,
 /// the combination and the LSTM, and an earlier candidate wins ties. Non-finite scores are
 /// ignored; seasonal naive when nothing is scored.
 pub fn choose_champion(scores: &[BacktestScore]) -> ModelKind {
-    let mut order = ModelKind::BASELINES.to_vec();
-    order.extend([ModelKind::Regression, ModelKind::Combo, ModelKind::Lstm]);
+    let order = champion_order();
     let mut best: Option<(ModelKind, f64)> = None;
     for kind in order {
         let Some(score) = scores.iter().find(|s| s.kind == kind) else {
@@ -522,17 +568,51 @@ pub fn choose_champion(scores: &[BacktestScore]) -> ModelKind {
     best.map_or(ModelKind::SeasonalNaive, |(k, _)| k)
 }
 
+/// A series' per-series forecasts: the fallback when the group's models
+/// cannot serve it, else the serving methods' fits.
+enum Fit {
+    Fallback(ModelKind, PointForecast),
+    Methods(Vec<(ModelKind, PointForecast)>),
+}
+
+/// What serves a group: its champion, and when that is the combination,
+/// the members averaged.
+#[derive(Debug, Clone, Copy)]
+struct Serving<'a> {
+    champion: ModelKind,
+    members: &'a [ModelKind],
+}
+
+impl Serving<'_> {
+    fn uses(&self, kind: ModelKind) -> bool {
+        self.champion == kind || (self.champion == ModelKind::Combo && self.members.contains(&kind))
+    }
+
+    /// The per-series methods to fit for a series the group models serve.
+    fn baselines(&self) -> Vec<ModelKind> {
+        match self.champion {
+            ModelKind::Combo => self
+                .members
+                .iter()
+                .copied()
+                .filter(|k| !matches!(k, ModelKind::Lstm | ModelKind::Regression))
+                .collect(),
+            ModelKind::Lstm | ModelKind::Regression => Vec::new(),
+            k => vec![k],
+        }
+    }
+}
+
 /// The LSTM's forecasts from the end of every series it can serve, when
-/// the champion uses it.
+/// it serves (alone or in the combination).
 fn lstm_forecasts(
     prepared: &[Prepared],
     config: &ModelConfig,
-    champion: ModelKind,
+    serving: Serving<'_>,
     model: Option<(&TrainedModel, &str)>,
 ) -> Result<BTreeMap<usize, train::ModelForecast>, PipelineError> {
     let mut out = BTreeMap::new();
-    let Some((m, _)) = model.filter(|_| matches!(champion, ModelKind::Lstm | ModelKind::Combo))
-    else {
+    let Some((m, _)) = model.filter(|_| serving.uses(ModelKind::Lstm)) else {
         return Ok(out);
     };
     let idx: Vec<usize> = (0..prepared.len())
@@ -552,16 +632,15 @@ fn lstm_forecasts(
 }
 
 /// The regression's forecasts from the end of every series, fitted on the
-/// whole history, when it serves alone or in the combination.
+/// whole history, when it serves (alone or in the combination).
 fn regression_forecasts(
     prepared: &[Prepared],
-    freq: Frequency,
-    config: &ModelConfig,
-    champion: ModelKind,
+    (freq, config): (Frequency, &ModelConfig),
+    serving: Serving<'_>,
     events: Option<&Arc<EventCalendar>>,
 ) -> BTreeMap<usize, PointForecast> {
     let mut out = BTreeMap::new();
-    if !matches!(champion, ModelKind::Regression | ModelKind::Combo) {
+    if !serving.uses(ModelKind::Regression) {
         return out;
     }
     let ends: Vec<usize> = prepared.iter().map(Prepared::len).collect();
@@ -584,33 +663,39 @@ fn regression_forecasts(
 fn forecast_rows(
     prepared: &[Prepared],
     (freq, config): (Frequency, &ModelConfig),
-    champion: ModelKind,
+    serving: Serving<'_>,
     model: Option<(&TrainedModel, &str)>,
     events: Option<&Arc<EventCalendar>>,
 ) -> Result<Vec<ForecastRow>, PipelineError> {
     let h = config.horizon;
     let mut out = Vec::with_capacity(prepared.len() * h);
-    let mut lstm_preds = lstm_forecasts(prepared, config, champion, model)?;
-    let mut reg_preds = regression_forecasts(prepared, freq, config, champion, events);
+    let mut lstm_preds = lstm_forecasts(prepared, config, serving, model)?;
+    let mut reg_preds = regression_forecasts(prepared, (freq, config), serving, events);
+    let methods = serving.baselines();
     // Baselines are fitted per series (AutoETS dominates): spread them over
     // the cores; the rows are then assembled in series order.
     let baseline_fits = par_map(&(0..prepared.len()).collect::<Vec<_>>(), |&i| {
         let s = &prepared[i];
-        match champion {
-            _ if needs_fallback(s) => Some(fallback(s, freq, config)),
-            ModelKind::Lstm if lstm_preds.contains_key(&i) => None,
-            ModelKind::Regression if reg_preds.contains_key(&i) => None,
-            ModelKind::Lstm | ModelKind::Regression => Some(fallback(s, freq, config)),
-            // Combo: ETS and Theta averaged here, the group models added below.
-            _ => Some(baseline_or_fallback(champion, &s.values, freq, config)),
+        let served_by_group_model = match serving.champion {
+            ModelKind::Lstm => lstm_preds.contains_key(&i),
+            ModelKind::Regression => reg_preds.contains_key(&i),
+            _ => true,
+        };
+        if needs_fallback(s) || !served_by_group_model {
+            return fallback(s, freq, config).map(|(k, f)| Fit::Fallback(k, f));
         }
+        methods
+            .iter()
+            .map(|&k| baseline_or_fallback(k, &s.values, freq, config))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Fit::Methods)
     });
     let lstm_id = model.map_or_else(String::new, |(_, id)| id.to_string());
     for ((i, s), fit) in prepared.iter().enumerate().zip(baseline_fits) {
-        let bl_err = |source| PipelineError::Baseline {
+        let fit = fit.map_err(|source| PipelineError::Baseline {
             group: s.group.clone(),
             source,
-        };
+        })?;
         let mut quality = s.quality.clone();
         let lf = lstm_preds.remove(&i).map(|p| {
             for flag in &p.flags {
@@ -622,31 +707,41 @@ fn forecast_rows(
             }
         });
         let rf = reg_preds.remove(&i);
-        let (kind, id, f) = match fit {
-            None => match (lf, rf) {
-                (Some(lf), _) if champion == ModelKind::Lstm => {
-                    (ModelKind::Lstm, lstm_id.clone(), lf)
-                }
-                (_, Some(rf)) => (
+        let (kind, id, f) = match (fit, serving.champion) {
+            (Fit::Fallback(k, f), _) => (k, baseline_id(k, &s.group), f),
+            (Fit::Methods(_), ModelKind::Lstm) => match lf {
+                Some(f) => (ModelKind::Lstm, lstm_id.clone(), f),
+                None => continue,
+            },
+            (Fit::Methods(_), ModelKind::Regression) => match rf {
+                Some(f) => (
                     ModelKind::Regression,
                     baseline_id(ModelKind::Regression, &s.group),
-                    rf,
+                    f,
                 ),
-                _ => continue,
+                None => continue,
             },
-            Some(fit) => {
-                let (k, bf) = fit.map_err(bl_err)?;
-                let extra: Vec<&PointForecast> = lf.iter().chain(rf.iter()).collect();
-                if champion == ModelKind::Combo && !needs_fallback(s) && !extra.is_empty() {
-                    let id = if lf.is_some() {
-                        lstm_id.clone()
-                    } else {
-                        baseline_id(ModelKind::Combo, &s.group)
-                    };
-                    (ModelKind::Combo, id, combination(&bf, &extra))
+            (Fit::Methods(fits), ModelKind::Combo) => {
+                let id = if lf.is_some() {
+                    lstm_id.clone()
                 } else {
-                    (k, baseline_id(k, &s.group), bf)
+                    baseline_id(ModelKind::Combo, &s.group)
+                };
+                let mut parts: Vec<PointForecast> = fits.into_iter().map(|(_, f)| f).collect();
+                parts.extend(lf);
+                parts.extend(rf);
+                if parts.is_empty() {
+                    continue;
                 }
+                let f = baselines::average(&parts.iter().collect::<Vec<_>>());
+                (ModelKind::Combo, id, f)
+            }
+            // A single baseline (seasonal naive where ETS could not fit).
+            (Fit::Methods(fits), _) => {
+                let Some((k, f)) = fits.into_iter().next() else {
+                    continue;
+                };
+                (k, baseline_id(k, &s.group), f)
             }
         };
         let events = model.and_then(|(m, _)| m.layout.event_calendar.0.as_deref());
@@ -659,14 +754,6 @@ fn forecast_rows(
         push_rows(&mut out, s, freq, h, &row, &f)?;
     }
     Ok(out)
-}
-
-/// The combination served: `ets_theta` is already the average of ETS and
-/// Theta, so it weighs two and every group model one (all equal).
-fn combination(ets_theta: &PointForecast, group_models: &[&PointForecast]) -> PointForecast {
-    let mut parts = vec![ets_theta, ets_theta];
-    parts.extend(group_models.iter().copied());
-    baselines::average(&parts)
 }
 
 /// What the rows of one series share.
@@ -791,10 +878,15 @@ pub fn forecast_with_model_at(
         model.layout.event_calendar = AttachedEvents(events);
     }
     let events = series.iter().find_map(|s| s.events.clone());
+    let members = combo_members(&model.backtest);
+    let serving = Serving {
+        champion: model.serving,
+        members: &members,
+    };
     forecast_rows(
         &prepared,
         (freq, config),
-        model.serving,
+        serving,
         Some((&model, &id)),
         events.as_ref(),
     )
