@@ -265,6 +265,7 @@ fn champion_needs_strictly_better_rmsse_and_ties_go_to_baselines() {
             series: 1,
         },
         by_origin: vec![],
+        spread: 1.0,
     };
     let scores = vec![
         score(ModelKind::Naive, 1.2),
@@ -295,6 +296,7 @@ fn the_combination_takes_the_candidates_within_ten_percent_of_the_best() {
             series: 1,
         },
         by_origin: vec![],
+        spread: 1.0,
     };
     let scores = vec![
         score(ModelKind::Naive, 2.0),

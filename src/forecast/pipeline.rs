@@ -66,6 +66,87 @@ pub struct BacktestScore {
     pub metrics: Metrics,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_origin: Vec<Metrics>,
+    /// The factor the candidate's quantiles are spread by around its
+    /// median when it serves, so the outer pair covers its nominal share
+    /// of the backtest points ([`spread_factor`]); `metrics` are before it.
+    #[serde(default = "one")]
+    pub spread: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The factor in [0.7, 3] by which spreading every quantile around the
+/// median (the middle level) brings the outer pair's coverage of the
+/// backtest points (ties one half) closest to its nominal share; 1 with
+/// fewer than 100 points or no middle level. Intervals are narrowed by at
+/// most 30%: a calm backtest window understates what the next one holds.
+pub fn spread_factor(evals: &[SeriesEval], levels: &[f64]) -> f64 {
+    let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) else {
+        return 1.0;
+    };
+    let Some(mid) = levels.iter().position(|&q| (q - 0.5).abs() < 1e-9) else {
+        return 1.0;
+    };
+    let last = levels.len() - 1;
+    let points: Vec<(f64, f64, f64, f64)> = evals
+        .iter()
+        .flat_map(|e| {
+            (0..e.actual.len()).filter_map(move |t| {
+                let y = e.actual[t];
+                let (a, m, b) = (
+                    *e.quantiles.first()?.get(t)?,
+                    *e.quantiles.get(mid)?.get(t)?,
+                    *e.quantiles.get(last)?.get(t)?,
+                );
+                y.is_finite().then_some((y, a, m, b))
+            })
+        })
+        .collect();
+    if points.len() < 100 || hi <= lo {
+        return 1.0;
+    }
+    let coverage = |k: f64| {
+        let inside: f64 = points
+            .iter()
+            .map(|&(y, a, m, b)| {
+                let (a, b) = ((m + k * (a - m)).max(0.0), (m + k * (b - m)).max(0.0));
+                metrics::coverage_credit(y, b) - metrics::coverage_credit(y, a)
+            })
+            .sum();
+        inside / points.len() as f64
+    };
+    let nominal = hi - lo;
+    (14..=60)
+        .map(|i| f64::from(i) * 0.05)
+        .min_by(|&a, &b| {
+            let gap = |k: f64| ((coverage(k) - nominal).abs() * 1000.0).round();
+            gap(a)
+                .total_cmp(&gap(b))
+                .then((a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
+        })
+        .unwrap_or(1.0)
+}
+
+/// Spreads every quantile around the median (level 0.5 of `levels`) by
+/// `k`, clamped at zero; the order of the levels is kept.
+fn spread(f: &mut PointForecast, k: f64, levels: &[f64]) {
+    let Some(mid) = levels.iter().position(|&q| (q - 0.5).abs() < 1e-9) else {
+        return;
+    };
+    if (k - 1.0).abs() < 1e-12 || mid >= f.quantiles.len() {
+        return;
+    }
+    let centre = f.quantiles[mid].clone();
+    for (i, q) in f.quantiles.iter_mut().enumerate() {
+        if i == mid {
+            continue;
+        }
+        for (v, m) in q.iter_mut().zip(&centre) {
+            *v = (m + k * (*v - m)).max(0.0);
+        }
+    }
 }
 
 /// Wall-clock seconds of each phase.
@@ -367,8 +448,9 @@ fn score_candidates(
     evals: &[(ModelKind, Vec<SeriesEval>)],
     jobs: &[Job],
     origins: usize,
-    nq: usize,
+    levels: &[f64],
 ) -> Vec<BacktestScore> {
+    let nq = levels.len();
     let distinct = jobs
         .iter()
         .map(|j| j.series)
@@ -394,6 +476,7 @@ fn score_candidates(
                 kind: *kind,
                 metrics: pooled,
                 by_origin,
+                spread: spread_factor(ev, levels),
             }
         })
         .collect()
@@ -441,13 +524,13 @@ pub fn train_group_with(
         model.as_ref(),
         events.as_ref(),
     )?;
-    let (origins_n, nq) = (config.origins.max(1), config.quantiles.len());
+    let (origins_n, levels) = (config.origins.max(1), &config.quantiles);
     let mut evals = evals;
-    let mut backtest = score_candidates(&evals, &jobs, origins_n, nq);
+    let mut backtest = score_candidates(&evals, &jobs, origins_n, levels);
     let members = combo_members(&backtest);
     if members.len() >= 2 {
         let combo = vec![(ModelKind::Combo, combine_evals(&evals, &members))];
-        backtest.extend(score_candidates(&combo, &jobs, origins_n, nq));
+        backtest.extend(score_candidates(&combo, &jobs, origins_n, levels));
         evals.extend(combo);
     }
     let champion = choose_champion(&backtest);
@@ -467,6 +550,7 @@ pub fn train_group_with(
     let serving = Serving {
         champion,
         members: &members,
+        spread: spread_of(&backtest, champion),
     };
     let forecasts = forecast_rows(
         &prepared,
@@ -568,6 +652,13 @@ pub fn choose_champion(scores: &[BacktestScore]) -> ModelKind {
     best.map_or(ModelKind::SeasonalNaive, |(k, _)| k)
 }
 
+fn spread_of(scores: &[BacktestScore], kind: ModelKind) -> f64 {
+    scores
+        .iter()
+        .find(|s| s.kind == kind)
+        .map_or(1.0, |s| s.spread)
+}
+
 /// A series' per-series forecasts: the fallback when the group's models
 /// cannot serve it, else the serving methods' fits.
 enum Fit {
@@ -581,6 +672,8 @@ enum Fit {
 struct Serving<'a> {
     champion: ModelKind,
     members: &'a [ModelKind],
+    /// The champion's [`BacktestScore::spread`].
+    spread: f64,
 }
 
 impl Serving<'_> {
@@ -707,7 +800,8 @@ fn forecast_rows(
             }
         });
         let rf = reg_preds.remove(&i);
-        let (kind, id, f) = match (fit, serving.champion) {
+        let fell_back = matches!(fit, Fit::Fallback(..));
+        let (kind, id, mut f) = match (fit, serving.champion) {
             (Fit::Fallback(k, f), _) => (k, baseline_id(k, &s.group), f),
             (Fit::Methods(_), ModelKind::Lstm) => match lf {
                 Some(f) => (ModelKind::Lstm, lstm_id.clone(), f),
@@ -744,6 +838,9 @@ fn forecast_rows(
                 (k, baseline_id(k, &s.group), f)
             }
         };
+        if !fell_back {
+            spread(&mut f, serving.spread, &config.quantiles);
+        }
         let events = model.and_then(|(m, _)| m.layout.event_calendar.0.as_deref());
         let row = RowInfo {
             kind,
@@ -882,6 +979,7 @@ pub fn forecast_with_model_at(
     let serving = Serving {
         champion: model.serving,
         members: &members,
+        spread: spread_of(&model.backtest, model.serving),
     };
     forecast_rows(
         &prepared,
