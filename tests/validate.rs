@@ -119,6 +119,12 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sql_too_much_work.yaml",
+        &[
+            "7:5: tasks[0].sql: ./tests/fixtures/sql/too_much_work.sql: template failed to render: the template does more work than allowed (1000000 steps or about 64 MB of text); a loop or a repeated string is too large (template line 4)",
+        ],
+    ),
+    (
         "sql_undeclared_table.yaml",
         &[
             "8:5: tasks[0].sql: ./tests/fixtures/sql/undeclared_table.sql:7:6: unknown table `returns` (declared tables: sales); declare it under `tables:`",
