@@ -6,8 +6,9 @@
 #   scripts/kill_storm.sh [N]
 #
 # RESTOCK_KILL_STORM_SEED replays a storm; RESTOCK_KILL_STORM_GAP_MS sets
-# the longest random wait before a kill (default 1000). The same test runs
-# in CI with 5 kills.
+# the longest random wait before a kill (default 5000/N ms, between 50 and
+# 1000, so that N kills fit in one run). The same test runs in CI with 5
+# kills.
 set -eu
 cd "$(dirname "$0")/.."
 RESTOCK_KILL_STORM_KILLS="${1:-50}" exec cargo test --test kill_storm -- --nocapture

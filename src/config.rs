@@ -142,7 +142,6 @@ impl Config {
     /// Load from an explicit file, else `./restock.yaml` if it exists, then
     /// apply the environment.
     pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut cfg = Config::default();
         let file = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None => {
@@ -150,6 +149,36 @@ impl Config {
                 p.is_file().then_some(p)
             }
         };
+        let get = |k: &str| std::env::var(k).ok();
+        match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::from_text(&path, &text, get)
+            }
+            None => Self::from_parts(None, get),
+        }
+    }
+
+    /// The configuration a file at `path` holding `text` gives, with the
+    /// environment read through `get`. Pure: reads no file and, with a
+    /// `get` that does not, no environment (what `load` and the fuzz
+    /// targets share).
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_parts(Some((path, text)), get)
+    }
+
+    fn from_parts(
+        file: Option<(&Path, &str)>,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = Config::default();
         let mut raw_mail = None;
         let mut raw_executors = (
             PathBuf::from("environment"),
@@ -157,15 +186,12 @@ impl Config {
             Default::default(),
         );
         let mut mail_source = PathBuf::from("environment");
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
+        if let Some((path, text)) = file {
+            let path = path.to_path_buf();
             let raw: RawConfig = if text.trim().is_empty() {
                 RawConfig::default()
             } else {
-                serde_yaml::from_str(&text).map_err(|e| {
+                serde_yaml::from_str(text).map_err(|e| {
                     let (line, column) = e
                         .location()
                         .map(|l| (l.line(), l.column()))
@@ -179,20 +205,20 @@ impl Config {
                 })?
             };
             raw_mail = raw.mail.clone();
-            raw_executors = (path.clone(), text.clone(), raw.executors.clone());
+            raw_executors = (path.clone(), text.to_string(), raw.executors.clone());
             mail_source = path.clone();
             cfg.apply_file(raw, &path)?;
         }
-        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.apply_env(&get)?;
         let (path, text, raw) = raw_executors;
-        cfg.executors = crate::remote::config::compile(raw, |k| std::env::var(k).ok())
+        cfg.executors = crate::remote::config::compile(raw, &get)
             .map_err(|errors| ConfigError::Executors { path, text, errors })?;
-        cfg.mail = crate::mail::MailConfig::resolve(raw_mail, |k| std::env::var(k).ok()).map_err(
-            |source| ConfigError::Mail {
+        cfg.mail = crate::mail::MailConfig::resolve(raw_mail, &get).map_err(|source| {
+            ConfigError::Mail {
                 path: mail_source,
                 source,
-            },
-        )?;
+            }
+        })?;
         Ok(cfg)
     }
 
@@ -301,6 +327,26 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         let bad = c.apply_env(|k| (k == "RESTOCK_SHUTDOWN_GRACE").then(|| "soon".into()));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn from_text_reads_no_file_and_names_the_path_in_errors() {
+        let path = Path::new("/nowhere/restock.yaml");
+        let c = Config::from_text(
+            path,
+            "lake: memory://\ndaemon: { max_catchup_runs: 3 }\n",
+            |_| None,
+        )
+        .expect("config");
+        assert_eq!((c.lake.as_str(), c.max_catchup_runs), ("memory://", 3));
+        let e = Config::from_text(path, "laek: x\n", |_| None).expect_err("unknown key");
+        assert!(
+            e.to_string().starts_with("/nowhere/restock.yaml:1:1: "),
+            "{e}"
+        );
+        let env = Config::from_text(path, "", |k| (k == "RESTOCK_LAKE").then(|| "s3://b".into()))
+            .expect("env");
+        assert_eq!(env.lake, "s3://b");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod dag;
 pub mod demo;
 pub mod executor;
 pub mod forecast;
+pub mod fuzzing;
 pub mod inventory;
 pub mod lake;
 pub mod mail;

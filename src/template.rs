@@ -12,6 +12,12 @@
 //! do that; [`unquoted_refs`] finds `{{ … tasks.… }}` expressions whose
 //! last filter is not a quoting one, so the compile step can refuse them in
 //! SQL and warn about them in a shell string.
+//!
+//! Work is bounded: every render and `when` evaluation gets
+//! [`FUEL`] (minijinja's budget of steps and of bytes created), so a
+//! template looping `range(10000)` inside `range(10000)`, or building a
+//! string of gigabytes, fails with a clear error instead of hanging
+//! `restock validate` (which renders SQL files) or a task attempt.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -28,7 +34,27 @@ pub enum TemplateError {
     Syntax(String),
     #[error("template failed to render: {0}")]
     Render(String),
+    /// The render used up [`FUEL`]: the template itself is at fault,
+    /// whatever its inputs, so validation reports it too.
+    #[error("template failed to render: {0}")]
+    TooMuchWork(String),
 }
+
+/// A render or evaluation error, [`TemplateError::TooMuchWork`] when the
+/// fuel ran out.
+fn render_error(err: &minijinja::Error) -> TemplateError {
+    if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        TemplateError::TooMuchWork(describe(err))
+    } else {
+        TemplateError::Render(describe(err))
+    }
+}
+
+/// The work one render or `when` may do, in minijinja's fuel: about one
+/// unit per instruction and per 64 bytes created, so at most a few
+/// seconds and about 64 MB. The templates of a DAG (SQL with a few
+/// loops, command lines) use thousands.
+pub const FUEL: u64 = 1_000_000;
 
 /// The shared strict environment (building one per template is costly
 /// when validating DAGs with thousands of tasks).
@@ -37,6 +63,7 @@ fn env() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
         env.add_filter("add_days", add_days);
         env.add_filter("sql_literal", sql_literal);
         env.add_filter("sql_ident", sql_ident);
@@ -201,6 +228,17 @@ pub fn placeholder_tasks(source: &str) -> BTreeMap<String, TaskVars> {
 }
 
 fn describe(err: &minijinja::Error) -> String {
+    if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        let mut msg = format!(
+            "the template does more work than allowed ({FUEL} steps or about {} MB of text); \
+             a loop or a repeated string is too large",
+            FUEL * 64 / 1_000_000
+        );
+        if let Some(line) = err.line() {
+            msg.push_str(&format!(" (template line {line})"));
+        }
+        return msg;
+    }
     let mut msg = match err.detail() {
         Some(d) => format!("{}: {d}", err.kind()),
         None => err.kind().to_string(),
@@ -285,7 +323,7 @@ impl RunVars {
         }
         env()
             .render_str(source, Value::from(Serde(self)))
-            .map_err(|e| TemplateError::Render(describe(&e)))
+            .map_err(|e| render_error(&e))
     }
 
     /// Evaluate a `when` expression; its result is tested for truthiness.
@@ -297,7 +335,7 @@ impl RunVars {
         compiled
             .eval(Value::from(Serde(self)))
             .map(|v| v.is_true())
-            .map_err(|e| TemplateError::Render(describe(&e)))
+            .map_err(|e| render_error(&e))
     }
 }
 
@@ -322,6 +360,40 @@ mod tests {
             },
         );
         v
+    }
+
+    #[test]
+    fn a_template_doing_too_much_work_fails_quickly_with_a_clear_error() {
+        let v = vars();
+        let t = std::time::Instant::now();
+        for (src, what) in [
+            (
+                "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+                "nested loops",
+            ),
+            (
+                "{% for a in range(1000) %}{{ 'x' * 99999999 }}{% endfor %}",
+                "gigabytes of text",
+            ),
+        ] {
+            let e = v.render(src).expect_err(what);
+            assert!(matches!(e, TemplateError::TooMuchWork(_)), "{what}: {e}");
+            assert!(e.to_string().contains("more work than allowed"), "{e}");
+        }
+        let e = v
+            .eval_bool("range(100000) | map('string') | join('') | length > 0 and (('x' * 90000000) | length) > 0")
+            .expect_err("an expression is bounded too");
+        assert!(matches!(e, TemplateError::TooMuchWork(_)), "{e}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
+        // Real templates stay far below the budget.
+        let sql = v
+            .render("SELECT {% for i in range(2000) %}{{ i }} AS c{{ i }}, {% endfor %}1")
+            .expect("a 2,000-column select renders");
+        assert!(sql.ends_with("1999 AS c1999, 1"));
     }
 
     #[test]

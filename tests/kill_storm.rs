@@ -7,6 +7,8 @@
 //!
 //! CI runs 5 kills; `scripts/kill_storm.sh N` runs N (50 by default) and
 //! prints what each restart found. `RESTOCK_KILL_STORM_SEED` replays one.
+//! The gap before a kill shrinks as N grows, so that 50 kills fit in one
+//! run rather than the run finishing first.
 
 mod common;
 
@@ -115,19 +117,27 @@ fn progress(p: &Project) -> (usize, usize) {
 }
 
 /// Kill the daemon `kills` times and return the attempts each kill
-/// interrupted. The kills are spread over the run: before a kill the
-/// daemon is let run until a task starts for the first time or another
-/// one finishes (with probability 8 / `kills`, so that N kills cover the
-/// eight tasks), then killed at a random moment within the next
-/// `RESTOCK_KILL_STORM_GAP_MS` (1 s).
+/// interrupted. The kills are spread over the whole run: the run passes
+/// through about `2 × tasks` steps (each task's first start and its
+/// end), and before each kill the daemon is let reach the next step with
+/// probability (steps left − 1) / (kills left), so the steps are used up
+/// evenly over the storm and the run is still unfinished at its last
+/// kill. Otherwise (and after that step) it is killed at a random moment
+/// within a gap that shrinks as N grows, `RESTOCK_KILL_STORM_GAP_MS`
+/// (5000 / N ms, between 50 ms and 1 s): with 50 kills most lives end
+/// while the daemon is starting, adopting the dead run or a few tasks in.
 fn storm(p: &Project, kills: usize, seed: u64) -> Vec<BTreeSet<(String, i64)>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let gap_ms: u64 = env_or("RESTOCK_KILL_STORM_GAP_MS", 1000);
-    let advance = (8.0 / kills as f64).min(1.0);
+    let default_gap = (5000 / kills.max(1) as u64).clamp(50, 1000);
+    let gap_ms: u64 = env_or("RESTOCK_KILL_STORM_GAP_MS", default_gap);
+    let steps = 2 * task_count(p);
+    println!("gap up to {gap_ms} ms, {steps} steps in the run");
     let mut killed = Vec::new();
     let t0 = Instant::now();
     for k in 1..=kills {
         let (orphans, before) = (running(p), progress(p));
+        let steps_left = steps.saturating_sub(before.0 + before.1);
+        let advance = (steps_left.saturating_sub(1) as f64 / (kills - k + 1) as f64).min(1.0);
         let d = Daemon::start(p, "5s", "1s");
         let t = Instant::now();
         if rng.random_bool(advance) {
@@ -154,6 +164,16 @@ fn storm(p: &Project, kills: usize, seed: u64) -> Vec<BTreeSet<(String, i64)>> {
         }
     }
     killed
+}
+
+/// The number of tasks of the main job.
+fn task_count(p: &Project) -> usize {
+    let file = p.path().join(format!("jobs/{DAG}.yaml"));
+    let registry = restock::tasks::Registry::builtin();
+    match restock::dag::compile_file(&file, &registry, p.path()) {
+        Ok(dag) => dag.tasks.len(),
+        Err(e) => panic!("the main job compiles: {e:?}"),
+    }
 }
 
 /// SIGKILL the daemon and return the attempts it left running.

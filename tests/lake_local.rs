@@ -409,6 +409,7 @@ async fn total_qty(
         name: "sales".into(),
         path: "raw/sales".into(),
         partition_by: vec!["ds".into()],
+        columns: None,
     };
     restock::lake::session::register_table(&ctx, lake, &table)
         .await

@@ -119,6 +119,12 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sql_too_much_work.yaml",
+        &[
+            "7:5: tasks[0].sql: ./tests/fixtures/sql/too_much_work.sql: template failed to render: the template does more work than allowed (1000000 steps or about 64 MB of text); a loop or a repeated string is too large (template line 4)",
+        ],
+    ),
+    (
         "sql_undeclared_table.yaml",
         &[
             "8:5: tasks[0].sql: ./tests/fixtures/sql/undeclared_table.sql:7:6: unknown table `returns` (declared tables: sales); declare it under `tables:`",
@@ -203,6 +209,18 @@ const CASES: &[(&str, &[&str])] = &[
         &[
             "7:5: tasks[0].products: unknown table `product_master` (declared tables: forecasts); declare it under `tables:`",
             "9:5: tasks[0].inventory: unknown table `stock` (declared tables: forecasts); declare it under `tables:`",
+        ],
+    ),
+    (
+        "declared_columns_missing.yaml",
+        &[
+            "11:38: tables.bad.columns[1]: column `a` is listed twice",
+            "11:41: tables.bad.columns[2]: invalid column name `b c`: use lowercase letters, digits and `_`, not starting with a digit",
+            "22:5: tasks[1].input: task `forecast` needs column(s) `units` of table `sales`, which declares only `store`, `sku`, `category`, `date`, `qty`, `ds`",
+            "25:5: tasks[1].future: task `forecast` needs column(s) `sku`, `date` of table `future_plan`, which declares only `store`, `price`",
+            "29:5: tasks[2].forecasts: task `plan` needs at least two quantile columns such as `p10` and `p90` of table `forecasts`, which declares only `store`, `sku`, `step`, `mean`, `p50`, `ds`",
+            "36:5: tasks[3].inventory: task `watch` needs column(s) `sku` of table `stock`, which declares only `store`, `item`, `on_hand`, `on_order`, `ds`",
+            "37:5: tasks[3].sales: task `watch` needs column(s) `units` of table `sales`, which declares only `store`, `sku`, `category`, `date`, `qty`, `ds`",
         ],
     ),
     (
@@ -302,4 +320,59 @@ fn no_message_names_rust_types_or_serde_internals() {
     ] {
         assert!(!stderr.contains(internal), "`{internal}` in:\n{stderr}");
     }
+}
+
+/// The fixture `declared_columns_missing.yaml` with every column its
+/// tasks read declared: no error, and the series key mapping of
+/// `reorder` is followed (`item` is the lake's sku column).
+#[test]
+fn declared_columns_that_cover_every_task_pass() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("complete.yaml");
+    std::fs::write(
+        &file,
+        r#"id: declared_columns_complete
+tables:
+  sales: { path: raw/sales, partition_by: [ds], columns: [store, sku, category, date, units] }
+  future_plan: { path: raw/plan, columns: [store, sku, date, price] }
+  forecasts: { path: forecasts, partition_by: [ds], columns: [store, sku, group, forecast_date, step, mean, p10, p90, model_kind] }
+  stock: { path: raw/stock, partition_by: [ds], columns: [store, item, on_hand, on_order] }
+  products: { path: raw/products, columns: [item, unit_cost, case_pack, moq, lead_time_days, lead_time_std_days, review_period_days, service_level] }
+tasks:
+  - id: train
+    kind: train
+    input: sales
+    series_key: [store, sku]
+    group_by: category
+    forecasts: forecasts
+  - id: forecast
+    kind: forecast
+    depends_on: [train]
+    input: sales
+    series_key: [store, sku]
+    group_by: category
+    future: future_plan
+  - id: plan
+    kind: reorder
+    depends_on: [forecast]
+    forecasts: forecasts
+    inventory: stock
+    products: products
+    series_key: { sku: item }
+  - id: watch
+    kind: monitor
+    depends_on: [plan]
+    inventory: stock
+    sales: sales
+    series_key: { sku: item }
+"#,
+    )
+    .expect("write");
+    let out = common::restock()
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .expect("run restock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
 }

@@ -128,6 +128,7 @@ pub async fn bench(
         name: "sales".into(),
         path: "raw/sales".into(),
         partition_by: vec!["ds".into()],
+        columns: None,
     };
     let mut duck = match lake.local_root() {
         Some(root) => Some(DuckDb::start(root)?),

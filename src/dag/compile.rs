@@ -170,6 +170,7 @@ pub fn compile_str(
                     path: path.clone(),
                     root,
                     common_keys: TASK_COMMON_KEYS,
+                    task_id: &common.id,
                     tables: &tables,
                     params: &compile_params,
                     templates: Vec::new(),
@@ -348,7 +349,7 @@ fn compile_tables(
         Some(_) => {
             d.error(
                 "tables",
-                "`tables` must be a mapping from table name to `{ path, partition_by }`",
+                "`tables` must be a mapping from table name to `{ path, partition_by, columns }`",
             );
             return out;
         }
@@ -398,6 +399,16 @@ fn compile_tables(
                 ok = false;
             }
         }
+        for (i, col) in t.columns.iter().flatten().enumerate() {
+            let cat = format!("{at}.columns[{i}]");
+            if let Err(e) = lake::check_identifier(col) {
+                d.error(&cat, e.replacen("invalid name", "invalid column name", 1));
+                ok = false;
+            } else if t.columns.iter().flatten().take(i).any(|c| c == col) {
+                d.error(&cat, format!("column `{col}` is listed twice"));
+                ok = false;
+            }
+        }
         if let Some(f) = &t.format {
             if f != "parquet" {
                 d.error(
@@ -414,6 +425,7 @@ fn compile_tables(
                     name: name.clone(),
                     path,
                     partition_by: t.partition_by.clone(),
+                    columns: t.columns.clone(),
                 },
             );
         }

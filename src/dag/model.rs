@@ -52,6 +52,25 @@ pub struct Table {
     /// Lake-relative folder, without a trailing slash.
     pub path: String,
     pub partition_by: Vec<String>,
+    /// Declared columns besides the partition columns (`columns:`);
+    /// `None` when the DAG does not declare them, and the files' schema
+    /// is only known at run time.
+    pub columns: Option<Vec<String>>,
+}
+
+impl Table {
+    /// Every column the table declares, partition columns included;
+    /// `None` when its columns are not declared.
+    pub fn declared_columns(&self) -> Option<Vec<&str>> {
+        let cols = self.columns.as_ref()?;
+        let mut out: Vec<&str> = cols.iter().map(String::as_str).collect();
+        for p in &self.partition_by {
+            if !out.contains(&p.as_str()) {
+                out.push(p);
+            }
+        }
+        Some(out)
+    }
 }
 
 #[derive(Debug)]

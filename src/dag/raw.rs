@@ -44,6 +44,11 @@ pub struct RawTable {
     /// Only `parquet` for now.
     #[serde(default)]
     pub format: Option<String>,
+    /// The table's columns (besides `partition_by`), when the DAG author
+    /// declares them: then `validate` checks each task's required columns
+    /// against them.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
 }
 
 pub const TOP_LEVEL_EXTRA: &[&str] = &["tasks", "tables"];

@@ -53,6 +53,10 @@ async fn previous_partition(
         .max())
 }
 
+/// The columns of a previous forecast the accuracy check reads, besides
+/// the series key (what the `forecast` kind writes).
+pub const FORECAST_COLUMNS: [&str; 5] = ["group", "forecast_date", "step", "mean", "model_kind"];
+
 /// Reads the previous run's forecast for the dates up to the run's date.
 /// `None` when the table has no earlier partition (the first run).
 pub async fn previous_forecast(
@@ -69,7 +73,7 @@ pub async fn previous_forecast(
     }
     let cols = tables::columns(&ctx, table).await?;
     let mut need: Vec<&str> = series_key.iter().map(String::as_str).collect();
-    need.extend(["group", "forecast_date", "step", "mean", "model_kind"]);
+    need.extend(FORECAST_COLUMNS);
     tables::require(table, &cols, &need)?;
     let q = tables::quantile_columns(&cols);
     let has = |c: &str| cols.iter().any(|x| x == c);

@@ -288,6 +288,8 @@ pub struct KindCompileCx<'a> {
     pub root: &'a Path,
     /// Keys every kind accepts (listed in unknown-field messages).
     pub common_keys: &'static [&'static str],
+    /// The task's `id`, for messages that name it.
+    pub task_id: &'a str,
     /// The DAG's declared lake tables (`tables:`), by name.
     pub tables: &'a BTreeMap<String, crate::dag::model::Table>,
     /// The DAG's `params`, as templates see them (`Null` when the header
@@ -310,6 +312,15 @@ pub struct TaskOutline {
     pub path: String,
     /// The kind-specific keys (the common ones removed).
     pub spec: serde_yaml::Mapping,
+}
+
+impl<'a> KindCompileCx<'a> {
+    /// The columns `table` declares (partition columns included), when it
+    /// is declared with `columns:`.
+    pub fn declared_columns(&self, table: &str) -> Option<Vec<&'a str>> {
+        let tables: &'a BTreeMap<String, crate::dag::model::Table> = self.tables;
+        tables.get(table).and_then(|t| t.declared_columns())
+    }
 }
 
 impl KindCompileCx<'_> {
@@ -395,6 +406,43 @@ impl KindCompileCx<'_> {
         self.error(
             key,
             format!("unknown table `{name}` ({known}); declare it under `tables:`"),
+        );
+        false
+    }
+
+    /// When `table` is declared with its `columns:`, check that it has
+    /// every column in `need` (what the task's kind reads from it),
+    /// reporting the missing ones at `key`. A table whose columns are not
+    /// declared, or that is not declared at all (reported by
+    /// [`KindCompileCx::reads_table`]), passes: its files are checked at
+    /// run time.
+    pub fn needs_columns(&mut self, key: &str, table: &str, need: &[&str]) -> bool {
+        let Some(have) = self.declared_columns(table) else {
+            return true;
+        };
+        let mut missing: Vec<&str> = Vec::new();
+        for n in need {
+            if !have.contains(n) && !missing.contains(n) {
+                missing.push(n);
+            }
+        }
+        if missing.is_empty() {
+            return true;
+        }
+        let quoted = |v: &[&str]| {
+            v.iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.error(
+            key,
+            format!(
+                "task `{}` needs column(s) {} of table `{table}`, which declares only {}",
+                self.task_id,
+                quoted(&missing),
+                quoted(&have)
+            ),
         );
         false
     }

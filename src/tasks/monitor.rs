@@ -112,6 +112,7 @@ impl TaskKind for MonitorKind {
                 ok &= cx.reads_table(key, t);
             }
         }
+        ok &= check_declared_columns(&spec, cx);
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
             ok = false;
@@ -119,6 +120,39 @@ impl TaskKind for MonitorKind {
         ok.then(|| Arc::new(MonitorRunner { spec }) as Arc<dyn TaskRunner>)
     }
 }
+
+/// What the run reads from each table, checked against the columns the
+/// DAG declares for it (tables without `columns:` pass). `store` and
+/// `sku` are the lake's names for them (`series_key:`).
+fn check_declared_columns(spec: &MonitorSpec, cx: &mut KindCompileCx) -> bool {
+    let check = |cx: &mut KindCompileCx, key: &str, table: &str, cols: &[&'static str]| {
+        let declared = cx.declared_columns(table).unwrap_or_default();
+        cx.needs_columns(key, table, &spec.series_key.lake_names(cols, &declared))
+    };
+    let mut ok = check(
+        cx,
+        "inventory",
+        &spec.inventory,
+        &["store", "sku", "on_hand", "on_order"],
+    );
+    ok &= check(cx, "sales", &spec.sales, &["date", "store", "sku", "units"]);
+    if let Some(p) = &spec.plans {
+        ok &= check(cx, "plans", p, PLAN_COLUMNS);
+    }
+    ok
+}
+
+/// The columns of a `reorder` plan the checks read.
+const PLAN_COLUMNS: &[&str] = &[
+    "store",
+    "sku",
+    "safety_stock",
+    "order_up_to",
+    "days_of_cover",
+    "projected_stockout",
+    "lead_time_days",
+    "order_qty",
+];
 
 #[async_trait]
 impl TaskRunner for MonitorRunner {
@@ -444,6 +478,7 @@ async fn previous_anomalies(
         name: "previous_anomalies".into(),
         path: output.trim_end_matches('/').to_string(),
         partition_by: vec!["ds".into()],
+        columns: None,
     };
     match session::register_table(&ctx, lake, &table).await {
         Ok(()) => {}

@@ -143,6 +143,7 @@ impl TaskKind for ReorderKind {
         let mut ok = cx.reads_table("forecasts", &spec.forecasts);
         ok &= cx.reads_table("inventory", &spec.inventory);
         ok &= cx.reads_table("products", &spec.products);
+        ok &= check_declared_columns(&spec, cx);
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
             ok = false;
@@ -483,6 +484,53 @@ async fn plan_lines(
     }
     lines.sort_by(|a, b| (&a.store, &a.sku).cmp(&(&b.store, &b.sku)));
     Ok(lines)
+}
+
+/// What the run reads from each table, checked against the columns the
+/// DAG declares for it (tables without `columns:` pass). `store` and
+/// `sku` are the lake's names for them (`series_key:`).
+fn check_declared_columns(spec: &ReorderSpec, cx: &mut KindCompileCx) -> bool {
+    let check = |cx: &mut KindCompileCx, key: &str, table: &str, cols: &[&'static str]| {
+        let declared = cx.declared_columns(table).unwrap_or_default();
+        cx.needs_columns(key, table, &spec.series_key.lake_names(cols, &declared))
+    };
+    let mut ok = check(
+        cx,
+        "forecasts",
+        &spec.forecasts,
+        &["store", "sku", "step", "mean"],
+    );
+    if let Some(declared) = cx.declared_columns(&spec.forecasts) {
+        let names: Vec<String> = declared.iter().map(|c| c.to_string()).collect();
+        if tables::quantile_columns(&names).len() < 2 {
+            cx.error(
+                "forecasts",
+                format!(
+                    "task `{}` needs at least two quantile columns such as `p10` and `p90` \
+                     of table `{}`, which declares only {}",
+                    cx.task_id,
+                    spec.forecasts,
+                    names
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok &= check(
+        cx,
+        "inventory",
+        &spec.inventory,
+        &["store", "sku", "on_hand", "on_order"],
+    );
+    ok &= check(cx, "products", &spec.products, PRODUCT_COLUMNS);
+    if let Some(p) = &spec.promotions {
+        ok &= check(cx, "promotions", p, &["date", "store", "sku", "on_promo"]);
+    }
+    ok
 }
 
 /// The product master's columns the policy needs (the policy backtest

@@ -252,6 +252,30 @@ impl InputSpec {
                 ok &= cx.reads_table(key, table);
             }
         }
+        ok &= self.check_declared_columns(cx);
+        ok
+    }
+
+    /// What the run reads from each table, checked against the columns
+    /// the DAG declares for it (tables without `columns:` pass).
+    fn check_declared_columns(&self, cx: &mut KindCompileCx) -> bool {
+        let keys: Vec<&str> = self.series_key.iter().map(String::as_str).collect();
+        let mut need = keys.clone();
+        need.extend([
+            self.group_by.as_str(),
+            self.date_column.as_str(),
+            self.value_column.as_str(),
+        ]);
+        need.extend(self.static_feature.as_deref());
+        let mut ok = cx.needs_columns("input", &self.input, &need);
+        if let Some(future) = &self.future {
+            let mut need = keys.clone();
+            need.push("date");
+            ok &= cx.needs_columns("future", future, &need);
+        }
+        if let Some(events) = &self.events {
+            ok &= cx.needs_columns("events", events, &["date"]);
+        }
         ok
     }
 

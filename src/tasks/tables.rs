@@ -92,6 +92,27 @@ impl KeyMap {
     pub fn columns(&self) -> Vec<String> {
         vec![self.store.clone(), self.sku.clone()]
     }
+
+    /// What a task reading `cols` (canonical names) needs of a table
+    /// declaring `declared`: `store` and `sku` are the mapped columns
+    /// where the table has them, else the canonical ones, as
+    /// [`keyed_session`] renames a mapped column only where there is one.
+    pub fn lake_names<'a>(&'a self, cols: &[&'a str], declared: &[&str]) -> Vec<&'a str> {
+        cols.iter()
+            .map(|&c| {
+                let mapped = match c {
+                    "store" => self.store.as_str(),
+                    "sku" => self.sku.as_str(),
+                    other => return other,
+                };
+                if declared.contains(&mapped) || !declared.contains(&c) {
+                    mapped
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
 }
 
 /// [`session`], with each registered table's key columns renamed to

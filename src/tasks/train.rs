@@ -137,6 +137,9 @@ impl TaskKind for TrainKind {
         let mut ok = input.check(cx);
         if let Some(t) = &spec.forecasts {
             ok &= cx.reads_table("forecasts", t);
+            let mut need: Vec<&str> = input.series_key.iter().map(String::as_str).collect();
+            need.extend(super::accuracy::FORECAST_COLUMNS);
+            ok &= cx.needs_columns("forecasts", t, &need);
         }
         let config = effective(spec.model, spec.horizon, spec.device);
         if let Err(e) = config.validate() {

@@ -273,6 +273,7 @@ impl Planning {
             name: "history".into(),
             path: t.path.clone(),
             partition_by: t.partition_by.clone(),
+            columns: t.columns.clone(),
         })
     }
 }

@@ -61,6 +61,7 @@ impl Session {
             name: name.into(),
             path: path.into(),
             partition_by: vec!["ds".into()],
+            columns: None,
         })
         .await
     }
