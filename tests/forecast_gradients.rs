@@ -130,3 +130,64 @@ fn a_single_step_window_works() {
     };
     check(spec, 3, 1);
 }
+
+#[test]
+fn gradients_are_bit_identical_whatever_the_thread_count() {
+    let spec = NetworkSpec {
+        enc_features: 3,
+        dec_features: 1,
+        static_features: 1,
+        hidden: 8,
+        layers: 2,
+        horizon: 2,
+        quantiles: 2,
+    };
+    let (batch, steps) = (100, 6);
+    let dev = Device::Cpu;
+    let params = init_params(&spec, 5, &dev).unwrap();
+    let net = Network::new(spec, VarBuilder::from_varmap(&params, DType::F32, &dev)).unwrap();
+    let enc = Tensor::from_vec(
+        values(batch * steps * spec.enc_features, 7, 2.0),
+        (batch, steps, spec.enc_features),
+        &dev,
+    )
+    .unwrap();
+    let dec = Tensor::from_vec(
+        values(batch * spec.dec_width(), 8, 1.0),
+        (batch, spec.dec_width()),
+        &dev,
+    )
+    .unwrap();
+    let target = Tensor::from_vec(
+        values(batch * spec.horizon, 9, 3.0),
+        (batch, spec.horizon),
+        &dev,
+    )
+    .unwrap();
+    let run = |threads: usize| -> Vec<Vec<f32>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let fwd = net.forward_train(&enc, &dec).unwrap();
+            let l = loss(&fwd.output, &target, &[0.1, 0.9]).unwrap();
+            let grads = fwd.backward(&l).unwrap();
+            snapshot(&params)
+                .unwrap()
+                .into_iter()
+                .map(|(name, _)| {
+                    let var = params.data().lock().unwrap()[&name].clone();
+                    grads
+                        .get(&var)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                })
+                .collect()
+        })
+    };
+    assert_eq!(run(1), run(3));
+}
