@@ -24,13 +24,71 @@ pub const BLOCK_ROWS: usize = 32;
 #[derive(Debug, Clone)]
 pub struct LayerWeights {
     /// `4h × input`, row-major.
-    pub w_ih: Vec<f32>,
+    w_ih: Vec<f32>,
     /// `4h × h`, row-major.
-    pub w_hh: Vec<f32>,
+    w_hh: Vec<f32>,
+    /// The transposes, `input × 4h` and `h × 4h`: the forward products read
+    /// them in the order gemm's kernel wants, so it does not repack the
+    /// weights at every step.
+    w_ih_t: Vec<f32>,
+    w_hh_t: Vec<f32>,
     /// `bias_ih + bias_hh`, `4h`.
-    pub bias: Vec<f32>,
-    pub input: usize,
-    pub hidden: usize,
+    bias: Vec<f32>,
+    input: usize,
+    hidden: usize,
+}
+
+/// `rows × cols` row-major → `cols × rows` row-major.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+impl LayerWeights {
+    /// PyTorch's layout: `w_ih` is `4h × input`, `w_hh` is `4h × h`, the
+    /// two bias vectors `4h` each.
+    ///
+    /// # Panics
+    /// When the lengths do not match `input` and `hidden`.
+    pub fn new(
+        w_ih: Vec<f32>,
+        w_hh: Vec<f32>,
+        b_ih: &[f32],
+        b_hh: &[f32],
+        input: usize,
+        hidden: usize,
+    ) -> Self {
+        let g4 = 4 * hidden;
+        assert!(
+            w_ih.len() == g4 * input
+                && w_hh.len() == g4 * hidden
+                && b_ih.len() == g4
+                && b_hh.len() == g4,
+            "LSTM weights do not match input {input} and hidden {hidden}"
+        );
+        Self {
+            w_ih_t: transpose(&w_ih, g4, input),
+            w_hh_t: transpose(&w_hh, g4, hidden),
+            w_ih,
+            w_hh,
+            bias: b_ih.iter().zip(b_hh).map(|(a, b)| a + b).collect(),
+            input,
+            hidden,
+        }
+    }
+
+    pub fn input(&self) -> usize {
+        self.input
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
 }
 
 /// Gradients of one layer's parameters (`bias` is the gradient of both
@@ -104,7 +162,7 @@ fn layer_forward(w: &LayerWeights, x: &[f32], d: Dims) -> LayerTape {
     kernels::matmul(
         &mut gates,
         Mat::new(x, n, w.input),
-        Mat::new(&w.w_ih, g4, w.input).t(),
+        Mat::new(&w.w_ih_t, w.input, g4),
         false,
     );
     for row in gates.chunks_exact_mut(g4) {
@@ -122,7 +180,7 @@ fn layer_forward(w: &LayerWeights, x: &[f32], d: Dims) -> LayerTape {
             kernels::matmul(
                 gt,
                 Mat::new(h_prev, rows, h),
-                Mat::new(&w.w_hh, g4, h).t(),
+                Mat::new(&w.w_hh_t, h, g4),
                 true,
             );
         }

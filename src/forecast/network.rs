@@ -91,17 +91,14 @@ impl LayerParams {
         let flat = |t: &Tensor| -> Result<Vec<f32>, NetworkError> {
             Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
         };
-        let mut bias = flat(&self.b_ih)?;
-        bias.iter_mut()
-            .zip(flat(&self.b_hh)?)
-            .for_each(|(a, b)| *a += b);
-        Ok(LayerWeights {
-            w_ih: flat(&self.w_ih)?,
-            w_hh: flat(&self.w_hh)?,
-            bias,
+        Ok(LayerWeights::new(
+            flat(&self.w_ih)?,
+            flat(&self.w_hh)?,
+            &flat(&self.b_ih)?,
+            &flat(&self.b_hh)?,
             input,
-            hidden: g4 / 4,
-        })
+            g4 / 4,
+        ))
     }
 }
 
@@ -134,7 +131,7 @@ impl TrainForward {
             .zip(&weights)
             .zip(tape.backward(&weights, &d_last))
         {
-            let (g4, input, h) = (4 * w.hidden, w.input, w.hidden);
+            let (g4, input, h) = (4 * w.hidden(), w.input(), w.hidden());
             let bias = Tensor::from_vec(g.bias, g4, &device)?;
             grads.insert(&p.w_ih, Tensor::from_vec(g.w_ih, (g4, input), &device)?);
             grads.insert(&p.w_hh, Tensor::from_vec(g.w_hh, (g4, h), &device)?);
