@@ -8,6 +8,12 @@
 #   scripts/lstm_vs_torch.sh            # RUNS=3
 #   TORCH_LSTM_BENCH=path/to/torch_lstm_bench.py RUNS=5 scripts/lstm_vs_torch.sh
 #
+# STEPS (timed steps per config, default 50, both sides), MAX_WAIT (seconds
+# the anchor waits for an idle machine before each config, default 5),
+# PROFILE (default bench-opt) and CARGO_ARGS (extra cargo arguments, split
+# on spaces, e.g. `--config profile.dev.package.restock.opt-level=3`) pick
+# the build.
+#
 # PyTorch: `apt-get install -y python3-torch libopenblas0-openmp`, run with
 # /usr/bin/python3 and OpenBLAS (see the anchor's README).
 set -euo pipefail
@@ -20,14 +26,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/restock-target}"
 if command -v mold >/dev/null 2>&1 && [ -z "${RUSTFLAGS:-}" ]; then
   export RUSTFLAGS="-C link-arg=-fuse-ld=mold"
 fi
-cargo bench --profile bench-opt --bench lstm --no-run
+PROFILE="${PROFILE:-bench-opt}"
+read -r -a CARGO_EXTRA <<< "${CARGO_ARGS:-}"
+cargo bench --profile "$PROFILE" "${CARGO_EXTRA[@]}" --bench lstm --no-run
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq 1 "$RUNS"); do
-  "$PY" "$BENCH" --runs 1 --blas openblas --max-wait "${MAX_WAIT:-20}" --max-tries 1 \
+  "$PY" "$BENCH" --runs 1 --blas openblas --steps "${STEPS:-50}" --max-wait "${MAX_WAIT:-5}" --max-tries 1 \
     --json "$out/torch$i.json" >/dev/null
-  RESTOCK_BENCH_THREADS=2 cargo bench -q --profile bench-opt --bench lstm | tee "$out/restock$i.txt" >&2
+  RESTOCK_BENCH_THREADS=2 RESTOCK_BENCH_STEPS="${STEPS:-50}" cargo bench -q --profile "$PROFILE" "${CARGO_EXTRA[@]}" --bench lstm | tee "$out/restock$i.txt" >&2
   echo "run $i/$RUNS done, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
 "$PY" - "$out" "$RUNS" <<'PY'
