@@ -15,6 +15,8 @@ pub mod device;
 pub mod events;
 pub mod features;
 pub mod intermittent;
+mod kernels;
+pub mod lstm;
 pub mod metrics;
 pub mod network;
 pub mod output;

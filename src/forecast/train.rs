@@ -161,6 +161,61 @@ impl Batch {
     }
 }
 
+/// One optimisation step per batch, as [`train`] runs it: forward, loss,
+/// backward, global gradient-norm clipping, AdamW. Public so the
+/// benchmark times exactly this step.
+pub struct Stepper {
+    net: Network,
+    vars: Vec<Var>,
+    opt: AdamW,
+    quantiles: Vec<f64>,
+    max_grad_norm: f64,
+}
+
+impl Stepper {
+    /// An optimiser over every parameter in `params` (which `net` reads).
+    pub fn new(net: Network, params: &VarMap, config: &ModelConfig) -> Result<Self, TrainError> {
+        let vars = sorted_vars(params)?;
+        let opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr: config.learning_rate,
+                ..ParamsAdamW::default()
+            },
+        )?;
+        Ok(Self {
+            net,
+            vars,
+            opt,
+            quantiles: config.quantiles.clone(),
+            max_grad_norm: config.max_grad_norm,
+        })
+    }
+
+    /// Trains on one batch (`mask` as in [`masked_loss`]); returns its loss.
+    pub fn step(
+        &mut self,
+        enc: &Tensor,
+        dec: &Tensor,
+        target: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<f64, TrainError> {
+        let fwd = self.net.forward_train(enc, dec)?;
+        let l = match mask {
+            None => loss(&fwd.output, target, &self.quantiles)?,
+            Some(m) => masked_loss(&fwd.output, target, m, &self.quantiles)?,
+        };
+        let lv = f64::from(l.to_scalar::<f32>()?);
+        if !lv.is_finite() {
+            return Err(TrainError::Diverged(lv));
+        }
+        let mut grads = fwd.backward(&l)?;
+        clip_gradients(&mut grads, &self.vars, self.max_grad_norm)?;
+        self.opt.step(&grads)?;
+        Ok(lv)
+    }
+}
+
 /// [`loss`] over the recorded targets only: `mask` (B, H) is 1 where the
 /// target was recorded and 0 where it was not (gap policy `missing`), so an
 /// unrecorded period neither pulls the forecast down nor up.
@@ -258,14 +313,7 @@ pub fn train(
     let params = network::init_params(&spec, config.seed, device)?;
     let vb = VarBuilder::from_varmap(&params, candle_core::DType::F32, device);
     let net = Network::new(spec, vb)?;
-    let vars = sorted_vars(&params)?;
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: config.learning_rate,
-            ..ParamsAdamW::default()
-        },
-    )?;
+    let mut stepper = Stepper::new(net.clone(), &params, config)?;
 
     let total_origins: usize = train_ranges.iter().map(|&(_, last)| last - c + 1).sum();
     let per_epoch = (config.batches_per_epoch * config.batch_size)
@@ -302,15 +350,7 @@ pub fn train(
                 ws.push(example(layout, &series[i], t)?);
             }
             let batch = make_batch(layout, &ws, device)?;
-            let pred = net.forward(&batch.enc, &batch.dec)?;
-            let l = batch.loss(&pred, &config.quantiles)?;
-            let lv = f64::from(l.to_scalar::<f32>()?);
-            if !lv.is_finite() {
-                return Err(TrainError::Diverged(lv));
-            }
-            let mut grads = l.backward()?;
-            clip_gradients(&mut grads, &vars, config.max_grad_norm)?;
-            opt.step(&grads)?;
+            let lv = stepper.step(&batch.enc, &batch.dec, &batch.target, batch.mask.as_ref())?;
             epoch_loss += lv;
             batches += 1;
             windows_trained += b;
