@@ -252,9 +252,9 @@ fn mase_rmsse_wape_bias_and_coverage_match_hand_computation() {
     assert_eq!(m.series, 2);
 }
 
-#[test]
-fn champion_needs_strictly_better_rmsse_and_ties_go_to_baselines() {
-    let score = |kind, rmsse| BacktestScore {
+/// A backtest score with only the RMSSE mattering.
+fn score(kind: ModelKind, rmsse: f64) -> BacktestScore {
+    BacktestScore {
         kind,
         metrics: Metrics {
             mase: 1.0,
@@ -266,7 +266,11 @@ fn champion_needs_strictly_better_rmsse_and_ties_go_to_baselines() {
         },
         by_origin: vec![],
         spread: 1.0,
-    };
+    }
+}
+
+#[test]
+fn champion_needs_strictly_better_rmsse_and_ties_go_to_baselines() {
     let scores = vec![
         score(ModelKind::Naive, 1.2),
         score(ModelKind::SeasonalNaive, 0.9),
@@ -285,19 +289,6 @@ fn champion_needs_strictly_better_rmsse_and_ties_go_to_baselines() {
 
 #[test]
 fn the_combination_takes_the_candidates_within_ten_percent_of_the_best() {
-    let score = |kind, rmsse| BacktestScore {
-        kind,
-        metrics: Metrics {
-            mase: 1.0,
-            rmsse,
-            wape: 0.5,
-            bias: 0.0,
-            coverage: vec![],
-            series: 1,
-        },
-        by_origin: vec![],
-        spread: 1.0,
-    };
     let scores = vec![
         score(ModelKind::Naive, 2.0),
         score(ModelKind::Theta, 1.08),
