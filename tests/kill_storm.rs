@@ -257,10 +257,17 @@ for t in {tables:?}:
         .output()
         .expect("python3");
     let out = String::from_utf8_lossy(&py.stdout);
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     print!("{out}");
     for t in DETERMINISTIC {
-        assert!(out.contains(&format!("{t} same")), "{t} after the storm: {out}");
+        assert!(
+            out.contains(&format!("{t} same")),
+            "{t} after the storm: {out}"
+        );
     }
 }
 
