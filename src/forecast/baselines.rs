@@ -313,7 +313,8 @@ fn ets_guarded(
 
 /// Runs one baseline by kind. `Lstm` and `Regression` are group models,
 /// not baselines, and yield naive;
-/// `Combo` yields the average of ETS and Theta (the pipeline adds the LSTM).
+/// `Combo` yields the average of ETS and Theta (the pipeline's stand-in when
+/// a group's scores name no members).
 pub fn run(
     kind: ModelKind,
     history: &[f64],

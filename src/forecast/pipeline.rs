@@ -684,6 +684,8 @@ impl Serving<'_> {
     /// The per-series methods to fit for a series the group models serve.
     fn baselines(&self) -> Vec<ModelKind> {
         match self.champion {
+            // Scores too few to choose members from: ETS and Theta averaged.
+            ModelKind::Combo if self.members.is_empty() => vec![ModelKind::Combo],
             ModelKind::Combo => self
                 .members
                 .iter()

@@ -83,11 +83,7 @@ impl Spec {
     }
 
     fn width(&self) -> usize {
-        COMMON
-            + 4 * usize::from(self.price)
-            + 3 * usize::from(self.promo)
-            + usize::from(self.price && self.promo)
-            + 6 * usize::from(self.weekday)
+        self.covariates_at()
             + self
                 .covariates
                 .iter()

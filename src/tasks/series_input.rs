@@ -501,18 +501,6 @@ impl InputSpec {
         Ok((series.into_values().collect(), fill))
     }
 
-    fn resolve_input_price(&self) -> bool {
-        self.covariates
-            .as_ref()
-            .is_none_or(|c| c.known.iter().any(|n| n == "price"))
-    }
-
-    fn resolve_input_promo(&self) -> bool {
-        self.covariates
-            .as_ref()
-            .is_none_or(|c| c.known.iter().any(|n| n == "on_promo"))
-    }
-
     async fn load_future(
         &self,
         cx: &AttemptContext,
@@ -533,8 +521,9 @@ impl InputSpec {
             .collect();
         need.extend(&known);
         tables::require(table, &cols, &need)?;
-        let has_price = cols.iter().any(|c| c == "price") && self.resolve_input_price();
-        let has_promo = cols.iter().any(|c| c == "on_promo") && self.resolve_input_promo();
+        // The plan may lack price or on_promo even where the history has them.
+        let has_price = cov.price && cols.iter().any(|c| c == "price");
+        let has_promo = cov.promo && cols.iter().any(|c| c == "on_promo");
         let keys = self.series_key.join(", ");
         let end = tables::ds_minus(&cx.vars.ds, -(horizon as i64) * step_days(self.frequency));
         let extra: String = known
