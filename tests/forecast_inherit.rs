@@ -5,16 +5,16 @@
 //! task whose mapping changed retrains instead of reusing its model.
 
 mod common;
+mod seasonal_lake;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Float64Array, RecordBatch, StringArray};
-use arrow::datatypes::{Date32Type, Field, Schema};
+use arrow::array::AsArray;
+use arrow::datatypes::Date32Type;
 use chrono::{Days, NaiveDate};
 use common::Project;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use seasonal_lake::SalesRows;
 
 const WEEKS: u64 = 60;
 const HORIZON: u64 = 4;
@@ -74,28 +74,14 @@ fn write_lake(lake: &Path) {
             units.push(10.0 + i as f64 + ((w % 13) as f64 - 6.0).abs());
         }
     }
-    let cols: Vec<(&str, ArrayRef)> = vec![
-        ("store", Arc::new(StringArray::from(store))),
-        ("sku", Arc::new(StringArray::from(sku))),
-        ("category", Arc::new(StringArray::from(cat))),
-        ("date", Arc::new(Date32Array::from(date))),
-        ("units", Arc::new(Float64Array::from(units))),
-    ];
-    let fields: Vec<Field> = cols
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
-        .collect();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        cols.into_iter().map(|(_, a)| a).collect(),
-    )
-    .expect("batch");
-    let dir = lake.join("weekly_sales");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    w.write(&batch).expect("write");
-    w.close().expect("close");
+    SalesRows {
+        store,
+        sku,
+        category: cat,
+        date,
+        units,
+    }
+    .write(&lake.join("weekly_sales"));
 }
 
 fn run(p: &Project, ds: NaiveDate) -> (bool, String) {

@@ -48,26 +48,48 @@ pub fn partition(lake: &Path, days: usize, spike: f64) {
         }
     }
     let ds = start() + chrono::Days::new(days as u64 - 1);
-    let cols: Vec<(&str, ArrayRef)> = vec![
-        ("store", Arc::new(StringArray::from(store))),
-        ("sku", Arc::new(StringArray::from(sku))),
-        ("category", Arc::new(StringArray::from(cat))),
-        ("date", Arc::new(Date32Array::from(date))),
-        ("units", Arc::new(Float64Array::from(units))),
-    ];
-    let fields: Vec<Field> = cols
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
-        .collect();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        cols.into_iter().map(|(_, a)| a).collect(),
-    )
-    .expect("batch");
-    let dir = lake.join(format!("daily/ds={ds}"));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    w.write(&batch).expect("write");
-    w.close().expect("close");
+    let rows = SalesRows {
+        store,
+        sku,
+        category: cat,
+        date,
+        units,
+    };
+    rows.write(&lake.join(format!("daily/ds={ds}")));
+}
+
+/// Sales rows by column (`date` in days since 1970-01-01).
+pub struct SalesRows {
+    pub store: Vec<String>,
+    pub sku: Vec<String>,
+    pub category: Vec<String>,
+    pub date: Vec<i32>,
+    pub units: Vec<f64>,
+}
+
+impl SalesRows {
+    /// Writes `dir/part-00000.parquet` (`store, sku, category, date, units`).
+    pub fn write(self, dir: &Path) {
+        let cols: Vec<(&str, ArrayRef)> = vec![
+            ("store", Arc::new(StringArray::from(self.store))),
+            ("sku", Arc::new(StringArray::from(self.sku))),
+            ("category", Arc::new(StringArray::from(self.category))),
+            ("date", Arc::new(Date32Array::from(self.date))),
+            ("units", Arc::new(Float64Array::from(self.units))),
+        ];
+        let fields: Vec<Field> = cols
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            cols.into_iter().map(|(_, a)| a).collect(),
+        )
+        .expect("batch");
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
+        let mut w = ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+    }
 }
