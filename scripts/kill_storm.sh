@@ -11,4 +11,4 @@
 # kills.
 set -eu
 cd "$(dirname "$0")/.."
-RESTOCK_KILL_STORM_KILLS="${1:-50}" exec cargo test --test kill_storm -- --nocapture
+RESTOCK_KILL_STORM_KILLS="${1:-50}" exec cargo test --test it kill_storm:: -- --nocapture

@@ -1,5 +1,5 @@
 //! The entry points of the fuzz targets (`fuzz/`), shared with the test
-//! that replays their corpus on stable (`tests/fuzz_regressions.rs`), so
+//! that replays their corpus on stable (`tests/it/fuzz_regressions.rs`), so
 //! the inputs CI runs go through exactly the code the fuzzer ran.
 //!
 //! Each takes untrusted text the way a user could hand it to restock (a

@@ -5,7 +5,7 @@
 //! with a controllable clock in `daemon_clock.rs`; none of these tests
 //! waits for a cron minute to pass.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! against the mapping stored with each model at run time, and a train
 //! task whose mapping changed retrains instead of reusing its model.
 
-mod common;
-mod seasonal_lake;
+use crate::common;
+use crate::seasonal_lake;
 
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 //! `forecast_accuracy`, and with `retrain: on_drift` retrains only the group
 //! whose demand broke away from its forecast. Read back by pyarrow.
 
-mod common;
-mod seasonal_lake;
+use crate::common;
+use crate::seasonal_lake;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! killed with SIGKILL) leaves the previous partition intact and nothing
 //! partial where readers look; the next write clears the leftovers.
 
-mod lake_support;
+use crate::lake_support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! The gap before a kill shrinks as N grows, so that 50 kills fit in one
 //! run rather than the run finishing first.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -4,8 +4,8 @@
 //! log; and the planning pages over the demo lake. Screenshots are kept
 //! under target/test-artifacts/web-browser/ when a scenario fails.
 
-mod common;
-mod web_support;
+use crate::common;
+use crate::web_support;
 
 use common::Project;
 use web_support::{Server, demo_project};

@@ -1,7 +1,7 @@
 //! Bad inputs to the `sql` kind: each gives an error that names what is
 //! wrong (file, position, table, lake path) and writes nothing visible.
 
-mod lake_support;
+use crate::lake_support;
 
 use lake_support::*;
 use object_store::ObjectStoreExt;

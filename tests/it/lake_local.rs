@@ -1,7 +1,7 @@
 //! The `sql` kind on a local-folder lake and on `memory://`: results read
 //! back by pyarrow and DuckDB, the write modes, and partition pruning.
 
-mod lake_support;
+use crate::lake_support;
 
 use lake_support::*;
 use restock::lake::Lake;

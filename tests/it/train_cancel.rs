@@ -2,8 +2,8 @@
 //! far longer than its timeout stops within the grace period, so the real
 //! `restock run` process exits instead of waiting for the threads.
 
-mod common;
-mod seasonal_lake;
+use crate::common;
+use crate::seasonal_lake;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! that has broken down. Reads `../shared/data/` relative to the repo root
 //! (override with RESTOCK_SHARED_DATA); needs python3 with pandas and pyarrow.
 
-mod common;
+use crate::common;
 
 /// Naive's holdout RMSSE on this split, measured with statsforecast's
 /// `Naive` and restock's own naive alike (1.079).

@@ -2,7 +2,7 @@
 //! the embedded example project is written out (never over someone's
 //! edits without `--force`), validates and runs.
 
-mod common;
+use crate::common;
 
 use common::Project;
 

@@ -3,7 +3,7 @@
 //! SMTP configured), outputs recorded, and a forced rerun of the same date
 //! not mailing twice.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! independent reader) and checked against the formulas and the cases
 //! planted in the data.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +15,6 @@ use chrono::NaiveDate;
 use common::Project;
 use parquet::arrow::ArrowWriter;
 
-#[path = "inventory_tasks/overrides.rs"]
 mod overrides;
 
 fn d32(s: &str) -> i32 {

@@ -3,14 +3,11 @@
 //! the actions (trigger, backfill, pause, cancel, clear, rerun failed) and
 //! the OpenAPI document against the routes that exist.
 
-mod common;
-#[path = "web_api/metrics.rs"]
+use crate::common;
 mod metrics;
-#[path = "web_api/overrides.rs"]
 mod overrides;
-#[path = "web_api/planning.rs"]
 mod planning;
-mod web_support;
+use crate::web_support;
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! The `restock` binary end to end: run, backfill, duplicate refusal and
 //! --force, --task, runs/show, task run, config file and environment.
 
-mod common;
+use crate::common;
 
 use common::Project;
 

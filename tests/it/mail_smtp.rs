@@ -3,7 +3,7 @@
 //! and the outbox when the server is down, a rejected login, idempotence,
 //! and a report at M5 scale through a server with stock RFC limits.
 
-mod mail_common;
+use crate::mail_common;
 
 use mail_common::*;
 use restock::mail::message::wire_format_problem;

@@ -2,12 +2,12 @@
 //! `example` markers on Dominick's weekly tuna (`../shared/data/`, or
 //! RESTOCK_SHARED_DATA), read back with pyarrow.
 
-mod common;
+use crate::common;
 
 use common::Project;
 
 fn example_dag() -> String {
-    let doc = include_str!("../docs/your-data.md");
+    let doc = include_str!("../../docs/your-data.md");
     let start = doc
         .find("<!-- example: jobs/tuna_weekly.yaml -->")
         .expect("example marker");

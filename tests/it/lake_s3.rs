@@ -2,7 +2,7 @@
 //! Inputs are read and outputs written through `s3://`; what was written is
 //! read back by pyarrow's own S3 client.
 
-mod lake_support;
+use crate::lake_support;
 
 use lake_support::*;
 use restock::lake::Lake;

@@ -3,7 +3,7 @@
 //! the lake, writes the result JSON and the log there, exits with a code
 //! per outcome, and refuses a spec whose DAG file changed since.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -12,7 +12,7 @@
 //! outside each query's window (history and the 14-day inventory window)
 //! and after the run date.
 
-mod lake_support;
+use crate::lake_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! outputs, concurrent runs and first opens of the state database, and
 //! `--task` with a dependency between the selected tasks.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::path::PathBuf;

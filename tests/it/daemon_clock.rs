@@ -5,7 +5,7 @@
 //! ones, in process; only "now" is controlled. The real-time process tests
 //! (signals, a real-clock catchup) are in `daemon.rs`.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

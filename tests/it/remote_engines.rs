@@ -6,7 +6,7 @@
 //! `start_timeout`, and SIGKILL of the daemon followed by a restart that
 //! adopts the running job (one submission per try).
 
-mod remote_support;
+use crate::remote_support;
 
 use nix::sys::signal::Signal;
 

@@ -3,7 +3,7 @@
 //! Messages speak of the YAML (a whole number, a list), never of Rust
 //! types or serde's untagged enums.
 
-mod common;
+use crate::common;
 
 /// (fixture, expected stderr lines without the file prefix).
 const CASES: &[(&str, &[&str])] = &[

@@ -2,7 +2,7 @@
 //! names, a remote task over a local-folder lake, and settings that do
 //! not parse, each reported with file and line.
 
-mod common;
+use crate::common;
 
 fn validate(dir: &std::path::Path, config: &str, dag: &str) -> (i32, String) {
     std::fs::write(dir.join("restock.yaml"), config).expect("config");

@@ -5,7 +5,7 @@
 //! succeeds. Mounting needs root; without it each test prints why it is
 //! skipped.
 
-mod lake_support;
+use crate::lake_support;
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
