@@ -30,8 +30,18 @@ done
 # The driver stub: every cu* entry point cudarc declares, as a function
 # that fails. Linked by soname libcuda.so.1, so the real driver loads.
 if [ ! -s "$stubs/libcuda.so" ]; then
-  cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | tail -n1)
-  [ -n "$cudarc" ] || { echo "fetch the crates first (cargo fetch)" >&2; exit 1; }
+  # The cudarc version Cargo.lock pins; its sources come with `cargo
+  # fetch` (a build without the cuda feature never downloads them).
+  version=$(awk '/^name = "cudarc"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' \
+    "$(dirname "$0")/../Cargo.lock")
+  [ -n "$version" ] || { echo "Cargo.lock names no cudarc" >&2; exit 1; }
+  find_cudarc() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$version" 2>/dev/null | tail -n1 || true; }
+  cudarc=$(find_cudarc)
+  if [ -z "$cudarc" ]; then
+    (cd "$(dirname "$0")/.." && cargo fetch --locked >&2)
+    cudarc=$(find_cudarc)
+  fi
+  [ -n "$cudarc" ] || { echo "cudarc $version: sources not found after cargo fetch" >&2; exit 1; }
   grep -rhoE 'fn cu[A-Za-z0-9_]+' "$cudarc/src/driver/sys" | sed 's/^fn //' | sort -u \
     | awk '{print "int " $1 "(void) { return 999; }"}' > "$stubs/libcuda_stub.c"
   gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stubs/libcuda.so" "$stubs/libcuda_stub.c"
