@@ -247,9 +247,14 @@ for t in {tables:?}:
         return sorted(tuple(str(v) for v in r.values()) for r in tbl.to_pylist())
     a, b = rows("{a}"), rows("{b}")
     print(t, "same" if a == b else f"differs ({{len(a)}} vs {{len(b)}} rows)")
+    if a != b:
+        names = pq.read_table(f"{a_lake}/{{t}}/ds={date}").column_names
+        for x, y in [(x, y) for x, y in zip(a, b) if x != y][:3]:
+            print("  ", {{n: (u, v) for n, u, v in zip(names, x, y) if u != v}})
 "#,
         tables = DETERMINISTIC,
         a = stormed.display(),
+        a_lake = stormed.display(),
         b = calm.path().join("lake").display(),
     );
     let py = std::process::Command::new("python3")
