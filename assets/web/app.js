@@ -66,6 +66,8 @@ async function act(target) {
     const j = await api("POST", base + "runs/" + encodeURIComponent(run) + "/rerun_failed");
     flash("rerunning " + j.cleared.join(", "));
     poll();
+  } else if (a === "override") {
+    await addOverride(target, dag);
   } else if (a === "clear") {
     const j = await api("POST", base + "runs/" + encodeURIComponent(run) + "/clear", {
       task_id: target.dataset.task,
@@ -74,6 +76,56 @@ async function act(target) {
     flash("cleared " + j.cleared.join(", "));
     poll();
   }
+}
+
+// ---- overrides: one row per submit; the API's message is the error ----
+function overrideRow(target) {
+  const v = (n) => target.querySelector('[name="' + n + '"]').value.trim();
+  const key = {};
+  for (const k of target.querySelectorAll('[name="key"]')) key[k.dataset.key] = k.value.trim();
+  const stamp = new Date().toISOString().replace(/[-:.TZ]/g, "").slice(0, 14);
+  const row = {
+    id: "ui-" + stamp + "-" + Math.random().toString(36).slice(2, 6),
+    kind: v("kind"), key, author: v("author"), reason: v("reason"),
+  };
+  if (v("start_date")) row.start_date = v("start_date");
+  if (v("end_date")) row.end_date = v("end_date");
+  if (v("value") !== "") row.value = Number(v("value"));
+  return row;
+}
+
+function cell(text, cls) {
+  const td = el("td", cls);
+  td.textContent = text == null ? "" : String(text);
+  return td;
+}
+
+async function listOverrides(dag) {
+  const j = await api("GET", "/api/v1/dags/" + encodeURIComponent(dag) + "/overrides");
+  const rows = j.overrides.map((o) => {
+    const tr = el("tr", "", { "data-id": o.id || "" });
+    const series = Object.entries(o.key).map(([k, v]) => k + "=" + v).join(", ");
+    tr.append(cell(o.id), cell(o.kind), cell(series), cell(o.start_date), cell(o.end_date),
+      cell(o.value, "num"), cell(o.author), cell(o.reason, "reason"), cell(o.file + " row " + o.row, "muted"));
+    return tr;
+  });
+  document.querySelector("#overrides tbody").replaceChildren(...rows);
+  document.getElementById("override-count").textContent = String(j.total_entries);
+}
+
+async function addOverride(target, dag) {
+  const err = document.getElementById("override-error");
+  err.textContent = "";
+  const row = overrideRow(target);
+  try {
+    await api("POST", "/api/v1/dags/" + encodeURIComponent(dag) + "/overrides", { rows: [row] });
+  } catch (e) {
+    err.textContent = e.message;
+    throw e;
+  }
+  target.querySelector('[name="reason"]').value = "";
+  flash("override " + row.id + " stored; the next run applies it");
+  await listOverrides(dag);
 }
 
 function onAction(e) {

@@ -68,6 +68,12 @@ pub struct Adjustment {
     pub override_id: String,
 }
 
+/// The column of each row's target date (the planning readers' contract,
+/// see `tasks::schemas::forecasts`).
+pub const FORECAST_DATE: &str = "forecast_date";
+/// The column of each row's step (1 = the first period after the run).
+pub const STEP: &str = "step";
+
 /// The output schema for the given key column names and quantile levels.
 pub fn schema(key_names: &[String], quantiles: &[f64]) -> Schema {
     let mut fields: Vec<Field> = key_names
@@ -75,8 +81,8 @@ pub fn schema(key_names: &[String], quantiles: &[f64]) -> Schema {
         .map(|k| Field::new(k, DataType::Utf8, false))
         .collect();
     fields.push(Field::new("group", DataType::Utf8, false));
-    fields.push(Field::new("forecast_date", DataType::Date32, false));
-    fields.push(Field::new("step", DataType::Int32, false));
+    fields.push(Field::new(FORECAST_DATE, DataType::Date32, false));
+    fields.push(Field::new(STEP, DataType::Int32, false));
     for name in quantile_names(quantiles) {
         fields.push(Field::new(name, DataType::Float64, false));
     }

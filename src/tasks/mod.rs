@@ -20,6 +20,7 @@ pub mod model_store;
 pub mod monitor;
 pub mod overrides;
 pub mod reorder;
+pub mod schemas;
 pub mod series_input;
 pub mod sql;
 pub mod streams;

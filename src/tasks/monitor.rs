@@ -40,10 +40,11 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Schema};
+
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::schemas;
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::dag::model::Table;
@@ -546,23 +547,7 @@ async fn previous_anomalies(
 }
 
 fn to_batch(rows: &[Entry]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("date", DataType::Date32, false),
-        Field::new("store", DataType::Utf8, true),
-        Field::new("sku", DataType::Utf8, true),
-        Field::new("type", DataType::Utf8, false),
-        Field::new("severity", DataType::Utf8, false),
-        Field::new("observed", DataType::Float64, false),
-        Field::new("expected", DataType::Float64, false),
-        Field::new("message", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("money_at_risk", DataType::Float64, false),
-        Field::new("money_kind", DataType::Utf8, false),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("first_seen", DataType::Date32, false),
-        Field::new("rank", DataType::Int64, false),
-        Field::new("headline", DataType::Boolean, false),
-    ]));
+    let schema = schemas::schema(&schemas::anomalies::ALL);
     let a = |f: &dyn Fn(&Anomaly) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(
             rows.iter().map(|e| f(&e.anomaly)),

@@ -4,6 +4,8 @@
 //! into [`RawRow`]s with their file and row, then validated against the
 //! series the task knows ([`crate::inventory::overrides::validate`]).
 //! Refused rows are logged one per line; the valid ones apply.
+//! [`stored`] reads the same files for the web UI, unvalidated, each with
+//! its file's key column names.
 
 use std::collections::HashSet;
 
@@ -16,7 +18,9 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{AttemptContext, TaskError};
+use crate::dag::model::Table;
 use crate::inventory::overrides::{self, Overrides, RawRow};
+use crate::lake::Lake;
 
 /// Columns besides the series key.
 const COLUMNS: [&str; 7] = [
@@ -64,18 +68,117 @@ async fn read_rows(
             cx.dag.file.display()
         )));
     };
-    let lake = &cx.services.lake;
+    let mut rows = Vec::new();
+    for f in files(&cx.services.lake, t).await? {
+        rows.extend(f.parse(Keys::Given(key_names)).map_err(TaskError::Fatal)?.1);
+    }
+    Ok(rows)
+}
+
+/// One row as stored, with the key column names of its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The file's key columns (every column besides the override's own).
+    pub key_names: Vec<String>,
+    /// `key` holds the values in `key_names`' order.
+    pub row: RawRow,
+}
+
+/// Every row of the overrides table `t` as stored, unvalidated, in file
+/// order: what the web UI lists and checks new rows against. A file's key
+/// columns are the ones besides the override's own columns.
+pub async fn stored(lake: &Lake, t: &Table) -> Result<Vec<Stored>, TaskError> {
+    let mut out = Vec::new();
+    for f in files(lake, t).await? {
+        let (key_names, rows) = f.parse(Keys::Rest).map_err(TaskError::Fatal)?;
+        out.extend(rows.into_iter().map(|row| Stored {
+            key_names: key_names.clone(),
+            row,
+        }));
+    }
+    Ok(out)
+}
+
+/// Which columns of a file are the series key.
+#[derive(Clone, Copy)]
+enum Keys<'a> {
+    /// These, which every file must have.
+    Given(&'a [String]),
+    /// Every column besides the override's own.
+    Rest,
+}
+
+impl Keys<'_> {
+    fn names<'h>(
+        self,
+        file: &str,
+        have: impl Iterator<Item = &'h str>,
+    ) -> Result<Vec<String>, String> {
+        let have: Vec<&str> = have.collect();
+        match self {
+            Keys::Given(k) => {
+                for need in k.iter().map(String::as_str).chain(COLUMNS) {
+                    if !have.contains(&need) {
+                        return Err(format!(
+                            "{file}: no `{need}` column (has {})",
+                            have.join(", ")
+                        ));
+                    }
+                }
+                Ok(k.to_vec())
+            }
+            Keys::Rest => {
+                if let Some(need) = COLUMNS.iter().find(|c| !have.contains(c)) {
+                    return Err(format!(
+                        "{file}: no `{need}` column (has {})",
+                        have.join(", ")
+                    ));
+                }
+                Ok(have
+                    .into_iter()
+                    .filter(|h| !COLUMNS.contains(h))
+                    .map(str::to_string)
+                    .collect())
+            }
+        }
+    }
+}
+
+/// One file of the table, fetched.
+struct File {
+    shown: String,
+    name: String,
+    bytes: Bytes,
+}
+
+impl File {
+    fn parse(&self, keys: Keys<'_>) -> Result<(Vec<String>, Vec<RawRow>), String> {
+        if self.name.ends_with(".csv") {
+            from_csv(&self.shown, &self.bytes, keys)
+        } else if self.name.ends_with(".parquet") {
+            from_parquet(&self.shown, self.bytes.clone(), keys)
+        } else {
+            Err(format!(
+                "{}: not a .csv or .parquet file; the overrides table holds only those",
+                self.shown
+            ))
+        }
+    }
+}
+
+/// The visible files of `t`, in name order.
+async fn files(lake: &Lake, t: &Table) -> Result<Vec<File>, TaskError> {
     let dir = crate::lake::table_location(&t.path);
-    let mut files: Vec<_> = lake
+    let mut listed: Vec<_> = lake
         .store()
         .list(Some(&dir))
         .try_collect()
         .await
         .map_err(|e| TaskError::Failed(format!("listing {}: {e}", lake.describe(&dir))))?;
-    files.sort_by(|a, b| a.location.cmp(&b.location));
-    let mut rows = Vec::new();
-    for f in files {
-        let name = f.location.filename().unwrap_or_default();
+    listed.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut out = Vec::new();
+    for f in listed {
+        let name = f.location.filename().unwrap_or_default().to_string();
         if name.starts_with('_') || name.starts_with('.') {
             continue;
         }
@@ -89,18 +192,9 @@ async fn read_rows(
             .bytes()
             .await
             .map_err(read)?;
-        let parsed = if name.ends_with(".csv") {
-            from_csv(&shown, &bytes, key_names)
-        } else if name.ends_with(".parquet") {
-            from_parquet(&shown, bytes, key_names)
-        } else {
-            Err(format!(
-                "{shown}: not a .csv or .parquet file; the overrides table holds only those"
-            ))
-        };
-        rows.extend(parsed.map_err(TaskError::Fatal)?);
+        out.push(File { shown, name, bytes });
     }
-    Ok(rows)
+    Ok(out)
 }
 
 fn date(file: &str, row: usize, col: &str, v: &str) -> Result<Option<NaiveDate>, String> {
@@ -113,7 +207,11 @@ fn date(file: &str, row: usize, col: &str, v: &str) -> Result<Option<NaiveDate>,
         .map_err(|_| format!("{file} row {row}: `{col}` is `{v}`, not a date like 2026-12-01"))
 }
 
-fn from_csv(file: &str, bytes: &[u8], key_names: &[String]) -> Result<Vec<RawRow>, String> {
+fn from_csv(
+    file: &str,
+    bytes: &[u8],
+    keys: Keys<'_>,
+) -> Result<(Vec<String>, Vec<RawRow>), String> {
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let headers = rdr
         .headers()
@@ -121,14 +219,7 @@ fn from_csv(file: &str, bytes: &[u8], key_names: &[String]) -> Result<Vec<RawRow
         .iter()
         .map(|h| h.trim().to_string())
         .collect::<Vec<_>>();
-    for need in key_names.iter().map(String::as_str).chain(COLUMNS) {
-        if !headers.iter().any(|h| h == need) {
-            return Err(format!(
-                "{file}: no `{need}` column (has {})",
-                headers.join(", ")
-            ));
-        }
-    }
+    let key_names = keys.names(file, headers.iter().map(String::as_str))?;
     let at = |name: &str| headers.iter().position(|h| h == name);
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -160,22 +251,27 @@ fn from_csv(file: &str, bytes: &[u8], key_names: &[String]) -> Result<Vec<RawRow
             reason: get("reason"),
         });
     }
-    Ok(out)
+    Ok((key_names, out))
 }
 
-fn from_parquet(file: &str, bytes: Bytes, key_names: &[String]) -> Result<Vec<RawRow>, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
+fn from_parquet(
+    file: &str,
+    bytes: Bytes,
+    keys: Keys<'_>,
+) -> Result<(Vec<String>, Vec<RawRow>), String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| format!("{file}: not a readable Parquet file: {e}"))?;
+    let key_names = keys.names(
+        file,
+        builder.schema().fields().iter().map(|f| f.name().as_str()),
+    )?;
+    let reader = builder
+        .build()
         .map_err(|e| format!("{file}: not a readable Parquet file: {e}"))?;
     let mut out = Vec::new();
     let mut base = 0;
     for batch in reader {
         let batch = batch.map_err(|e| format!("{file}: {e}"))?;
-        for need in key_names.iter().map(String::as_str).chain(COLUMNS) {
-            if batch.column_by_name(need).is_none() {
-                return Err(format!("{file}: no `{need}` column"));
-            }
-        }
         // `value` may be stored as any numeric type: cast it once per batch.
         let values = batch
             .column_by_name("value")
@@ -209,7 +305,7 @@ fn from_parquet(file: &str, bytes: Bytes, key_names: &[String]) -> Result<Vec<Ra
         }
         base += batch.num_rows();
     }
-    Ok(out)
+    Ok((key_names, out))
 }
 
 fn cell_text(batch: &RecordBatch, name: &str, r: usize) -> Option<String> {

@@ -39,13 +39,14 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Schema};
+
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
 use datafusion::prelude::SessionContext;
 
+use super::schemas;
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::inventory::hold;
@@ -670,39 +671,7 @@ fn to_batch(
         Arc::new(Float64Array::from_iter_values(lines.iter().map(f)))
     };
     let round2 = |x: f64| (x * 100.0).round() / 100.0;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("plan_date", DataType::Date32, false),
-        Field::new("store", DataType::Utf8, false),
-        Field::new("sku", DataType::Utf8, false),
-        Field::new("policy", DataType::Utf8, false),
-        Field::new("on_hand", DataType::Float64, false),
-        Field::new("on_order", DataType::Float64, false),
-        Field::new("inventory_position", DataType::Float64, false),
-        Field::new("daily_demand", DataType::Float64, false),
-        Field::new("lead_time_days", DataType::Float64, false),
-        Field::new("review_period_days", DataType::Float64, false),
-        Field::new("service_level", DataType::Float64, false),
-        Field::new("protection_days", DataType::Float64, false),
-        Field::new("demand_mean", DataType::Float64, false),
-        Field::new("demand_sd", DataType::Float64, false),
-        Field::new("safety_stock", DataType::Float64, false),
-        Field::new("reorder_point", DataType::Float64, false),
-        Field::new("order_up_to", DataType::Float64, false),
-        Field::new("eoq", DataType::Float64, true),
-        Field::new("order_qty", DataType::Int64, false),
-        Field::new("unit_cost", DataType::Float64, false),
-        Field::new("order_value", DataType::Float64, false),
-        Field::new("order_needed", DataType::Boolean, false),
-        Field::new("order_by", DataType::Date32, true),
-        Field::new("projected_stockout", DataType::Date32, true),
-        Field::new("days_of_cover", DataType::Float64, true),
-        Field::new("status", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("held_order_value", DataType::Float64, true),
-        Field::new("model_kind", DataType::Utf8, true),
-        Field::new("model_order_qty", DataType::Int64, true),
-        Field::new("override_id", DataType::Utf8, true),
-    ]));
+    let schema = schemas::schema(&schemas::plans::ALL);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from(vec![date32(as_of); lines.len()])),
         Arc::new(StringArray::from_iter_values(

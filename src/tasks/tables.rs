@@ -330,6 +330,27 @@ impl<'a> Cols<'a> {
         Ok(Some(v))
     }
 
+    pub fn bool(&self, name: &str, row: usize) -> Result<Option<bool>, TaskError> {
+        let c = self.col(name)?;
+        if c.is_null(row) {
+            return Ok(None);
+        }
+        match c.data_type() {
+            DataType::Boolean => Ok(Some(c.as_boolean().value(row))),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                match self.str(name, row)?.as_deref() {
+                    Some("true") => Ok(Some(true)),
+                    Some("false") => Ok(Some(false)),
+                    _ => Ok(None),
+                }
+            }
+            other => Err(TaskError::Fatal(format!(
+                "table `{}`: column `{name}` is {other}, expected true or false",
+                self.table
+            ))),
+        }
+    }
+
     pub fn date(&self, name: &str, row: usize) -> Result<Option<NaiveDate>, TaskError> {
         let c = self.col(name)?;
         if c.is_null(row) {

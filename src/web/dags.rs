@@ -352,6 +352,7 @@ async fn dag_page(
             dag => minijinja::Value::from(minijinja::value::Serde(&info)), grid => minijinja::Value::from(minijinja::value::Serde(&g)), title => id,
             limit => limit, offset => offset, newer => newer, older => older,
             has_planning => super::planning::has_planning(&dag),
+            has_overrides => dag.tables.contains_key("overrides"),
         },
     )
 }

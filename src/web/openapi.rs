@@ -48,6 +48,12 @@ pub const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "Backfill",
     ),
     (
+        "get",
+        "/api/v1/dags/{dag_id}/overrides",
+        "The planner overrides stored in the DAG's overrides table",
+        "",
+    ),
+    (
         "post",
         "/api/v1/dags/{dag_id}/overrides",
         "Store planner overrides for the DAG's next run",

@@ -1,23 +1,45 @@
-//! `POST /api/v1/dags/{dag_id}/overrides`: planners' overrides through the
-//! API. The rows are checked as the run will check them (every field, the
-//! kinds, the ranges, repeated ids and overlaps among them; the series are
-//! checked by the run, which knows them) and stored as one new CSV file in
-//! the DAG's `overrides` table, which the next run applies. A request with
-//! any bad row stores nothing and names each bad row.
+//! Planners' overrides through the API and the UI.
+//!
+//! `POST /api/v1/dags/{dag_id}/overrides` checks the rows as the run will
+//! check them (every field, the kinds, the ranges, repeated ids and
+//! overlaps, among the new rows and against the rows already stored; the
+//! series are checked by the run, which knows them) and stores them as one
+//! new CSV file in the DAG's `overrides` table, which the next run applies.
+//! A request with any bad row stores nothing and names each bad row.
+//! `GET` lists the stored rows as the run reads them
+//! ([`crate::tasks::overrides::stored`]); `/dags/{dag_id}/overrides` is the
+//! page with the list and the form that posts one row (`app.js`).
 
 use std::collections::BTreeMap;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::response::Html;
+use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use object_store::{ObjectStoreExt, PutPayload};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use super::auth::SessionInfo;
 use super::{AppState, WebError};
+use crate::dag::model::Table;
 use crate::inventory::overrides::{self, RawRow};
+use crate::tasks::overrides::Stored;
+
+/// The form's key fields when no override is stored yet: the canonical
+/// series key the planning tables carry.
+const DEFAULT_KEY: [&str; 2] = ["store", "sku"];
+
+/// The kinds a planner may choose, in the form's order.
+const KINDS: [&str; 5] = [
+    "forecast_multiply",
+    "forecast_set",
+    "order_quantity",
+    "order_reject",
+    "exclude",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +65,113 @@ struct RowBody {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/dags/{dag_id}/overrides", post(api_post))
+    Router::new()
+        .route(
+            "/api/v1/dags/{dag_id}/overrides",
+            get(api_get).post(api_post),
+        )
+        .route("/dags/{dag_id}/overrides", get(page))
+}
+
+/// The DAG's declared `overrides` table.
+fn table(app: &AppState, id: &str) -> Result<Table, WebError> {
+    let e = super::dags::entry(app, id)?;
+    let dag = e
+        .dag
+        .ok_or_else(|| WebError::Conflict(format!("DAG `{id}` does not validate")))?;
+    dag.tables
+        .get("overrides")
+        .cloned()
+        .ok_or_else(|| WebError::NotFound(format!("DAG `{id}` declares no `overrides` table")))
+}
+
+/// One stored override as the API and the page show it.
+#[derive(Debug, Serialize)]
+struct Listed {
+    id: Option<String>,
+    kind: Option<String>,
+    key: BTreeMap<String, String>,
+    start_date: Option<NaiveDate>,
+    end_date: Option<NaiveDate>,
+    value: Option<f64>,
+    author: Option<String>,
+    reason: Option<String>,
+    /// Where it is stored: the file and its 1-based data row.
+    file: String,
+    row: usize,
+}
+
+impl From<Stored> for Listed {
+    fn from(s: Stored) -> Self {
+        let r = s.row;
+        Listed {
+            key: s
+                .key_names
+                .into_iter()
+                .zip(r.key)
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .collect(),
+            id: r.id,
+            kind: r.kind,
+            start_date: r.start_date,
+            end_date: r.end_date,
+            value: r.value,
+            author: r.author,
+            reason: r.reason,
+            file: r.file,
+            row: r.row,
+        }
+    }
+}
+
+async fn stored(app: &AppState, table: &Table) -> Result<Vec<Stored>, WebError> {
+    crate::tasks::overrides::stored(app.lake()?, table)
+        .await
+        .map_err(|e| WebError::Lake(e.to_string()))
+}
+
+async fn api_get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, WebError> {
+    let table = table(&app, &id)?;
+    let rows: Vec<Listed> = stored(&app, &table)
+        .await?
+        .into_iter()
+        .map(Listed::from)
+        .collect();
+    Ok(Json(serde_json::json!({
+        "dag_id": id,
+        "total_entries": rows.len(),
+        "overrides": rows,
+    })))
+}
+
+/// The overrides page: the stored rows and a form for one more.
+async fn page(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    session: Option<Extension<SessionInfo>>,
+) -> Result<Html<String>, WebError> {
+    let table = table(&app, &id)?;
+    let rows = stored(&app, &table).await?;
+    let key_names: Vec<String> = rows.last().map_or_else(
+        || DEFAULT_KEY.map(String::from).to_vec(),
+        |s| s.key_names.clone(),
+    );
+    let rows: Vec<Listed> = rows.into_iter().map(Listed::from).collect();
+    super::pages::page(
+        &app,
+        session.as_deref(),
+        "overrides.html",
+        minijinja::context! {
+            title => format!("overrides · {id}"),
+            dag_id => id,
+            key_names => key_names,
+            kinds => KINDS,
+            rows => minijinja::Value::from(minijinja::value::Serde(&rows)),
+        },
+    )
 }
 
 async fn api_post(
@@ -52,14 +180,7 @@ async fn api_post(
     body: Result<Json<Body>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
     let Json(body) = body?;
-    let e = super::dags::entry(&app, &id)?;
-    let dag = e
-        .dag
-        .ok_or_else(|| WebError::Conflict(format!("DAG `{id}` does not validate")))?;
-    let table = dag
-        .tables
-        .get("overrides")
-        .ok_or_else(|| WebError::NotFound(format!("DAG `{id}` declares no `overrides` table")))?;
+    let table = table(&app, &id)?;
     let Some(first) = body.rows.first() else {
         return Err(WebError::BadRequest("no rows".into()));
     };
@@ -75,7 +196,7 @@ async fn api_post(
             )));
         }
         raw.push(RawRow {
-            file: "request".into(),
+            file: REQUEST.into(),
             row: i + 1,
             id: Some(r.id.clone()),
             kind: Some(r.kind.clone()),
@@ -87,7 +208,19 @@ async fn api_post(
             reason: Some(r.reason.clone()),
         });
     }
-    let bad = overrides::check_rows(&raw);
+    // The stored rows go first, so a new row repeating a stored id or
+    // overlapping a stored override is the one refused; only the
+    // request's rows are reported.
+    let mut all: Vec<RawRow> = stored(&app, &table)
+        .await?
+        .into_iter()
+        .map(|s| rekey(s, &key_names))
+        .collect();
+    all.extend(raw);
+    let bad: Vec<_> = overrides::check_rows(&all)
+        .into_iter()
+        .filter(|r| r.file == REQUEST)
+        .collect();
     if !bad.is_empty() {
         let lines: Vec<String> = bad.iter().map(ToString::to_string).collect();
         return Err(WebError::BadRequest(lines.join("; ")));
@@ -113,6 +246,26 @@ async fn api_post(
             "file": lake.describe(&path),
         })),
     ))
+}
+
+/// The file name of the request's rows in their messages.
+const REQUEST: &str = "request";
+
+/// A stored row with its key in the order of `key_names` (a file keyed by
+/// other columns leaves them empty, and the check refuses it, unreported).
+fn rekey(s: Stored, key_names: &[String]) -> RawRow {
+    let mut row = s.row;
+    let by_name: BTreeMap<&str, Option<String>> = s
+        .key_names
+        .iter()
+        .map(String::as_str)
+        .zip(std::mem::take(&mut row.key))
+        .collect();
+    row.key = key_names
+        .iter()
+        .map(|k| by_name.get(k.as_str()).cloned().flatten())
+        .collect();
+    row
 }
 
 fn to_csv(key_names: &[String], rows: &[RowBody]) -> Result<Vec<u8>, csv::Error> {

@@ -28,6 +28,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/web/planning.html"),
     ),
     ("sku.html", include_str!("../../templates/web/sku.html")),
+    (
+        "overrides.html",
+        include_str!("../../templates/web/overrides.html"),
+    ),
 ];
 
 const STATIC: &[(&str, &str, &str)] = &[

@@ -661,3 +661,141 @@ fn a_second_night_marks_recurring_and_worse_anomalies() {
         "{rows:?}"
     );
 }
+
+/// The email reads what `reorder` and `monitor` wrote, as declared
+/// partitioned tables: the run's anomalies and plan lines, by the columns
+/// those kinds write. A missing or corrupt monitor output is an error
+/// naming the table, not an empty report.
+#[test]
+fn the_email_reads_the_plan_and_anomalies_the_run_wrote() {
+    let p = Project::new();
+    let lake = p.path().join("lake");
+    build_lake(&lake);
+    let dag = DAG.replace(
+        "tables:\n",
+        "tables:\n  anomalies: { path: anomalies, partition_by: [ds] }\n",
+    ) + r#"  - id: alert
+    kind: email
+    depends_on: [monitor]
+    to: [planners@example.com]
+    anomalies: anomalies
+    reorder_plans: reorder_plans
+    forecasts: forecasts
+    history: sales
+    history_days: 28
+"#;
+    p.write_dag("plan.yaml", &dag);
+    run_plan(&p, &lake);
+
+    let plans = rows_of(&lake, "reorder_plans");
+    let anomalies = rows_of(&lake, "anomalies");
+    let critical = anomalies
+        .iter()
+        .filter(|a| a["severity"] == "critical")
+        .count();
+    let warning = anomalies
+        .iter()
+        .filter(|a| a["severity"] == "warning")
+        .count();
+    let orders = plans
+        .iter()
+        .filter(|l| l["status"] == "order" && l["order_qty"].as_i64() > Some(0))
+        .count();
+    assert!(orders >= 1 && critical >= 4, "{plans:?}");
+    let eml = std::fs::read_dir(p.path().join("outbox"))
+        .expect("outbox")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .expect("an .eml in the outbox");
+    let parsed = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/parse_mail.py"
+        ))
+        .arg(&eml)
+        .output()
+        .expect("parse mail");
+    let mail: serde_json::Value = serde_json::from_slice(&parsed.stdout).expect("mail json");
+    let other = anomalies.len() - critical - warning;
+    let other = if other > 0 {
+        format!(", {other} other")
+    } else {
+        String::new()
+    };
+    let plural = if orders == 1 { "order" } else { "orders" };
+    assert_eq!(
+        mail["subject"],
+        format!(
+            "[restock] plan 2026-11-27: {critical} critical, {warning} warning{other} anomalies, \
+             {orders} {plural}"
+        )
+    );
+    let part = |name: &str| {
+        mail["parts"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["filename"] == name))
+            .and_then(|p| p["text"].as_str())
+            .unwrap_or_else(|| panic!("no {name} in {mail}"))
+            .to_string()
+    };
+    let csv = part("anomalies.csv");
+    assert_eq!(csv.lines().count(), anomalies.len() + 1, "{csv}");
+    for a in &anomalies {
+        let reason = a["reason"].as_str().expect("reason");
+        let start = reason.split([';', ',', '"']).next().unwrap_or(reason);
+        assert!(csv.contains(start), "{reason} not in {csv}");
+    }
+    let plan = part("reorder_plan.csv");
+    let a = row(&plans, "CA_1", "A");
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("CA_1") && l.contains(&a["order_qty"].to_string())),
+        "CA_1/A's {} units not in {plan}",
+        a["order_qty"]
+    );
+    assert!(
+        mail["parts"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["content_type"] == "image/png")),
+        "a chart of the worst series from the forecasts and the sales"
+    );
+
+    // The monitor's partition corrupt, then gone: the email names it.
+    let part_file = lake.join("anomalies/ds=2026-11-27/part-00000.parquet");
+    let alert = |p: &Project| {
+        let o = p
+            .restock()
+            .env("RESTOCK_LAKE", &lake)
+            .args(["run", "plan", "--date", "2026-11-27", "--task", "alert"])
+            .output()
+            .expect("run");
+        assert!(!o.status.success());
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    std::fs::write(&part_file, b"not parquet at all").expect("corrupt");
+    let out = alert(&p);
+    assert!(
+        out.contains("table `anomalies`:")
+            && out.contains(
+                "anomalies/ds=2026-11-27/part-00000.parquet is not a readable Parquet file"
+            ),
+        "{out}"
+    );
+    std::fs::remove_dir_all(lake.join("anomalies/ds=2026-11-27")).expect("remove");
+    std::fs::create_dir_all(lake.join("anomalies/ds=2026-11-26")).expect("dir");
+    std::fs::write(
+        lake.join("anomalies/ds=2026-11-26/part-00000.parquet"),
+        std::fs::read(lake.join("reorder_plans/ds=2026-11-27/part-00000.parquet")).expect("any"),
+    )
+    .expect("older night");
+    let out = alert(&p);
+    assert!(
+        out.contains("table `anomalies` (`anomalies` of the email): no partition ds=2026-11-27"),
+        "{out}"
+    );
+}

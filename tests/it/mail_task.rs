@@ -69,7 +69,7 @@ fn email_task_mails_the_run_report_to_the_outbox_once() {
         vec![
             ("sku", strs(&["A-1"])),
             ("store", strs(&["S1"])),
-            ("qty", nums(&[48.0])),
+            ("order_qty", nums(&[48.0])),
             ("order_value", nums(&[1234.5])),
             ("order_by", strs(&["2026-11-28"])),
         ],
@@ -79,7 +79,10 @@ fn email_task_mails_the_run_report_to_the_outbox_once() {
         vec![
             ("sku", strs(&["A-1", "A-1", "A-1"])),
             ("store", strs(&["S1", "S1", "S1"])),
-            ("date", strs(&["2026-11-28", "2026-11-29", "2026-11-30"])),
+            (
+                "forecast_date",
+                strs(&["2026-11-28", "2026-11-29", "2026-11-30"]),
+            ),
             ("p10", nums(&[8.0, 9.0, 7.0])),
             ("p50", nums(&[12.0, 13.0, 11.0])),
             ("p90", nums(&[16.0, 18.0, 15.0])),

@@ -64,3 +64,41 @@ fn planning_page_filter_and_sku_chart_in_chromium() {
     let s = Server::start(&p, "serve", &[]);
     drive(&p, &s, "planning.mjs", "nightly_inventory");
 }
+
+#[test]
+fn overrides_form_adds_a_row_and_shows_the_apis_error_in_chromium() {
+    let p = Project::new();
+    p.write_dag(
+        "planned.yaml",
+        "id: planned\ntables:\n  overrides: { path: overrides }\ntasks:\n  - id: noop\n    kind: empty\n",
+    );
+    let lake = p.path().join("lake");
+    std::fs::create_dir_all(&lake).expect("lake");
+    let s = Server::start(
+        &p,
+        "serve",
+        &[("RESTOCK_LAKE", lake.to_str().expect("utf8"))],
+    );
+    drive(&p, &s, "overrides.mjs", "planned");
+    // What the form stored is one CSV in the overrides table, in the
+    // layout the run reads, and the refused row is not in it.
+    let files: Vec<String> = std::fs::read_dir(lake.join("overrides"))
+        .expect("overrides folder")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut lines = files[0].lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,kind,sku,store,start_date,end_date,value,author,reason")
+    );
+    let row = lines.next().expect("one row");
+    assert!(
+        row.starts_with("ui-")
+            && row.ends_with(
+                ",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.2,alice,store opening"
+            ),
+        "{row}"
+    );
+    assert_eq!(lines.next(), None, "{}", files[0]);
+}

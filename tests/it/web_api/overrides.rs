@@ -89,6 +89,45 @@ async fn overrides_are_checked_and_stored_for_the_next_run() {
          O-4,order_reject,B,CA_1,2026-12-01,2026-12-07,1.5,alice,supplier strike\n"
     );
 
+    // GET lists what is stored, as the run reads it.
+    let listed = c.get(&url).await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let listed = listed.json();
+    assert_eq!(listed["total_entries"], 2);
+    let first = &listed["overrides"][0];
+    assert_eq!(first["id"], "O-1");
+    assert_eq!(first["key"], json!({"sku": "A", "store": "CA_1"}));
+    assert_eq!(first["reason"], "festival");
+    assert_eq!(first["value"], 1.5);
+    assert_eq!(first["row"], 1);
+    assert!(
+        first["file"]
+            .as_str()
+            .is_some_and(|f| f.contains("overrides/api-")),
+        "{first}"
+    );
+
+    // A new row is checked against the stored ones too: a repeated id or
+    // an overlap with a stored override is refused, and nothing stored.
+    let again = c
+        .post(
+            &url,
+            json!({"rows": [row("O-1", "exclude", "C", "again"),
+                            row("O-5", "forecast_set", "A", "overlaps O-1")]}),
+        )
+        .await;
+    again.assert_problem(400);
+    let detail = again.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        detail.contains("request row 1: override id O-1 is already used by ")
+            && detail.contains("request row 2: override O-5 overlaps override O-1 for A/CA_1"),
+        "{detail}"
+    );
+    assert_eq!(stored(&lake).len(), 1);
+
     c.post(
         &s.url("/api/v1/dags/plain/overrides"),
         json!({"rows": [row("O-9", "exclude", "A", "why")]}),
