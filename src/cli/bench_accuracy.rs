@@ -342,9 +342,10 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
                 ""
             };
             println!(
-                "{} per origin {}",
+                "{} per origin {}; spread {:.2}",
                 row(&format!("{}{mark}", b.kind.as_str()), &b.metrics),
-                per.join(" ")
+                per.join(" "),
+                b.spread
             );
         }
     }
