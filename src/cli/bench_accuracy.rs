@@ -342,10 +342,12 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
                 ""
             };
             println!(
-                "{} per origin {}; spread {:.2}",
+                "{} per origin {}; spread {:.2}, out-of-origin p10–p90 coverage {}",
                 row(&format!("{}{mark}", b.kind.as_str()), &b.metrics),
                 per.join(" "),
-                b.spread
+                b.spread,
+                b.spread_coverage
+                    .map_or_else(|| "n/a".to_string(), |c| format!("{c:.2}"))
             );
         }
     }

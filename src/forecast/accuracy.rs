@@ -8,12 +8,15 @@
 //!
 //! Rules:
 //! - A forecast point is scored when its date is on or before the last
-//!   date of the series' actuals; dates inside the series' range with no
-//!   row count as zero demand (as gaps are filled for training). Points
+//!   date of the series' actuals. A date inside the series' range with no
+//!   row (or a null value) follows the input's gap policy, as training
+//!   does: zero demand under `gaps: zero`, not scored under `gaps:
+//!   missing` (an unrecorded week is not a week without sales). Points
 //!   after the series' last date (data not arrived yet, a stale store) are
 //!   not scored, so missing data does not look like a forecast error.
 //! - Scales for MASE/RMSSE come from the actuals before the forecast's
-//!   first date, as in the backtest.
+//!   first date, placed on the frequency's grid (a gap is a zero or a
+//!   missing period by the same policy), as in the backtest.
 //! - Drift compares the realized RMSSE of the rows the group's model served
 //!   with that model's backtest RMSSE: `realized / backtest − 1`. The
 //!   backtest scores all `horizon` steps while a daily run scores mostly
@@ -24,8 +27,56 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
+use super::calendar;
+use super::config::{Frequency, GapPolicy};
 use super::metrics::{self, Metrics, SeriesEval};
 use super::series::Series;
+
+/// How the actuals are read: their grid and what a period without a
+/// recorded value means (the input's `frequency` and `gaps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actuals {
+    pub frequency: Frequency,
+    pub gaps: GapPolicy,
+}
+
+impl Actuals {
+    /// A recorded value as demand: negatives are zero; a null is zero or
+    /// missing (NaN) by the gap policy.
+    fn value(self, v: f64) -> f64 {
+        match (v.is_finite(), self.gaps) {
+            (true, _) => v.max(0.0),
+            (false, GapPolicy::Zero) => 0.0,
+            (false, GapPolicy::Missing) => f64::NAN,
+        }
+    }
+
+    /// The demand of a period with no row.
+    fn absent(self) -> f64 {
+        self.value(f64::NAN)
+    }
+
+    /// The history before `origin` on the frequency's grid, from the first
+    /// recorded period; an off-grid date is summed into its period.
+    fn history(self, points: &[(NaiveDate, f64)], origin: NaiveDate) -> Vec<f64> {
+        let Some(first) = points.iter().map(|p| p.0).filter(|d| *d < origin).min() else {
+            return Vec::new();
+        };
+        let idx = |d: NaiveDate| calendar::step_on_or_before(self.frequency, first, d);
+        let len = usize::try_from(idx(origin)).unwrap_or(0);
+        let mut out = vec![f64::NAN; len];
+        for &(d, v) in points.iter().filter(|p| p.0 < origin) {
+            if let Some(slot) = usize::try_from(idx(d)).ok().and_then(|i| out.get_mut(i)) {
+                let v = self.value(v);
+                *slot = if slot.is_nan() { v } else { *slot + v };
+            }
+        }
+        for slot in out.iter_mut().filter(|s| s.is_nan()) {
+            *slot = self.absent();
+        }
+        out
+    }
+}
 
 /// One row of a past forecast.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,9 +171,10 @@ impl Acc {
 pub fn evaluate(
     past: &[PastForecast],
     actuals: &[Series],
-    season: usize,
+    read: Actuals,
     n_quantiles: usize,
 ) -> Vec<GroupAccuracy> {
+    let season = read.frequency.season();
     let by_key: HashMap<&[String], &Series> =
         actuals.iter().map(|s| (s.key.as_slice(), s)).collect();
     let mut per_series: BTreeMap<&[String], Vec<&PastForecast>> = BTreeMap::new();
@@ -143,29 +195,35 @@ pub fn evaluate(
         let Some(origin) = rows.first().map(|r| r.forecast_date) else {
             continue;
         };
+        let points: Vec<(NaiveDate, f64)> = series
+            .dates
+            .iter()
+            .copied()
+            .zip(series.values.iter().copied())
+            .collect();
         let mut day_value: HashMap<NaiveDate, f64> = HashMap::new();
-        let mut history: Vec<(NaiveDate, f64)> = Vec::new();
-        for (&d, &v) in series.dates.iter().zip(&series.values) {
-            let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
-            if d < origin {
-                history.push((d, v));
-            } else {
-                *day_value.entry(d).or_default() += v;
-            }
+        for &(d, v) in points.iter().filter(|p| p.0 >= origin) {
+            let v = read.value(v);
+            let slot = day_value.entry(d).or_insert(f64::NAN);
+            *slot = if slot.is_nan() { v } else { *slot + v };
         }
-        history.sort_by_key(|h| h.0);
-        let hist: Vec<f64> = history.iter().map(|h| h.1).collect();
         let mut eval = SeriesEval {
             actual: Vec::new(),
             mean: Vec::new(),
             quantiles: vec![Vec::new(); n_quantiles],
-            scales: metrics::scales(&hist, season),
+            scales: metrics::scales(&read.history(&points, origin), season),
         };
         let mut dates = Vec::new();
         let mut max_step = 0;
         for r in rows.iter().filter(|r| r.forecast_date <= last_actual) {
-            eval.actual
-                .push(day_value.get(&r.forecast_date).copied().unwrap_or(0.0));
+            let actual = day_value
+                .get(&r.forecast_date)
+                .copied()
+                .unwrap_or_else(|| read.absent());
+            if actual.is_nan() {
+                continue;
+            }
+            eval.actual.push(actual);
             eval.mean.push(r.mean);
             for (i, q) in eval.quantiles.iter_mut().enumerate() {
                 q.push(r.quantiles.get(i).copied().unwrap_or(f64::NAN));
@@ -216,6 +274,7 @@ pub fn evaluate(
 pub fn value_added(
     past: &[PastForecast],
     actuals: &[Series],
+    read: Actuals,
     n_quantiles: usize,
 ) -> Vec<GroupAccuracy> {
     let by_key: HashMap<&[String], &Series> =
@@ -236,13 +295,17 @@ pub fn value_added(
         {
             continue;
         }
-        let actual: f64 = series
+        let actual = series
             .dates
             .iter()
             .zip(&series.values)
             .filter(|(d, _)| **d == p.forecast_date)
-            .map(|(_, v)| if v.is_finite() { v.max(0.0) } else { 0.0 })
-            .sum();
+            .map(|(_, &v)| read.value(v))
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| read.absent());
+        if actual.is_nan() {
+            continue;
+        }
         let (eval, model, dates, max_step) =
             acc.entry((id.clone(), p.group.clone())).or_insert_with(|| {
                 let eval = SeriesEval {
@@ -292,6 +355,11 @@ pub fn value_added(
 mod tests {
     use super::*;
 
+    const DAILY: Actuals = Actuals {
+        frequency: Frequency::Daily,
+        gaps: GapPolicy::Zero,
+    };
+
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
     }
@@ -338,7 +406,7 @@ mod tests {
             adjusted("2024-01-12", 2, 10.0),
             row("b", "G", "2024-01-11", 1, 4.0, "theta"),
         ];
-        let rows = value_added(&past, &[actual], 3);
+        let rows = value_added(&past, &[actual], DAILY, 3);
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         let v = r.value_added.as_ref().expect("value added");
@@ -375,7 +443,7 @@ mod tests {
             row("a", "G", "2026-01-06", 2, 2.0, "lstm"),
             row("a", "G", "2026-01-08", 4, 2.0, "lstm"),
         ];
-        let out = evaluate(&past, &[s], 1, 3);
+        let out = evaluate(&past, &[s], DAILY, 3);
         assert_eq!(out.len(), 3, "{out:?}");
         let kind = &out[0];
         assert_eq!(kind.model_kind.as_deref(), Some("lstm"));
@@ -392,6 +460,70 @@ mod tests {
         assert_eq!(out[2].group, None);
     }
 
+    fn weekly(key: &str, start: &str, values: &[f64]) -> Series {
+        let mut s = series(key, "G", start, values);
+        s.dates = (0..values.len())
+            .map(|i| d(start) + chrono::Days::new(7 * i as u64))
+            .collect();
+        s
+    }
+
+    #[test]
+    fn an_unrecorded_week_is_not_scored_under_the_missing_policy() {
+        // Weekly 4, 6, 4, 6 then the forecast's weeks: 5, (no row), 7. A
+        // week of the history is missing too (the 3rd), and one is null.
+        let mut s = weekly("a", "2026-01-05", &[4.0, 6.0, 4.0, 6.0, 5.0, 0.0, 7.0]);
+        s.values[1] = f64::NAN;
+        s.dates.remove(5);
+        s.values.remove(5);
+        s.dates.remove(2);
+        s.values.remove(2);
+        let past = vec![
+            row("a", "G", "2026-02-02", 1, 5.0, "ets"),
+            row("a", "G", "2026-02-09", 2, 5.0, "ets"),
+            row("a", "G", "2026-02-16", 3, 5.0, "ets"),
+        ];
+        let missing = Actuals {
+            frequency: Frequency::Weekly,
+            gaps: GapPolicy::Missing,
+        };
+        let out = evaluate(&past, std::slice::from_ref(&s), missing, 3);
+        let g = &out[0];
+        // Scored: 5 against 5 and 7 against 5; the unrecorded week is not.
+        assert_eq!(g.points, 2, "{g:?}");
+        assert!(
+            (g.metrics.wape - 2.0 / 12.0).abs() < 1e-12,
+            "{:?}",
+            g.metrics
+        );
+        // History 4, NaN, NaN, 6 on the grid: no one-step difference is
+        // known, so the scale (and RMSSE) is undefined, not made of zeros.
+        assert!(g.metrics.rmsse.is_nan(), "{:?}", g.metrics);
+        // Under `gaps: zero` the same week is a zero-demand week.
+        let zero = Actuals {
+            gaps: GapPolicy::Zero,
+            ..missing
+        };
+        let out = evaluate(&past, std::slice::from_ref(&s), zero, 3);
+        assert_eq!(out[0].points, 3);
+        assert!((out[0].metrics.wape - 7.0 / 12.0).abs() < 1e-12);
+        // An override on the unrecorded week is not scored either.
+        let adjusted = PastForecast {
+            adjusted: Some((5.0, "O-1".into())),
+            ..row("a", "G", "2026-02-09", 2, 6.0, "ets")
+        };
+        assert!(
+            value_added(
+                std::slice::from_ref(&adjusted),
+                std::slice::from_ref(&s),
+                missing,
+                3
+            )
+            .is_empty()
+        );
+        assert_eq!(value_added(&[adjusted], &[s], zero, 3).len(), 1);
+    }
+
     #[test]
     fn separates_groups_and_kinds_and_skips_unknown_series() {
         let a = series("a", "G1", "2026-01-01", &[1.0, 1.0, 1.0, 5.0]);
@@ -401,7 +533,7 @@ mod tests {
             row("b", "G2", "2026-01-04", 1, 2.0, "seasonal_naive"),
             row("zz", "G2", "2026-01-04", 1, 9.0, "seasonal_naive"),
         ];
-        let out = evaluate(&past, &[a, b], 1, 3);
+        let out = evaluate(&past, &[a, b], DAILY, 3);
         let names: Vec<(Option<&str>, Option<&str>)> = out
             .iter()
             .map(|g| (g.group.as_deref(), g.model_kind.as_deref()))
@@ -426,7 +558,12 @@ mod tests {
     #[test]
     fn drift_is_relative_to_the_backtest() {
         let a = series("a", "G", "2026-01-01", &[1.0, 2.0, 1.0, 2.0, 4.0]);
-        let out = evaluate(&[row("a", "G", "2026-01-05", 1, 2.0, "lstm")], &[a], 1, 3);
+        let out = evaluate(
+            &[row("a", "G", "2026-01-05", 1, 2.0, "lstm")],
+            &[a],
+            DAILY,
+            3,
+        );
         // Realized RMSSE: |4-2| / 1 = 2.
         let g = &out[0];
         assert!((g.metrics.rmsse - 2.0).abs() < 1e-12);

@@ -1,7 +1,10 @@
 //! The `forecast_metrics` table the `train` task writes: one row per
 //! group and candidate model kind of the backtest, plus `_overall` rows
 //! (`served` for the champions together), and the accuracy columns it
-//! shares with `forecast_accuracy` ([`super::accuracy`]).
+//! shares with `forecast_accuracy` ([`super::accuracy`]). Backtest rows
+//! also carry the interval `spread` factor and `spread_coverage`, the
+//! outer pair's coverage of each origin's points with the factor fitted
+//! on the other origins.
 
 use std::sync::Arc;
 
@@ -20,12 +23,15 @@ pub(super) fn metrics_batch(
     let mut kind = Vec::new();
     let mut champion = Vec::new();
     let mut rows: Vec<&forecast::Metrics> = Vec::new();
+    let (mut spread, mut spread_coverage) = (Vec::new(), Vec::new());
     for r in results {
         for b in &r.backtest {
             group.push(r.group.clone());
             kind.push(b.kind.as_str().to_string());
             champion.push(b.kind == r.champion);
             rows.push(&b.metrics);
+            spread.push(Some(b.spread));
+            spread_coverage.push(b.spread_coverage.filter(|v| v.is_finite()));
         }
     }
     for (k, m) in overall {
@@ -33,6 +39,8 @@ pub(super) fn metrics_batch(
         kind.push(k.map_or("served", |k| k.as_str()).to_string());
         champion.push(k.is_none());
         rows.push(m);
+        spread.push(None);
+        spread_coverage.push(None);
     }
     let mut fields = vec![
         Field::new("group", DataType::Utf8, false),
@@ -49,6 +57,12 @@ pub(super) fn metrics_batch(
         )),
     ];
     push_metric_columns(&rows, quantiles, &mut fields, &mut cols);
+    // The interval spread the kind serves with, and its out-of-origin
+    // coverage of the outer pair (`pipeline::BacktestScore`).
+    fields.push(Field::new("spread", DataType::Float64, true));
+    cols.push(Arc::new(Float64Array::from(spread)));
+    fields.push(Field::new("spread_coverage", DataType::Float64, true));
+    cols.push(Arc::new(Float64Array::from(spread_coverage)));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
 }
 

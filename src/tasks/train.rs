@@ -267,16 +267,15 @@ impl TrainRunner {
             Some(t) => accuracy::previous_forecast(cx, t, &self.input.series_key).await?,
             None => None,
         };
+        let read = forecast::accuracy::Actuals {
+            frequency: self.input.frequency,
+            gaps: self.input.gap_policy(),
+        };
         let realized = previous.as_ref().map_or_else(Vec::new, |p| {
-            forecast::accuracy::evaluate(
-                &p.rows,
-                series,
-                self.input.frequency.season(),
-                p.levels.len(),
-            )
+            forecast::accuracy::evaluate(&p.rows, series, read, p.levels.len())
         });
         let overrides = previous.as_ref().map_or_else(Vec::new, |p| {
-            forecast::accuracy::value_added(&p.rows, series, p.levels.len())
+            forecast::accuracy::value_added(&p.rows, series, read, p.levels.len())
         });
         Ok(Scored {
             previous,

@@ -266,6 +266,7 @@ fn score(kind: ModelKind, rmsse: f64) -> BacktestScore {
         },
         by_origin: vec![],
         spread: 1.0,
+        spread_coverage: None,
     }
 }
 
