@@ -207,10 +207,63 @@ fn holdout(
     meta: &Meta,
     nq: usize,
 ) -> Metrics {
+    let rows: Vec<&restock::forecast::ForecastRow> =
+        results.iter().flat_map(|r| &r.forecasts).collect();
+    score_rows(&rows, train, test, meta, nq)
+}
+
+/// Every candidate of every group made to serve the holdout from the same
+/// trained model (the LSTM only where it trained): what the champion rule
+/// chose against what it could have chosen, on data it never saw.
+fn holdout_by_candidate(
+    results: &[GroupResult],
+    series: &[Series],
+    data: (&BTreeMap<String, Rows>, &BTreeMap<String, Rows>, &Meta),
+    opts: &PrepareOptions,
+    nq: usize,
+) -> Result<Vec<(restock::forecast::ModelKind, Metrics)>> {
+    let (train, test, meta) = data;
+    let mut out = Vec::new();
+    for kind in restock::forecast::ModelKind::ALL {
+        let mut rows = Vec::new();
+        for r in results {
+            let Some(model) = &r.model else { continue };
+            if kind == restock::forecast::ModelKind::Lstm && model.history.is_empty() {
+                continue;
+            }
+            let mut m = model.clone();
+            m.serving = kind;
+            let group: Vec<Series> = series
+                .iter()
+                .filter(|s| s.group == r.group)
+                .cloned()
+                .collect();
+            rows.extend(restock::forecast::forecast_with_model_at(
+                &m,
+                &group,
+                meta.frequency,
+                opts,
+            )?);
+        }
+        if !rows.is_empty() {
+            let refs: Vec<&restock::forecast::ForecastRow> = rows.iter().collect();
+            out.push((kind, score_rows(&refs, train, test, meta, nq)));
+        }
+    }
+    Ok(out)
+}
+
+fn score_rows(
+    rows: &[&restock::forecast::ForecastRow],
+    train: &BTreeMap<String, Rows>,
+    test: &BTreeMap<String, Rows>,
+    meta: &Meta,
+    nq: usize,
+) -> Metrics {
     let mut evals = Vec::new();
-    for r in results {
+    {
         let mut by_key: BTreeMap<&str, Vec<&restock::forecast::ForecastRow>> = BTreeMap::new();
-        for f in &r.forecasts {
+        for f in rows {
             by_key.entry(f.key[0].as_str()).or_default().push(f);
         }
         for (id, rows) in by_key {
@@ -312,6 +365,7 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
     let opts = PrepareOptions::for_frequency(meta.frequency, None);
     let freq = meta.frequency;
     let cfg = config.clone();
+    let all = series.clone();
     let results = tokio::task::spawn_blocking(move || {
         restock::forecast::train_all_groups_with(series, freq, &cfg, &opts, 1, &|_, _| {})
     })
@@ -364,6 +418,12 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
             &served
         )
     );
+    for (kind, m) in holdout_by_candidate(&ok, &all, (&train, &test, &meta), &opts, nq)? {
+        println!(
+            "{}",
+            row(&format!("restock {} (every group)", kind.as_str()), &m)
+        );
+    }
     let path = dir.path().join("baselines.json");
     if baselines && path.exists() {
         let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
