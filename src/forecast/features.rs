@@ -32,6 +32,32 @@ pub struct FeatureLayout {
     /// names, every run reads the calendar from the lake.
     #[serde(skip)]
     pub event_calendar: AttachedEvents,
+    /// The named covariates (`covariates: {known, past}`): every one in
+    /// the encoder, the known ones in the decoder too, each relative to
+    /// its mean absolute value over the group's history
+    /// ([`CovariateInput::input`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covariates: Vec<CovariateInput>,
+}
+
+/// One named covariate the model reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CovariateInput {
+    pub name: String,
+    /// Known ahead: read in the horizon from the plan.
+    pub known: bool,
+    pub scale: f64,
+}
+
+impl CovariateInput {
+    /// The network's input for value `v`: relative to the group's mean
+    /// absolute value, on a signed log scale so that a rare large value
+    /// (a display in every store of a chain that seldom has one) stays
+    /// within a few units.
+    fn input(&self, v: f64) -> f32 {
+        let x = v / self.scale;
+        (x.signum() * x.abs().ln_1p()) as f32
+    }
 }
 
 /// An [`EventCalendar`] attached to a layout. Layouts compare equal
@@ -83,6 +109,10 @@ impl FeatureLayout {
             static_categories: cats,
             events: Vec::new(),
             event_calendar: AttachedEvents::default(),
+            covariates: super::regression::covariate_scales(series)
+                .into_iter()
+                .map(|(name, known, scale)| CovariateInput { name, known, scale })
+                .collect(),
         }
     }
 
@@ -124,12 +154,20 @@ impl FeatureLayout {
     pub fn enc_names(&self) -> Vec<String> {
         let mut v = vec!["demand_scaled".to_string()];
         v.extend(self.covariate_names());
+        v.extend(self.covariates.iter().map(|c| c.name.clone()));
         v
     }
 
     /// Names of the per-step known future inputs.
     pub fn dec_names(&self) -> Vec<String> {
-        self.covariate_names()
+        let mut v = self.covariate_names();
+        v.extend(
+            self.covariates
+                .iter()
+                .filter(|c| c.known)
+                .map(|c| c.name.clone()),
+        );
+        v
     }
 
     /// Names of the static inputs.
@@ -176,6 +214,12 @@ impl FeatureLayout {
             Some(c) => c.bits(&self.events),
             None => Vec::new(),
         };
+        // The series' own column for each covariate of the layout.
+        let named: Vec<Option<&super::series::Covariate>> = self
+            .covariates
+            .iter()
+            .map(|c| s.covariates.iter().find(|x| x.name == c.name))
+            .collect();
         for i in t - c..t {
             w.enc.push((s.values[i] / scale) as f32);
             calendar::features(self.frequency, s.dates[i], &mut w.enc);
@@ -189,6 +233,10 @@ impl FeatureLayout {
             }
             if self.has_promo {
                 w.enc.push(s.promo.as_ref().map_or(0.0, |p| p[i] as f32));
+            }
+            for (c, series) in self.covariates.iter().zip(&named) {
+                let v = series.and_then(|x| x.values.get(i)).copied();
+                w.enc.push(v.map_or(0.0, |v| c.input(v)));
             }
         }
         w.dec.push(scale.ln_1p() as f32);
@@ -242,10 +290,78 @@ impl FeatureLayout {
                 };
                 w.dec.push(p.unwrap_or(0.0) as f32);
             }
+            for (c, series) in self.covariates.iter().zip(&named) {
+                if !c.known {
+                    continue;
+                }
+                let v = match series {
+                    Some(x) if idx < n => x.values.get(idx).copied(),
+                    Some(x) => x.future.as_ref().and_then(|f| f.get(idx - n)).copied(),
+                    None => None,
+                };
+                let v = v.filter(|v| v.is_finite());
+                assumed |= v.is_none() && series.is_some();
+                w.dec.push(v.map_or(0.0, |v| c.input(v)));
+            }
         }
         if assumed {
             w.flags.push(Flag::FutureCovariatesAssumed);
         }
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::prepare::prepare;
+    use crate::forecast::series::{Covariate, Series};
+
+    #[test]
+    fn named_covariates_enter_the_encoder_and_known_ones_the_decoder() {
+        // Six days; `display` is known (planned 4 then 8 ahead), `traffic`
+        // past-only. Means of absolute values: display 2, traffic 10.
+        let start = NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
+        let s = Series {
+            key: vec!["a".into()],
+            group: "G".into(),
+            dates: (0..6).map(|i| start + chrono::Days::new(i)).collect(),
+            values: vec![1.0; 6],
+            covariates: vec![
+                Covariate {
+                    name: "display".into(),
+                    known: true,
+                    values: vec![0.0, 2.0, 4.0, 0.0, 2.0, 4.0],
+                    future: Some(vec![4.0, 8.0]),
+                },
+                Covariate {
+                    name: "traffic".into(),
+                    known: false,
+                    values: vec![10.0; 6],
+                    future: None,
+                },
+            ],
+            ..Series::default()
+        };
+        let p = prepare(&s, Frequency::Daily, 6).expect("prepare");
+        let layout = FeatureLayout::for_group(std::slice::from_ref(&p), Frequency::Daily, 4, 3);
+        let enc = layout.enc_names();
+        assert_eq!(enc[enc.len() - 2..], ["display", "traffic"]);
+        let dec = layout.dec_names();
+        assert_eq!(dec.last().map(String::as_str), Some("display"));
+        assert!(!dec.iter().any(|n| n == "traffic"));
+        // Origin 5: context days 1..=4, horizon day 5 (history) then the
+        // plan's 4 and 8.
+        let w = layout.window(&p, 5).expect("window");
+        let width = enc.len();
+        let last_step = &w.enc[3 * width..];
+        let one = 2f32.ln(); // ln(1 + 1): display 2 / 2, traffic 10 / 10
+        assert_eq!(last_step[width - 2..], [one, one]);
+        let step = dec.len();
+        let statics = layout.static_names().len();
+        let display_at = |k: usize| w.dec[statics + k * step + step - 1];
+        let expect = [2.0f64, 2.0, 4.0].map(|x| x.ln_1p() as f32);
+        assert_eq!([display_at(0), display_at(1), display_at(2)], expect);
+        assert!(w.flags.is_empty(), "{:?}", w.flags);
     }
 }

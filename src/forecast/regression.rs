@@ -128,7 +128,7 @@ pub struct Regression {
 
 /// The group's covariates by name, known-future first, each with its mean
 /// absolute value over the group's history (1 when that is 0).
-fn covariate_scales(prepared: &[Prepared]) -> Vec<(String, bool, f64)> {
+pub(super) fn covariate_scales(prepared: &[Prepared]) -> Vec<(String, bool, f64)> {
     let mut acc: std::collections::BTreeMap<(bool, &str), (f64, usize)> = Default::default();
     for s in prepared {
         for c in &s.covariates {
