@@ -171,13 +171,7 @@ impl TaskRunner for EmailRunner {
             (&cx.dag_id, &cx.run_id, &cx.vars.ds),
         )
         .await
-        .map_err(|e| {
-            if e.retryable() {
-                TaskError::Failed(e.to_string())
-            } else {
-                TaskError::Fatal(e.to_string())
-            }
-        })?;
+        .map_err(|e| task_error(e.retryable(), e))?;
         let state = config.state.clone();
         let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&state))
             .await
@@ -225,13 +219,7 @@ impl TaskRunner for EmailRunner {
         let outcome =
             crate::mail::send_report(&mailer, &report, &opts, &addressing, self.spec.force)
                 .await
-                .map_err(|e| {
-                    if e.retryable() {
-                        TaskError::Failed(e.to_string())
-                    } else {
-                        TaskError::Fatal(e.to_string())
-                    }
-                })?;
+                .map_err(|e| task_error(e.retryable(), e))?;
         let mut out = Outputs::new();
         match outcome {
             Outcome::Delivered(d) => {
@@ -267,6 +255,15 @@ impl TaskRunner for EmailRunner {
             }
         }
         Ok(out)
+    }
+}
+
+/// A failure that trying again may cure is retried; any other is fatal.
+fn task_error(retryable: bool, e: impl std::fmt::Display) -> TaskError {
+    if retryable {
+        TaskError::Failed(e.to_string())
+    } else {
+        TaskError::Fatal(e.to_string())
     }
 }
 
