@@ -82,15 +82,20 @@ fn one() -> f64 {
     1.0
 }
 
-/// The outer pair and the median of every finite backtest point:
-/// (actual, lowest quantile, median, highest quantile); `None` without a
-/// middle level.
-fn outer_points(evals: &[SeriesEval], levels: &[f64]) -> Option<Vec<(f64, f64, f64, f64)>> {
+/// One backtest point: (actual, lowest quantile, median, highest quantile).
+type Point = (f64, f64, f64, f64);
+
+/// The outer pair and the median of every finite backtest point of
+/// `evals`; `None` without a middle level.
+fn outer_points<'a>(
+    evals: impl IntoIterator<Item = &'a SeriesEval>,
+    levels: &[f64],
+) -> Option<Vec<Point>> {
     let mid = levels.iter().position(|&q| (q - 0.5).abs() < 1e-9)?;
     let last = levels.len().checked_sub(1)?;
     Some(
         evals
-            .iter()
+            .into_iter()
             .flat_map(|e| {
                 (0..e.actual.len()).filter_map(move |t| {
                     let y = e.actual[t];
@@ -108,7 +113,7 @@ fn outer_points(evals: &[SeriesEval], levels: &[f64]) -> Option<Vec<(f64, f64, f
 
 /// Share of `points` inside the outer pair spread by `k` around the
 /// median (clamped at zero; a tie counts one half).
-fn spread_coverage(points: &[(f64, f64, f64, f64)], k: f64) -> f64 {
+fn spread_coverage(points: &[Point], k: f64) -> f64 {
     let inside: f64 = points
         .iter()
         .map(|&(y, a, m, b)| {
@@ -126,13 +131,16 @@ const MIN_SPREAD_POINTS: usize = 100;
 /// The factor in [0.7, 3] by which spreading every quantile around the
 /// median (the middle level) brings the outer pair's coverage of the
 /// backtest points (ties one half) closest to its nominal share; 1 with
-/// fewer than [`MIN_SPREAD_POINTS`] points or no middle level. Intervals are narrowed by at
-/// most 30%: a calm backtest window understates what the next one holds.
+/// fewer than [`MIN_SPREAD_POINTS`] points or no middle level. Intervals
+/// are narrowed by at most 30%: a calm backtest window understates what
+/// the next one holds.
 pub fn spread_factor(evals: &[SeriesEval], levels: &[f64]) -> f64 {
+    outer_points(evals, levels).map_or(1.0, |p| fit_spread(&p, levels))
+}
+
+/// [`spread_factor`] of points already gathered.
+fn fit_spread(points: &[Point], levels: &[f64]) -> f64 {
     let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) else {
-        return 1.0;
-    };
-    let Some(points) = outer_points(evals, levels) else {
         return 1.0;
     };
     if points.len() < MIN_SPREAD_POINTS || hi <= lo {
@@ -142,7 +150,7 @@ pub fn spread_factor(evals: &[SeriesEval], levels: &[f64]) -> f64 {
     (14..=60)
         .map(|i| f64::from(i) * 0.05)
         .min_by(|&a, &b| {
-            let gap = |k: f64| ((spread_coverage(&points, k) - nominal).abs() * 1000.0).round();
+            let gap = |k: f64| ((spread_coverage(points, k) - nominal).abs() * 1000.0).round();
             gap(a)
                 .total_cmp(&gap(b))
                 .then((a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
@@ -151,32 +159,24 @@ pub fn spread_factor(evals: &[SeriesEval], levels: &[f64]) -> f64 {
 }
 
 /// The served interval's coverage of backtest points it was not fitted
-/// on: each origin's points spread by the factor fitted on the other
-/// origins, pooled. `None` with a single origin or no middle level. This
-/// is the figure to read for calibration; the pooled factor covers its
-/// nominal share of its own points by construction.
-fn out_of_origin_coverage(
-    evals: &[SeriesEval],
-    origin_of: &[usize],
-    origins: usize,
-    levels: &[f64],
-) -> Option<f64> {
-    if origins < 2 {
+/// on: each origin's points (`per_origin`) spread by the factor fitted on
+/// the other origins, pooled. `None` with a single origin. This is the
+/// figure to read for calibration; the pooled factor covers its nominal
+/// share of its own points by construction.
+fn out_of_origin_coverage(per_origin: &[Vec<Point>], levels: &[f64]) -> Option<f64> {
+    if per_origin.len() < 2 {
         return None;
     }
     let (mut inside, mut total) = (0.0, 0usize);
-    for o in 0..origins {
-        let split = |keep: bool| -> Vec<SeriesEval> {
-            evals
-                .iter()
-                .zip(origin_of)
-                .filter(|(_, j)| (**j == o) == keep)
-                .map(|(e, _)| e.clone())
-                .collect()
-        };
-        let k = spread_factor(&split(false), levels);
-        let points = outer_points(&split(true), levels)?;
-        inside += spread_coverage(&points, k) * points.len() as f64;
+    for (o, points) in per_origin.iter().enumerate() {
+        let others: Vec<Point> = per_origin
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != o)
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+        let k = fit_spread(&others, levels);
+        inside += spread_coverage(points, k) * points.len() as f64;
         total += points.len();
     }
     (total > 0).then(|| inside / total as f64)
@@ -525,13 +525,27 @@ fn score_candidates(
                 .collect();
             let mut pooled = metrics::aggregate(ev, nq);
             pooled.series = distinct;
-            let origin_of: Vec<usize> = jobs.iter().map(|j| j.origin).collect();
+            // Each origin's interval points, gathered once for the pooled
+            // factor and its out-of-origin check.
+            let per_origin: Option<Vec<Vec<Point>>> = (0..origins)
+                .map(|o| {
+                    let part = ev.iter().zip(jobs).filter(|(_, j)| j.origin == o);
+                    outer_points(part.map(|(e, _)| e), levels)
+                })
+                .collect();
+            let (spread, spread_coverage) = match &per_origin {
+                Some(per) => (
+                    fit_spread(&per.concat(), levels),
+                    out_of_origin_coverage(per, levels),
+                ),
+                None => (1.0, None),
+            };
             BacktestScore {
                 kind: *kind,
                 metrics: pooled,
                 by_origin,
-                spread: spread_factor(ev, levels),
-                spread_coverage: out_of_origin_coverage(ev, &origin_of, origins, levels),
+                spread,
+                spread_coverage,
             }
         })
         .collect()
@@ -1201,7 +1215,13 @@ mod tests {
         // cover 8 in 10: 1.45) covers 8 in 10 here too.
         let alike: Vec<SeriesEval> = [origin(1.0), origin(1.0)].concat();
         assert!((spread_factor(&alike, &levels) - 1.45).abs() < 1e-9);
-        let cov = out_of_origin_coverage(&alike, &[0, 1], 2, &levels).expect("two origins");
+        let per = |evals: &[SeriesEval]| -> Vec<Vec<Point>> {
+            evals
+                .iter()
+                .map(|e| outer_points([e], &levels).expect("median"))
+                .collect()
+        };
+        let cov = out_of_origin_coverage(&per(&alike), &levels).expect("two origins");
         assert!((cov - 0.8).abs() < 1e-9, "{cov}");
         // A calm and a wild origin: pooled, one factor fits 80% in sample,
         // but each origin's points with the other's factor do not.
@@ -1209,8 +1229,8 @@ mod tests {
         let pooled = spread_factor(&unlike, &levels);
         let points = outer_points(&unlike, &levels).expect("median");
         assert!((spread_coverage(&points, pooled) - 0.8).abs() < 0.1);
-        let cov = out_of_origin_coverage(&unlike, &[0, 1], 2, &levels).expect("two origins");
+        let cov = out_of_origin_coverage(&per(&unlike), &levels).expect("two origins");
         assert!((cov - 0.8).abs() > 0.1, "{cov}");
-        assert_eq!(out_of_origin_coverage(&alike, &[0, 0], 1, &levels), None);
+        assert_eq!(out_of_origin_coverage(&per(&alike)[..1], &levels), None);
     }
 }

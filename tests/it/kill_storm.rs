@@ -248,13 +248,12 @@ for t in {tables:?}:
     a, b = rows("{a}"), rows("{b}")
     print(t, "same" if a == b else f"differs ({{len(a)}} vs {{len(b)}} rows)")
     if a != b:
-        names = pq.read_table(f"{a_lake}/{{t}}/ds={date}").column_names
+        names = pq.read_table(f"{a}/{{t}}/ds={date}").column_names
         for x, y in [(x, y) for x, y in zip(a, b) if x != y][:3]:
             print("  ", {{n: (u, v) for n, u, v in zip(names, x, y) if u != v}})
 "#,
         tables = DETERMINISTIC,
         a = stormed.display(),
-        a_lake = stormed.display(),
         b = calm.path().join("lake").display(),
     );
     let py = std::process::Command::new("python3")
