@@ -1,87 +1,33 @@
-//! The Theta method (Assimakopoulos & Nikolopoulos 2000) in the form of
-//! Hyndman & Billah (2003), as R's `forecast::thetaf` computes it: simple
-//! exponential smoothing plus half the slope of a linear trend, on
-//! seasonally adjusted data. Seasonality (classical multiplicative
-//! decomposition) is removed when the history holds two seasons, is
-//! positive, and its autocorrelation at the seasonal lag is significant at
-//! 90%; the indices are put back on the forecast. Quantiles use the SES
-//! interval σ·√(1 + α²(h − 1)), clamped at zero.
+//! The Theta method as the family of state-space models of Fiorucci et al.
+//! (2016), fitted and chosen the way statsforecast's `AutoTheta` does it:
+//! the standard and optimised Theta models and their dynamic variants
+//! (STM, OTM, DSTM, DOTM, `model.rs`) are each fitted by Nelder–Mead
+//! (`nelder_mead.rs`) on the in-sample one-step squared error, and the one
+//! with the smallest error forecasts. They see seasonally adjusted data
+//! (classical multiplicative decomposition when the seasonal
+//! autocorrelation is significant, `seasonal.rs`); the indices are put
+//! back on the forecast.
+//!
+//! Quantiles are normal around the mean with the spread of the in-sample
+//! one-step errors (from the fourth on, as statsforecast's `sigma`),
+//! widened as the SES interval σ·√(1 + α²(h − 1)) and scaled by the
+//! seasonal index, clamped at zero. Histories of three observations or
+//! fewer get the naive forecast.
 
-use super::baselines::{BaselineError, PointForecast, normal_forecast};
+mod model;
+mod nelder_mead;
+mod seasonal;
 
-/// Classical multiplicative seasonal indices (ratio to a centred moving
-/// average), normalised to mean 1; `None` when not seasonal enough.
-fn seasonal_indices(y: &[f64], m: usize) -> Option<Vec<f64>> {
-    let n = y.len();
-    if m < 2 || n < 2 * m || y.iter().any(|&v| v <= 0.0) {
-        return None;
-    }
-    let mean = y.iter().sum::<f64>() / n as f64;
-    let acf = |lag: usize| {
-        let num: f64 = (lag..n).map(|t| (y[t] - mean) * (y[t - lag] - mean)).sum();
-        let den: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
-        if den > 0.0 { num / den } else { 0.0 }
-    };
-    let r: Vec<f64> = (1..=m).map(acf).collect();
-    let limit =
-        1.645 * ((1.0 + 2.0 * r[..m - 1].iter().map(|x| x * x).sum::<f64>()) / n as f64).sqrt();
-    if r[m - 1].abs() <= limit {
-        return None;
-    }
-    // Centred moving average of order m (2×m when m is even).
-    let half = m / 2;
-    let mut sums = vec![0.0; m];
-    let mut counts = vec![0usize; m];
-    for t in half..n.saturating_sub(half) {
-        let cma = if m % 2 == 0 {
-            if t + half >= n {
-                continue;
-            }
-            let inner: f64 = y[t + 1 - half..t + half].iter().sum();
-            (inner + 0.5 * (y[t - half] + y[t + half])) / m as f64
-        } else {
-            y[t - half..=t + half].iter().sum::<f64>() / m as f64
-        };
-        if cma > 0.0 {
-            sums[t % m] += y[t] / cma;
-            counts[t % m] += 1;
-        }
-    }
-    if counts.contains(&0) {
-        return None;
-    }
-    let mut idx: Vec<f64> = sums
-        .iter()
-        .zip(&counts)
-        .map(|(s, &c)| s / c as f64)
-        .collect();
-    let avg = idx.iter().sum::<f64>() / m as f64;
-    idx.iter_mut().for_each(|v| *v /= avg);
-    Some(idx)
-}
+use super::baselines::{BaselineError, PointForecast, naive, normal_forecast};
 
-/// SES with the smoothing constant that minimises the in-sample squared
-/// one-step error (grid over 0.01..0.99); returns (α, level, residual σ).
-fn ses(y: &[f64]) -> (f64, f64, f64) {
-    let fit = |alpha: f64| {
-        let mut level = y[0];
-        let mut sse = 0.0;
-        for &v in &y[1..] {
-            sse += (v - level).powi(2);
-            level += alpha * (v - level);
-        }
-        (sse, level)
-    };
-    let mut best = (f64::INFINITY, 0.5, y[0]);
-    for k in 1..100 {
-        let a = k as f64 / 100.0;
-        let (sse, level) = fit(a);
-        if sse < best.0 {
-            best = (sse, a, level);
-        }
+/// Sample standard deviation (n − 1); 0 for fewer than two values.
+fn sample_sd(e: &[f64]) -> f64 {
+    if e.len() < 2 {
+        return 0.0;
     }
-    let sd = (best.0 / (y.len() - 1).max(1) as f64).sqrt();
-    (best.1, best.2, sd)
+    let n = e.len() as f64;
+    let mean = e.iter().sum::<f64>() / n;
+    (e.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
 }
 
 /// Theta forecast of `horizon` steps.
@@ -95,45 +41,35 @@ pub fn theta(
     if n == 0 {
         return Err(BaselineError::Empty);
     }
-    if n < 3 {
-        return super::baselines::naive(history, horizon, quantiles);
+    if n <= 3 {
+        return naive(history, horizon, quantiles);
     }
-    let idx = seasonal_indices(history, season);
-    let adj: Vec<f64> = match &idx {
-        Some(s) => history
-            .iter()
-            .enumerate()
-            .map(|(t, v)| v / s[t % season])
-            .collect(),
-        None => history.to_vec(),
-    };
-    // Slope of the least-squares line through the adjusted series.
-    let tm = (n as f64 - 1.0) / 2.0;
-    let ym = adj.iter().sum::<f64>() / n as f64;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (t, v) in adj.iter().enumerate() {
-        sxy += (t as f64 - tm) * (v - ym);
-        sxx += (t as f64 - tm).powi(2);
-    }
-    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    let (alpha, level, sd) = ses(&adj);
-    let drift = 0.5 * b * (1.0 - (1.0 - alpha).powi(n as i32)) / alpha;
-    let mean = (0..horizon)
-        .map(|k| {
-            let f = level + drift + 0.5 * b * k as f64;
-            match &idx {
-                Some(s) => f * s[(n + k) % season],
-                None => f,
-            }
-        })
+    let idx = seasonal::seasonal_indices(history, season);
+    let index = |t: usize| idx.as_ref().map_or(1.0, |s| s[t % season]);
+    let adj: Vec<f64> = history
+        .iter()
+        .enumerate()
+        .map(|(t, v)| v / index(t))
         .collect();
-    let scale = |k: usize| match &idx {
-        Some(s) => s[(n + k) % season],
-        None => 1.0,
+    let fit = model::auto(&adj, horizon).filter(|f| f.mean.iter().all(|v| v.is_finite()));
+    let Some(fit) = fit else {
+        return naive(history, horizon, quantiles);
     };
+    let tail = fit.errors.get(3..).filter(|e| e.len() >= 2);
+    let sd = sample_sd(tail.unwrap_or(&fit.errors));
+    let alpha = fit.params.alpha;
+    let mean = fit
+        .mean
+        .iter()
+        .enumerate()
+        .map(|(k, f)| f * index(n + k))
+        .collect();
     Ok(normal_forecast(
         mean,
-        |k| sd * scale(k) * (1.0 + alpha * alpha * k as f64).sqrt(),
+        |k| sd * index(n + k) * (1.0 + alpha * alpha * k as f64).sqrt(),
         quantiles,
     ))
 }
+
+#[cfg(test)]
+mod tests;
