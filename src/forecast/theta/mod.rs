@@ -6,12 +6,13 @@
 //! with the smallest error forecasts. They see seasonally adjusted data
 //! (classical multiplicative decomposition when the seasonal
 //! autocorrelation is significant, `seasonal.rs`); the indices are put
-//! back on the forecast.
+//! back on the forecast (additive offsets instead when the series is not
+//! positive).
 //!
 //! Quantiles are normal around the mean with the spread of the in-sample
 //! one-step errors (from the fourth on, as statsforecast's `sigma`),
 //! widened as the SES interval σ·√(1 + α²(h − 1)) and scaled by the
-//! seasonal index, clamped at zero. Histories of three observations or
+//! multiplicative seasonal index, clamped at zero. Histories of three observations or
 //! fewer get the naive forecast.
 
 mod model;
@@ -44,12 +45,11 @@ pub fn theta(
     if n <= 3 {
         return naive(history, horizon, quantiles);
     }
-    let idx = seasonal::seasonal_indices(history, season);
-    let index = |t: usize| idx.as_ref().map_or(1.0, |s| s[t % season]);
+    let seasonal = seasonal::adjustment(history, season);
     let adj: Vec<f64> = history
         .iter()
         .enumerate()
-        .map(|(t, v)| v / index(t))
+        .map(|(t, &v)| seasonal.remove(t, v))
         .collect();
     let fit = model::auto(&adj, horizon).filter(|f| f.mean.iter().all(|v| v.is_finite()));
     let Some(fit) = fit else {
@@ -62,11 +62,11 @@ pub fn theta(
         .mean
         .iter()
         .enumerate()
-        .map(|(k, f)| f * index(n + k))
+        .map(|(k, &f)| seasonal.restore(n + k, f))
         .collect();
     Ok(normal_forecast(
         mean,
-        |k| sd * index(n + k) * (1.0 + alpha * alpha * k as f64).sqrt(),
+        |k| sd * seasonal.scale(n + k) * (1.0 + alpha * alpha * k as f64).sqrt(),
         quantiles,
     ))
 }

@@ -42,6 +42,20 @@ fn a_seasonal_series_keeps_its_pattern() {
 }
 
 #[test]
+fn a_seasonal_series_with_zeros_keeps_its_pattern() {
+    // Not positive, so the season comes off as additive offsets.
+    let s = [
+        -10.0, -6.0, -2.0, 0.0, 4.0, 8.0, 10.0, 6.0, 2.0, -2.0, -4.0, -6.0,
+    ];
+    let y: Vec<f64> = (0..48).map(|t| 10.0 + s[t % 12]).collect();
+    let f = theta(&y, 12, 12, &[]).expect("forecast");
+    for (k, m) in f.mean.iter().enumerate() {
+        let want = 10.0 + s[(48 + k) % 12];
+        assert!((m - want).abs() < 0.2, "step {k}: {m} against {want}");
+    }
+}
+
+#[test]
 fn quantiles_bracket_the_mean() {
     let y: Vec<f64> = (0..30)
         .map(|t| 20.0 + t as f64 + if t % 2 == 0 { 1.5 } else { -1.5 })
