@@ -32,8 +32,9 @@ pub enum ModelKind {
     Naive,
     SeasonalNaive,
     Ets,
-    /// The Theta method (SES with half the linear trend, on seasonally
-    /// adjusted data).
+    /// The Theta method: the best in-sample fit of the state-space
+    /// standard, optimised and dynamic Theta models, on seasonally
+    /// adjusted data (`theta/`).
     Theta,
     /// Croston's method with the Syntetos–Boylan bias correction.
     Croston,
