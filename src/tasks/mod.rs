@@ -18,6 +18,7 @@ pub mod inherit;
 mod metrics_table;
 pub mod model_store;
 pub mod monitor;
+pub mod override_edit;
 pub mod overrides;
 pub mod reorder;
 pub mod schemas;
