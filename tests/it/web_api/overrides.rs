@@ -407,3 +407,34 @@ for r in t.to_pylist():
         "{out}"
     );
 }
+
+/// With no override stored yet, the form's key fields are the columns the
+/// DAG's tasks read the table by (`series_key:`), not `store`/`sku`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_keys_follow_the_dags_series_key() {
+    let p = Project::new();
+    p.write_dag(
+        "plan.yaml",
+        &PLAN.replace(
+            "    overrides: overrides\n",
+            "    overrides: overrides\n    series_key: { store: shop, sku: item }\n",
+        ),
+    );
+    let lake = p.path().join("lake");
+    std::fs::create_dir_all(&lake).expect("lake");
+    let s = Server::start(
+        &p,
+        "serve",
+        &[("RESTOCK_LAKE", lake.to_str().expect("utf8"))],
+    );
+    let mut c = Client::new();
+    let page = c.get(&s.url("/dags/plan/overrides")).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let keys: Vec<&str> = page
+        .body
+        .split("data-key=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(keys, ["shop", "item"], "{}", page.body);
+}
