@@ -68,6 +68,12 @@ async function act(target) {
     poll();
   } else if (a === "override") {
     await addOverride(target, dag);
+  } else if (a === "override-edit") {
+    await editOverride(target.dataset.id, dag);
+  } else if (a === "override-cancel") {
+    endEdit();
+  } else if (a === "withdraw") {
+    await withdrawOverride(target, dag);
   } else if (a === "clear") {
     const j = await api("POST", base + "runs/" + encodeURIComponent(run) + "/clear", {
       task_id: target.dataset.task,
@@ -100,31 +106,108 @@ function cell(text, cls) {
   return td;
 }
 
+const overridesUrl = (dag, id) =>
+  "/api/v1/dags/" + encodeURIComponent(dag) + "/overrides" + (id === undefined ? "" : "/" + encodeURIComponent(id));
+
+function overrideCells(tr, o) {
+  const series = Object.entries(o.key).map(([k, v]) => k + "=" + v).join(", ");
+  tr.append(cell(o.id), cell(o.kind), cell(series), cell(o.start_date), cell(o.end_date),
+    cell(o.value, "num"), cell(o.author), cell(o.reason, "reason"));
+}
+
+// The row's buttons: Edit loads it into the form; Withdraw sends who and why.
+function changeCell(o, dag) {
+  const td = el("td");
+  if (!o.id) return td;
+  const edit = el("button", "override-edit", { type: "button", "data-action": "override-edit", "data-dag": dag, "data-id": o.id });
+  edit.textContent = "Edit";
+  const form = el("form", "withdraw", { "data-action": "withdraw", "data-dag": dag, "data-id": o.id, novalidate: "" });
+  form.append(el("input", "", { name: "author", type: "text", placeholder: "who", "aria-label": "who withdraws" }),
+    el("input", "", { name: "reason", type: "text", placeholder: "why", "aria-label": "why" }));
+  const b = el("button", "", { type: "submit" });
+  b.textContent = "Withdraw";
+  form.append(b);
+  td.append(edit, form);
+  return td;
+}
+
 async function listOverrides(dag) {
-  const j = await api("GET", "/api/v1/dags/" + encodeURIComponent(dag) + "/overrides");
+  const j = await api("GET", overridesUrl(dag));
   const rows = j.overrides.map((o) => {
     const tr = el("tr", "", { "data-id": o.id || "" });
-    const series = Object.entries(o.key).map(([k, v]) => k + "=" + v).join(", ");
-    tr.append(cell(o.id), cell(o.kind), cell(series), cell(o.start_date), cell(o.end_date),
-      cell(o.value, "num"), cell(o.author), cell(o.reason, "reason"), cell(o.file + " row " + o.row, "muted"));
+    overrideCells(tr, o);
+    tr.append(cell(o.file + " row " + o.row, "muted"), changeCell(o, dag));
     return tr;
   });
   document.querySelector("#overrides tbody").replaceChildren(...rows);
   document.getElementById("override-count").textContent = String(j.total_entries);
+  const gone = j.withdrawn.map((o) => {
+    const tr = el("tr", "", { "data-id": o.id || "" });
+    overrideCells(tr, o);
+    tr.append(cell(o.withdrawn_by), cell(o.withdrawn_at), cell(o.withdrawn_reason, "reason"));
+    return tr;
+  });
+  document.querySelector("#withdrawn tbody").replaceChildren(...gone);
+  document.getElementById("withdrawn-count").textContent = String(j.withdrawn.length);
+}
+
+// Editing: the form holds the row and its submit replaces it (PUT).
+async function editOverride(id, dag) {
+  const j = await api("GET", overridesUrl(dag));
+  const o = j.overrides.find((x) => x.id === id);
+  if (!o) throw new Error("override " + id + " is no longer stored");
+  const f = document.getElementById("override-form");
+  const set = (n, v) => { f.querySelector('[name="' + n + '"]').value = v == null ? "" : String(v); };
+  set("kind", o.kind);
+  for (const k of f.querySelectorAll('[name="key"]')) k.value = o.key[k.dataset.key] || "";
+  set("start_date", o.start_date); set("end_date", o.end_date); set("value", o.value);
+  set("author", ""); set("reason", o.reason);
+  f.dataset.editing = id;
+  document.getElementById("override-heading").textContent = "Edit override " + id;
+  document.getElementById("override-submit").textContent = "Save override";
+  document.getElementById("override-cancel").hidden = false;
+  f.querySelector('[name="author"]').focus();
+}
+
+function endEdit() {
+  const f = document.getElementById("override-form");
+  delete f.dataset.editing;
+  document.getElementById("override-heading").textContent = "New override";
+  document.getElementById("override-submit").textContent = "Add override";
+  document.getElementById("override-cancel").hidden = true;
 }
 
 async function addOverride(target, dag) {
   const err = document.getElementById("override-error");
   err.textContent = "";
   const row = overrideRow(target);
+  const editing = target.dataset.editing;
+  if (editing) row.id = editing;
   try {
-    await api("POST", "/api/v1/dags/" + encodeURIComponent(dag) + "/overrides", { rows: [row] });
+    if (editing) await api("PUT", overridesUrl(dag, editing), row);
+    else await api("POST", overridesUrl(dag), { rows: [row] });
   } catch (e) {
     err.textContent = e.message;
     throw e;
   }
   target.querySelector('[name="reason"]').value = "";
-  flash("override " + row.id + " stored; the next run applies it");
+  if (editing) endEdit();
+  flash("override " + row.id + (editing ? " replaced" : " stored") + "; the next run applies it");
+  await listOverrides(dag);
+}
+
+async function withdrawOverride(target, dag) {
+  const v = (n) => target.querySelector('[name="' + n + '"]').value.trim();
+  const err = document.getElementById("override-error");
+  err.textContent = "";
+  const id = target.dataset.id;
+  try {
+    await api("DELETE", overridesUrl(dag, id), { author: v("author"), reason: v("reason") });
+  } catch (e) {
+    err.textContent = e.message;
+    throw e;
+  }
+  flash("override " + id + " withdrawn; the next run does not apply it");
   await listOverrides(dag);
 }
 

@@ -109,6 +109,13 @@ impl TaskKind for ForecastKind {
 
 #[async_trait]
 impl TaskRunner for ForecastRunner {
+    fn overrides_read(&self) -> Option<super::OverridesRead> {
+        Some(super::OverridesRead {
+            table: self.overrides.clone()?,
+            key_names: self.input.series_key.clone(),
+        })
+    }
+
     fn planning(&self) -> Option<super::PlanningTable> {
         Some(super::PlanningTable::Forecasts {
             path: self.output.trim_end_matches('/').to_string(),

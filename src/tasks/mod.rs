@@ -18,6 +18,7 @@ pub mod inherit;
 mod metrics_table;
 pub mod model_store;
 pub mod monitor;
+pub mod override_edit;
 pub mod overrides;
 pub mod reorder;
 pub mod schemas;
@@ -250,6 +251,20 @@ pub trait TaskRunner: Send + Sync + std::fmt::Debug {
     fn planning(&self) -> Option<PlanningTable> {
         None
     }
+
+    /// The declared overrides table this task applies and the lake's key
+    /// columns it reads it by, for the web UI's overrides form.
+    fn overrides_read(&self) -> Option<OverridesRead> {
+        None
+    }
+}
+
+/// Which overrides table a task reads, and by which key columns (the
+/// lake's names, as [`overrides::load`] requires them of every file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverridesRead {
+    pub table: String,
+    pub key_names: Vec<String>,
 }
 
 /// A planning table a task writes, as its readers need to find it. Paths

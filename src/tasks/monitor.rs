@@ -157,6 +157,13 @@ const PLAN_COLUMNS: &[&str] = &[
 
 #[async_trait]
 impl TaskRunner for MonitorRunner {
+    fn overrides_read(&self) -> Option<super::OverridesRead> {
+        Some(super::OverridesRead {
+            table: self.spec.overrides.clone()?,
+            key_names: self.spec.series_key.columns(),
+        })
+    }
+
     fn planning(&self) -> Option<super::PlanningTable> {
         Some(super::PlanningTable::Anomalies {
             path: self.spec.output.trim_end_matches('/').to_string(),

@@ -5,7 +5,12 @@
 //! series the task knows ([`crate::inventory::overrides::validate`]).
 //! Refused rows are logged one per line; the valid ones apply.
 //! [`stored`] reads the same files for the web UI, unvalidated, each with
-//! its file's key column names.
+//! its file's key column names and where it is stored.
+//!
+//! A row whose `withdrawn_by`, `withdrawn_at` or `withdrawn_reason` is
+//! filled is withdrawn: kept in its file as the record of who took it
+//! back, when and why, and never applied (`override_edit.rs` writes
+//! those columns; a planner may fill them by hand too).
 
 use std::collections::HashSet;
 
@@ -33,6 +38,34 @@ const COLUMNS: [&str; 7] = [
     "reason",
 ];
 
+/// Optional columns recording a withdrawal; a row with any of them filled
+/// is not applied.
+pub const WITHDRAWN: [&str; 3] = ["withdrawn_by", "withdrawn_at", "withdrawn_reason"];
+
+/// Who withdrew a row, when and why, as stored (text, unvalidated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    pub by: Option<String>,
+    pub at: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Withdrawn {
+    /// The marks of a row, `None` when all three are empty.
+    fn of(get: impl Fn(&str) -> Option<String>) -> Option<Withdrawn> {
+        let filled = |n: &str| get(n).filter(|v| !v.trim().is_empty());
+        let w = Withdrawn {
+            by: filled(WITHDRAWN[0]),
+            at: filled(WITHDRAWN[1]),
+            reason: filled(WITHDRAWN[2]),
+        };
+        (w != Withdrawn::default()).then_some(w)
+    }
+}
+
+/// One parsed file: its key column names and its rows with their marks.
+type Parsed = (Vec<String>, Vec<(RawRow, Option<Withdrawn>)>);
+
 /// Reads, validates and logs the overrides of `table` (a declared table
 /// name) for series keyed by `key_names`, keeping those of `known`.
 pub async fn load(
@@ -41,14 +74,24 @@ pub async fn load(
     key_names: &[String],
     known: &HashSet<Vec<String>>,
 ) -> Result<Overrides, TaskError> {
-    let rows = read_rows(cx, table, key_names).await?;
+    let all = read_rows(cx, table, key_names).await?;
+    let stored = all.len();
+    let rows: Vec<RawRow> = all
+        .into_iter()
+        .filter_map(|(r, w)| w.is_none().then_some(r))
+        .collect();
+    let withdrawn = stored - rows.len();
     let (ok, rejected) = overrides::validate(&rows, known);
     for r in &rejected {
         cx.log.progress(&format!("override refused: {r}"));
     }
-    if !rows.is_empty() {
+    if stored > 0 {
+        let withdrawn = match withdrawn {
+            0 => String::new(),
+            n => format!(", {n} withdrawn"),
+        };
         cx.log.progress(&format!(
-            "overrides: {} applied, {} refused (table `{table}`)",
+            "overrides: {} applied, {} refused{withdrawn} (table `{table}`)",
             ok.len(),
             rejected.len()
         ));
@@ -60,7 +103,7 @@ async fn read_rows(
     cx: &AttemptContext,
     table: &str,
     key_names: &[String],
-) -> Result<Vec<RawRow>, TaskError> {
+) -> Result<Vec<(RawRow, Option<Withdrawn>)>, TaskError> {
     let Some(t) = cx.dag.tables.get(table) else {
         return Err(TaskError::Fatal(format!(
             "task `{}` reads overrides from table `{table}`, which is not declared under `tables:` in {}",
@@ -82,6 +125,10 @@ pub struct Stored {
     pub key_names: Vec<String>,
     /// `key` holds the values in `key_names`' order.
     pub row: RawRow,
+    /// The file holding it, in the lake.
+    pub location: object_store::path::Path,
+    /// Set when the row is withdrawn (kept, not applied).
+    pub withdrawn: Option<Withdrawn>,
 }
 
 /// Every row of the overrides table `t` as stored, unvalidated, in file
@@ -91,9 +138,11 @@ pub async fn stored(lake: &Lake, t: &Table) -> Result<Vec<Stored>, TaskError> {
     let mut out = Vec::new();
     for f in files(lake, t).await? {
         let (key_names, rows) = f.parse(Keys::Rest).map_err(TaskError::Fatal)?;
-        out.extend(rows.into_iter().map(|row| Stored {
+        out.extend(rows.into_iter().map(|(row, withdrawn)| Stored {
             key_names: key_names.clone(),
             row,
+            location: f.location.clone(),
+            withdrawn,
         }));
     }
     Ok(out)
@@ -136,7 +185,7 @@ impl Keys<'_> {
                 }
                 Ok(have
                     .into_iter()
-                    .filter(|h| !COLUMNS.contains(h))
+                    .filter(|h| !COLUMNS.contains(h) && !WITHDRAWN.contains(h))
                     .map(str::to_string)
                     .collect())
             }
@@ -148,11 +197,12 @@ impl Keys<'_> {
 struct File {
     shown: String,
     name: String,
+    location: object_store::path::Path,
     bytes: Bytes,
 }
 
 impl File {
-    fn parse(&self, keys: Keys<'_>) -> Result<(Vec<String>, Vec<RawRow>), String> {
+    fn parse(&self, keys: Keys<'_>) -> Result<Parsed, String> {
         if self.name.ends_with(".csv") {
             from_csv(&self.shown, &self.bytes, keys)
         } else if self.name.ends_with(".parquet") {
@@ -192,7 +242,12 @@ async fn files(lake: &Lake, t: &Table) -> Result<Vec<File>, TaskError> {
             .bytes()
             .await
             .map_err(read)?;
-        out.push(File { shown, name, bytes });
+        out.push(File {
+            shown,
+            name,
+            location: f.location,
+            bytes,
+        });
     }
     Ok(out)
 }
@@ -207,11 +262,7 @@ fn date(file: &str, row: usize, col: &str, v: &str) -> Result<Option<NaiveDate>,
         .map_err(|_| format!("{file} row {row}: `{col}` is `{v}`, not a date like 2026-12-01"))
 }
 
-fn from_csv(
-    file: &str,
-    bytes: &[u8],
-    keys: Keys<'_>,
-) -> Result<(Vec<String>, Vec<RawRow>), String> {
+fn from_csv(file: &str, bytes: &[u8], keys: Keys<'_>) -> Result<Parsed, String> {
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let headers = rdr
         .headers()
@@ -233,7 +284,7 @@ fn from_csv(
                     .map_err(|_| format!("{file} row {row}: `value` is `{v}`, not a number"))?,
             ),
         };
-        out.push(RawRow {
+        let raw = RawRow {
             file: file.into(),
             row,
             id: get("id"),
@@ -249,16 +300,13 @@ fn from_csv(
             value,
             author: get("author"),
             reason: get("reason"),
-        });
+        };
+        out.push((raw, Withdrawn::of(get)));
     }
     Ok((key_names, out))
 }
 
-fn from_parquet(
-    file: &str,
-    bytes: Bytes,
-    keys: Keys<'_>,
-) -> Result<(Vec<String>, Vec<RawRow>), String> {
+fn from_parquet(file: &str, bytes: Bytes, keys: Keys<'_>) -> Result<Parsed, String> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| format!("{file}: not a readable Parquet file: {e}"))?;
     let key_names = keys.names(
@@ -287,7 +335,7 @@ fn from_parquet(
                     _ => date(file, row, name, &s(name).unwrap_or_default()),
                 }
             };
-            out.push(RawRow {
+            let raw = RawRow {
                 file: file.into(),
                 row,
                 id: s("id"),
@@ -301,14 +349,15 @@ fn from_parquet(
                     .map(|c| c.as_primitive::<arrow::datatypes::Float64Type>().value(r)),
                 author: s("author"),
                 reason: s("reason"),
-            });
+            };
+            out.push((raw, Withdrawn::of(s)));
         }
         base += batch.num_rows();
     }
     Ok((key_names, out))
 }
 
-fn cell_text(batch: &RecordBatch, name: &str, r: usize) -> Option<String> {
+pub(crate) fn cell_text(batch: &RecordBatch, name: &str, r: usize) -> Option<String> {
     let c = batch.column_by_name(name)?;
     if c.is_null(r) {
         return None;

@@ -259,6 +259,13 @@ impl TaskRunner for ReorderRunner {
         })
     }
 
+    fn overrides_read(&self) -> Option<super::OverridesRead> {
+        Some(super::OverridesRead {
+            table: self.spec.overrides.clone()?,
+            key_names: self.spec.series_key.columns(),
+        })
+    }
+
     fn planning(&self) -> Option<super::PlanningTable> {
         Some(super::PlanningTable::Plans {
             path: self.spec.output.trim_end_matches('/').to_string(),

@@ -1,7 +1,8 @@
 // Drives Debian's Chromium through the overrides form: from the DAG page
 // to its overrides page, add a forecast adjustment and see it listed, then
 // submit an exclusion without a reason and see the API's message naming
-// the field, with nothing added to the list.
+// the field, with nothing added to the list; then edit the row through
+// the form and withdraw it with its own button.
 // Usage: node overrides.mjs BASE_URL DAG_ID ARTIFACT_DIR
 import { scenario } from "./browser.mjs";
 
@@ -49,4 +50,29 @@ await scenario(artifacts, async (page, shot) => {
   const reloaded = await rows(page);
   if (reloaded.length !== 1 || !reloaded[0].includes("store opening")) throw new Error(`after reload: ${reloaded.join(" | ")}`);
   await shot("refused");
+
+  // Edit: the row's Edit button loads it into the form, whose submit
+  // replaces it (the old version is listed as withdrawn).
+  await page.click("#overrides tbody tr .override-edit");
+  await page.waitForFunction(() => document.getElementById("override-heading").textContent.startsWith("Edit override ui-"));
+  if ((await page.inputValue('#override-form input[name="reason"]')) !== "store opening") throw new Error("the form does not hold the row");
+  await page.fill('#override-form input[name="value"]', "1.3");
+  await page.fill('#override-form input[name="author"]', "carol");
+  await page.click("#override-submit");
+  await page.waitForFunction(() => document.querySelectorAll("#withdrawn tbody tr").length === 1, null, { timeout: 15000 });
+  const [edited] = await rows(page);
+  if (!edited.includes("1.3") || !edited.includes("carol")) throw new Error(`edited row: ${edited}`);
+  if ((await page.textContent("#override-heading")) !== "New override") throw new Error("still editing after the save");
+  await shot("edited");
+
+  // Withdraw: who and why in the row's own form, then the button.
+  await page.fill('#overrides tbody tr form.withdraw input[name="author"]', "dave");
+  await page.fill('#overrides tbody tr form.withdraw input[name="reason"]', "opening postponed");
+  await page.click('#overrides tbody tr form.withdraw button[type="submit"]');
+  await page.waitForFunction(() => document.querySelectorAll("#overrides tbody tr").length === 0, null, { timeout: 15000 });
+  const gone = await page.$$eval("#withdrawn tbody tr", (els) => els.map((e) => e.textContent));
+  if (gone.length !== 2 || !gone.some((t) => t.includes("dave") && t.includes("opening postponed"))) {
+    throw new Error(`withdrawn rows: ${gone.join(" | ")}`);
+  }
+  await shot("withdrawn");
 });

@@ -61,7 +61,7 @@ fn dates(v: &[&str]) -> ArrayRef {
 
 /// Series: CA_1/A healthy-ish and low (orders), CA_1/B out of stock,
 /// CA_1/C negative on-hand, CA_1/D spiked yesterday, TX_1/A stale store.
-fn build_lake(lake: &Path) {
+pub(crate) fn build_lake(lake: &Path) {
     let skus = ["A", "B", "C", "D"];
     // Forecasts made today: 10 steps of mean 10 (p10 6, p90 14) per series.
     let mut store = vec![];
@@ -188,7 +188,7 @@ tasks:
     rules: { min_money_at_risk: 1 }
 "#;
 
-fn pyarrow(script: &str) -> String {
+pub(crate) fn pyarrow(script: &str) -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -335,7 +335,7 @@ fn run_plan(p: &Project, lake: &Path) {
 }
 
 /// Runs the `plan` DAG for 2026-11-27 and returns what it printed.
-fn run_plan_output(p: &Project, lake: &Path) -> String {
+pub(crate) fn run_plan_output(p: &Project, lake: &Path) -> String {
     let o = p
         .restock()
         .env("RESTOCK_LAKE", lake)
@@ -351,7 +351,7 @@ fn run_plan_output(p: &Project, lake: &Path) -> String {
     out
 }
 
-fn rows_of(lake: &Path, table: &str) -> Vec<serde_json::Value> {
+pub(crate) fn rows_of(lake: &Path, table: &str) -> Vec<serde_json::Value> {
     let out = pyarrow(&format!(
         r#"
 import pyarrow.parquet as pq, json
@@ -363,7 +363,11 @@ print(json.dumps(t, default=str))
     serde_json::from_str(&out).expect("json")
 }
 
-fn row<'a>(rows: &'a [serde_json::Value], store: &str, sku: &str) -> &'a serde_json::Value {
+pub(crate) fn row<'a>(
+    rows: &'a [serde_json::Value],
+    store: &str,
+    sku: &str,
+) -> &'a serde_json::Value {
     rows.iter()
         .find(|r| r["store"] == store && r["sku"] == sku)
         .unwrap_or_else(|| panic!("no row {store}/{sku} in {rows:?}"))

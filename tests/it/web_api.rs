@@ -580,7 +580,12 @@ async fn openapi_document_matches_the_routes() {
                 continue;
             }
             let call = &chunk[..chunk.find(")\n").unwrap_or(chunk.len())];
-            for (needle, m) in [("get(", "GET"), ("post(", "POST")] {
+            for (needle, m) in [
+                ("get(", "GET"),
+                ("post(", "POST"),
+                ("put(", "PUT"),
+                ("delete(", "DELETE"),
+            ] {
                 if call.contains(needle) {
                     declared.insert((m.to_string(), path.to_string()));
                 }
@@ -601,10 +606,14 @@ async fn openapi_document_matches_the_routes() {
                 .replace("{store}", "s")
                 .replace("{sku}", "k"),
         );
-        let r = if m == "GET" {
-            c.get(&url).await
-        } else {
-            c.post(&url, json!({})).await
+        let r = match m.as_str() {
+            "GET" => c.get(&url).await,
+            "POST" => c.post(&url, json!({})).await,
+            other => {
+                let method = reqwest::Method::from_bytes(other.as_bytes()).expect("method");
+                let body = Some(("application/json", "{}".to_string()));
+                c.send(method, &url, body).await
+            }
         };
         assert_ne!(r.status, 405, "{m} {path}: {r:?}");
         assert!(!r.body.contains("no such page"), "{m} {path}: {r:?}");

@@ -81,7 +81,8 @@ fn overrides_form_adds_a_row_and_shows_the_apis_error_in_chromium() {
     );
     drive(&p, &s, "overrides.mjs", "planned");
     // What the form stored is one CSV in the overrides table, in the
-    // layout the run reads, and the refused row is not in it.
+    // layout the run reads, and the refused row is not in it; the edit
+    // and the withdrawal kept both versions, marked.
     let files: Vec<String> = std::fs::read_dir(lake.join("overrides"))
         .expect("overrides folder")
         .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read"))
@@ -90,15 +91,26 @@ fn overrides_form_adds_a_row_and_shows_the_apis_error_in_chromium() {
     let mut lines = files[0].lines();
     assert_eq!(
         lines.next(),
-        Some("id,kind,sku,store,start_date,end_date,value,author,reason")
+        Some(
+            "id,kind,sku,store,start_date,end_date,value,author,reason,\
+             withdrawn_by,withdrawn_at,withdrawn_reason"
+        )
     );
-    let row = lines.next().expect("one row");
+    let first = lines.next().expect("the first version");
     assert!(
-        row.starts_with("ui-")
-            && row.ends_with(
-                ",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.2,alice,store opening"
-            ),
-        "{row}"
+        first.starts_with("ui-")
+            && first.contains(
+                ",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.2,alice,store opening,carol,"
+            )
+            && first.ends_with(",edited: store opening"),
+        "{first}"
+    );
+    let second = lines.next().expect("the edit");
+    assert!(
+        second.contains(
+            ",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.3,carol,store opening,dave,"
+        ) && second.ends_with(",opening postponed"),
+        "{second}"
     );
     assert_eq!(lines.next(), None, "{}", files[0]);
 }

@@ -3,6 +3,9 @@
 //! paged in the query (the M5 lake has 30,000 series; a page reads one
 //! page of rows), with user input entering only as literal values of the
 //! DataFrame API, never as SQL text. Rows come back as typed structs.
+//! Columns are named through [`crate::tasks::schemas`], the lists the
+//! tasks write by, so a renamed column fails to compile here instead of
+//! reading as an empty page.
 
 use arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
@@ -16,6 +19,8 @@ use crate::inventory::monitor::{Kind, Severity};
 use crate::lake::Lake;
 use crate::lake::session::{self, SessionError};
 use crate::mail::{ForecastPoint, HistoryPoint};
+use crate::tasks::reorder::LineStatus;
+use crate::tasks::schemas::{anomalies as an, forecasts as fc, plans as pl, series as key};
 use crate::tasks::tables::{Cols, quantile_columns};
 use crate::tasks::{HistorySource, TaskError};
 
@@ -143,20 +148,20 @@ pub struct AnomalyRow {
 
 fn anomaly_row(c: &Cols<'_>, r: usize) -> Result<AnomalyRow, TaskError> {
     Ok(AnomalyRow {
-        rank: c.f64("rank", r)?.map(|v| v as i64),
-        date: c.date("date", r)?.map(|d| d.to_string()),
-        store: c.str("store", r)?,
-        sku: c.str("sku", r)?,
-        kind: c.str("type", r)?.unwrap_or_default(),
-        severity: c.str("severity", r)?.unwrap_or_default(),
-        observed: c.f64("observed", r)?,
-        expected: c.f64("expected", r)?,
-        money_at_risk: c.f64("money_at_risk", r)?,
-        money_kind: c.str("money_kind", r)?,
-        reason: c.str("reason", r)?.or(c.str("message", r)?),
-        status: c.str("status", r)?,
-        first_seen: c.date("first_seen", r)?.map(|d| d.to_string()),
-        headline: c.f64("headline", r).ok().flatten().map(|v| v != 0.0),
+        rank: c.f64(an::RANK.name, r)?.map(|v| v as i64),
+        date: c.date(an::DATE.name, r)?.map(|d| d.to_string()),
+        store: c.str(an::STORE.name, r)?,
+        sku: c.str(an::SKU.name, r)?,
+        kind: c.str(an::TYPE.name, r)?.unwrap_or_default(),
+        severity: c.str(an::SEVERITY.name, r)?.unwrap_or_default(),
+        observed: c.f64(an::OBSERVED.name, r)?,
+        expected: c.f64(an::EXPECTED.name, r)?,
+        money_at_risk: c.f64(an::MONEY_AT_RISK.name, r)?,
+        money_kind: c.str(an::MONEY_KIND.name, r)?,
+        reason: c.str(an::REASON.name, r)?.or(c.str(an::MESSAGE.name, r)?),
+        status: c.str(an::STATUS.name, r)?,
+        first_seen: c.date(an::FIRST_SEEN.name, r)?.map(|d| d.to_string()),
+        headline: c.f64(an::HEADLINE.name, r).ok().flatten().map(|v| v != 0.0),
     })
 }
 
@@ -172,12 +177,12 @@ impl AnomalyFilter {
         let mut df = df;
         if let Some(k) = self.kind {
             df = df
-                .filter(col("type").eq(lit(k.as_str())))
+                .filter(col(an::TYPE.name).eq(lit(k.as_str())))
                 .map_err(lake_err)?;
         }
         if let Some(s) = self.severity {
             df = df
-                .filter(col("severity").eq(lit(s.as_str())))
+                .filter(col(an::SEVERITY.name).eq(lit(s.as_str())))
                 .map_err(lake_err)?;
         }
         Ok(df)
@@ -196,7 +201,7 @@ pub async fn anomalies(
     if let Some((store, sku)) = sku {
         df = df.filter(series(store, sku)).map_err(lake_err)?;
     }
-    let order = vec![col("rank").sort(true, false)];
+    let order = vec![col(an::RANK.name).sort(true, false)];
     page(df, order, limit, offset, anomaly_row, "anomalies").await
 }
 
@@ -205,22 +210,25 @@ pub async fn severity_counts(s: &Session, ds: &str) -> Result<Vec<(String, i64)>
     let df = s
         .partition("anomalies", ds)
         .await?
-        .aggregate(vec![col("severity")], vec![count(lit(1)).alias("n")])
+        .aggregate(vec![col(an::SEVERITY.name)], vec![count(lit(1)).alias("n")])
         .map_err(lake_err)?;
     let mut out = Vec::new();
     for b in collect(df).await? {
         let c = Cols::new(&b, "anomalies");
         for r in 0..b.num_rows() {
             let n = c.f64("n", r)?.unwrap_or(0.0) as i64;
-            out.push((c.str("severity", r)?.unwrap_or_default(), n));
+            out.push((c.str(an::SEVERITY.name, r)?.unwrap_or_default(), n));
         }
     }
     out.sort_by_key(|(s, _)| Severity::parse(s));
     Ok(out)
 }
 
+/// The rows of one series: the planning tables all carry the canonical key.
 fn series(store: &str, sku: &str) -> Expr {
-    col("store").eq(lit(store)).and(col("sku").eq(lit(sku)))
+    col(key::STORE.name)
+        .eq(lit(store))
+        .and(col(key::SKU.name).eq(lit(sku)))
 }
 
 /// One line of the reorder plan.
@@ -243,17 +251,17 @@ pub struct OrderRow {
 
 fn order_row(c: &Cols<'_>, r: usize) -> Result<OrderRow, TaskError> {
     Ok(OrderRow {
-        store: c.str("store", r)?.unwrap_or_default(),
-        sku: c.str("sku", r)?.unwrap_or_default(),
-        status: c.str("status", r)?.unwrap_or_default(),
-        order_qty: c.f64("order_qty", r)?,
-        order_value: c.f64("order_value", r)?,
-        order_by: c.date("order_by", r)?.map(|d| d.to_string()),
-        on_hand: c.f64("on_hand", r)?,
-        inventory_position: c.f64("inventory_position", r)?,
-        days_of_cover: c.f64("days_of_cover", r)?,
-        held_order_value: c.f64("held_order_value", r)?,
-        reason: c.str("reason", r)?,
+        store: c.str(pl::STORE.name, r)?.unwrap_or_default(),
+        sku: c.str(pl::SKU.name, r)?.unwrap_or_default(),
+        status: c.str(pl::STATUS.name, r)?.unwrap_or_default(),
+        order_qty: c.f64(pl::ORDER_QTY.name, r)?,
+        order_value: c.f64(pl::ORDER_VALUE.name, r)?,
+        order_by: c.date(pl::ORDER_BY.name, r)?.map(|d| d.to_string()),
+        on_hand: c.f64(pl::ON_HAND.name, r)?,
+        inventory_position: c.f64(pl::INVENTORY_POSITION.name, r)?,
+        days_of_cover: c.f64(pl::DAYS_OF_COVER.name, r)?,
+        held_order_value: c.f64(pl::HELD_ORDER_VALUE.name, r)?,
+        reason: c.str(pl::REASON.name, r)?,
     })
 }
 
@@ -275,21 +283,21 @@ pub async fn plan_lines(
     (limit, offset): (usize, usize),
 ) -> Result<Page<OrderRow>, WebError> {
     let (status, value) = match which {
-        Lines::Orders => ("order", "order_value"),
-        Lines::Held => ("held", "held_order_value"),
+        Lines::Orders => (LineStatus::Order, pl::ORDER_VALUE.name),
+        Lines::Held => (LineStatus::Held, pl::HELD_ORDER_VALUE.name),
     };
     let mut df = s
         .partition("plans", ds)
         .await?
-        .filter(col("status").eq(lit(status)))
+        .filter(col(pl::STATUS.name).eq(lit(status.as_str())))
         .map_err(lake_err)?;
     if let Some((store, sku)) = sku {
         df = df.filter(series(store, sku)).map_err(lake_err)?;
     }
     let order = vec![
         col(value).sort(false, true),
-        col("store").sort(true, false),
-        col("sku").sort(true, false),
+        col(pl::STORE.name).sort(true, false),
+        col(pl::SKU.name).sort(true, false),
     ];
     page(df, order, limit, offset, order_row, "plans").await
 }
@@ -308,14 +316,20 @@ pub async fn plan_totals(s: &Session, ds: &str) -> Result<PlanTotals, WebError> 
     let df = s
         .partition("plans", ds)
         .await?
-        .filter(col("status").in_list(vec![lit("order"), lit("held")], false))
+        .filter(col(pl::STATUS.name).in_list(
+            vec![
+                lit(LineStatus::Order.as_str()),
+                lit(LineStatus::Held.as_str()),
+            ],
+            false,
+        ))
         .and_then(|d| {
             d.aggregate(
-                vec![col("status")],
+                vec![col(pl::STATUS.name)],
                 vec![
                     count(lit(1)).alias("n"),
-                    sum(col("order_value")).alias("value"),
-                    sum(col("held_order_value")).alias("held"),
+                    sum(col(pl::ORDER_VALUE.name)).alias("value"),
+                    sum(col(pl::HELD_ORDER_VALUE.name)).alias("held"),
                 ],
             )
         })
@@ -325,12 +339,13 @@ pub async fn plan_totals(s: &Session, ds: &str) -> Result<PlanTotals, WebError> 
         let c = Cols::new(&b, "plans");
         for r in 0..b.num_rows() {
             let n = c.f64("n", r)?.unwrap_or(0.0) as i64;
-            match c.str("status", r)?.as_deref() {
-                Some("order") => {
+            let status = c.str(pl::STATUS.name, r)?;
+            match status.as_deref() {
+                Some(s) if s == LineStatus::Order.as_str() => {
                     t.order_lines = n;
                     t.total_order_value = c.f64("value", r)?.unwrap_or(0.0);
                 }
-                Some("held") => {
+                Some(s) if s == LineStatus::Held.as_str() => {
                     t.held_lines = n;
                     t.held_order_value = c.f64("held", r)?.unwrap_or(0.0);
                 }
@@ -365,7 +380,7 @@ pub async fn forecast(
         .unwrap_or(lo);
     let df = df
         .filter(series(store, sku))
-        .and_then(|d| d.sort(vec![col("step").sort(true, false)]))
+        .and_then(|d| d.sort(vec![col(fc::STEP.name).sort(true, false)]))
         .map_err(lake_err)?;
     let mut out = Vec::new();
     for b in collect(df).await? {
@@ -373,7 +388,7 @@ pub async fn forecast(
         for r in 0..b.num_rows() {
             out.push(ForecastPoint {
                 date: c
-                    .date("forecast_date", r)?
+                    .date(fc::FORECAST_DATE.name, r)?
                     .map(|d| d.to_string())
                     .unwrap_or_default(),
                 p10: c.f64(&lo.0, r)?.unwrap_or(f64::NAN),

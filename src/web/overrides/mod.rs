@@ -7,8 +7,12 @@
 //! new CSV file in the DAG's `overrides` table, which the next run applies.
 //! A request with any bad row stores nothing and names each bad row.
 //! `GET` lists the stored rows as the run reads them
-//! ([`crate::tasks::overrides::stored`]); `/dags/{dag_id}/overrides` is the
-//! page with the list and the form that posts one row (`app.js`).
+//! ([`crate::tasks::overrides::stored`]), the withdrawn ones apart;
+//! `PUT` and `DELETE` on `…/overrides/{override_id}` edit and withdraw one
+//! (`change.rs`); `/dags/{dag_id}/overrides` is the page with the list and
+//! the form that posts or edits one row (`app.js`).
+
+mod change;
 
 use std::collections::BTreeMap;
 
@@ -16,7 +20,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use object_store::{ObjectStoreExt, PutPayload};
@@ -27,10 +31,13 @@ use super::{AppState, WebError};
 use crate::dag::model::Table;
 use crate::inventory::overrides::{self, RawRow};
 use crate::tasks::overrides::Stored;
+use crate::tasks::schemas::series;
 
-/// The form's key fields when no override is stored yet: the canonical
-/// series key the planning tables carry.
-const DEFAULT_KEY: [&str; 2] = ["store", "sku"];
+/// The form's key fields when no task of the DAG reads its overrides table
+/// and none is stored yet: the canonical series key.
+fn default_key() -> Vec<String> {
+    vec![series::STORE.name.into(), series::SKU.name.into()]
+}
 
 /// The kinds a planner may choose, in the form's order.
 const KINDS: [&str; 5] = [
@@ -47,7 +54,7 @@ struct Body {
     rows: Vec<RowBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RowBody {
     id: String,
@@ -64,25 +71,73 @@ struct RowBody {
     reason: String,
 }
 
+impl RowBody {
+    /// The row as the checks see it, as row `row` of the request.
+    fn raw(&self, row: usize) -> RawRow {
+        RawRow {
+            file: REQUEST.into(),
+            row,
+            id: Some(self.id.clone()),
+            kind: Some(self.kind.clone()),
+            key: self.key.values().map(|v| Some(v.clone())).collect(),
+            start_date: self.start_date,
+            end_date: self.end_date,
+            value: self.value,
+            author: Some(self.author.clone()),
+            reason: Some(self.reason.clone()),
+        }
+    }
+
+    /// The row's cells by column name, as a file stores them.
+    fn cells(&self) -> Vec<(String, Option<String>)> {
+        let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        let mut out = vec![
+            ("id".to_string(), text(&self.id)),
+            ("kind".to_string(), text(&self.kind)),
+        ];
+        out.extend(self.key.iter().map(|(k, v)| (k.clone(), text(v))));
+        out.extend([
+            ("start_date".into(), self.start_date.map(|d| d.to_string())),
+            ("end_date".into(), self.end_date.map(|d| d.to_string())),
+            ("value".into(), self.value.map(|v| v.to_string())),
+            ("author".into(), text(&self.author)),
+            ("reason".into(), text(&self.reason)),
+        ]);
+        out
+    }
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/api/v1/dags/{dag_id}/overrides",
             get(api_get).post(api_post),
         )
+        .route(
+            "/api/v1/dags/{dag_id}/overrides/{override_id}",
+            put(change::api_put).delete(change::api_delete),
+        )
         .route("/dags/{dag_id}/overrides", get(page))
 }
 
-/// The DAG's declared `overrides` table.
-fn table(app: &AppState, id: &str) -> Result<Table, WebError> {
+/// The DAG's declared `overrides` table, and the key columns the DAG's
+/// tasks read it by (`series_key:`), if one reads it.
+fn table(app: &AppState, id: &str) -> Result<(Table, Option<Vec<String>>), WebError> {
     let e = super::dags::entry(app, id)?;
     let dag = e
         .dag
         .ok_or_else(|| WebError::Conflict(format!("DAG `{id}` does not validate")))?;
-    dag.tables
-        .get("overrides")
-        .cloned()
-        .ok_or_else(|| WebError::NotFound(format!("DAG `{id}` declares no `overrides` table")))
+    let table =
+        dag.tables.get("overrides").cloned().ok_or_else(|| {
+            WebError::NotFound(format!("DAG `{id}` declares no `overrides` table"))
+        })?;
+    let keys = dag
+        .tasks
+        .iter()
+        .filter_map(|t| t.runner.overrides_read())
+        .find(|r| r.table == table.name)
+        .map(|r| r.key_names);
+    Ok((table, keys))
 }
 
 /// One stored override as the API and the page show it.
@@ -99,11 +154,19 @@ struct Listed {
     /// Where it is stored: the file and its 1-based data row.
     file: String,
     row: usize,
+    /// Who withdrew it, when and why (withdrawn rows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withdrawn_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withdrawn_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withdrawn_reason: Option<String>,
 }
 
 impl From<Stored> for Listed {
     fn from(s: Stored) -> Self {
         let r = s.row;
+        let w = s.withdrawn.unwrap_or_default();
         Listed {
             key: s
                 .key_names
@@ -120,8 +183,21 @@ impl From<Stored> for Listed {
             reason: r.reason,
             file: r.file,
             row: r.row,
+            withdrawn_by: w.by,
+            withdrawn_at: w.at,
+            withdrawn_reason: w.reason,
         }
     }
+}
+
+/// The stored rows as listed: those in force, then the withdrawn ones.
+fn listed(rows: Vec<Stored>) -> (Vec<Listed>, Vec<Listed>) {
+    let (gone, live): (Vec<Stored>, Vec<Stored>) =
+        rows.into_iter().partition(|s| s.withdrawn.is_some());
+    (
+        live.into_iter().map(Listed::from).collect(),
+        gone.into_iter().map(Listed::from).collect(),
+    )
 }
 
 async fn stored(app: &AppState, table: &Table) -> Result<Vec<Stored>, WebError> {
@@ -134,16 +210,13 @@ async fn api_get(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, WebError> {
-    let table = table(&app, &id)?;
-    let rows: Vec<Listed> = stored(&app, &table)
-        .await?
-        .into_iter()
-        .map(Listed::from)
-        .collect();
+    let (table, _) = table(&app, &id)?;
+    let (rows, withdrawn) = listed(stored(&app, &table).await?);
     Ok(Json(serde_json::json!({
         "dag_id": id,
         "total_entries": rows.len(),
         "overrides": rows,
+        "withdrawn": withdrawn,
     })))
 }
 
@@ -153,13 +226,12 @@ async fn page(
     Path(id): Path<String>,
     session: Option<Extension<SessionInfo>>,
 ) -> Result<Html<String>, WebError> {
-    let table = table(&app, &id)?;
+    let (table, read_by) = table(&app, &id)?;
     let rows = stored(&app, &table).await?;
-    let key_names: Vec<String> = rows.last().map_or_else(
-        || DEFAULT_KEY.map(String::from).to_vec(),
-        |s| s.key_names.clone(),
-    );
-    let rows: Vec<Listed> = rows.into_iter().map(Listed::from).collect();
+    let key_names: Vec<String> = read_by
+        .or_else(|| rows.last().map(|s| s.key_names.clone()))
+        .unwrap_or_else(default_key);
+    let (rows, withdrawn) = listed(rows);
     super::pages::page(
         &app,
         session.as_deref(),
@@ -170,6 +242,7 @@ async fn page(
             key_names => key_names,
             kinds => KINDS,
             rows => minijinja::Value::from(minijinja::value::Serde(&rows)),
+            withdrawn => minijinja::Value::from(minijinja::value::Serde(&withdrawn)),
         },
     )
 }
@@ -180,7 +253,7 @@ async fn api_post(
     body: Result<Json<Body>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), WebError> {
     let Json(body) = body?;
-    let table = table(&app, &id)?;
+    let (table, _) = table(&app, &id)?;
     let Some(first) = body.rows.first() else {
         return Err(WebError::BadRequest("no rows".into()));
     };
@@ -195,36 +268,10 @@ async fn api_post(
                 key_names
             )));
         }
-        raw.push(RawRow {
-            file: REQUEST.into(),
-            row: i + 1,
-            id: Some(r.id.clone()),
-            kind: Some(r.kind.clone()),
-            key: r.key.values().map(|v| Some(v.clone())).collect(),
-            start_date: r.start_date,
-            end_date: r.end_date,
-            value: r.value,
-            author: Some(r.author.clone()),
-            reason: Some(r.reason.clone()),
-        });
+        raw.push(r.raw(i + 1));
     }
-    // The stored rows go first, so a new row repeating a stored id or
-    // overlapping a stored override is the one refused; only the
-    // request's rows are reported.
-    let mut all: Vec<RawRow> = stored(&app, &table)
-        .await?
-        .into_iter()
-        .map(|s| rekey(s, &key_names))
-        .collect();
-    all.extend(raw);
-    let bad: Vec<_> = overrides::check_rows(&all)
-        .into_iter()
-        .filter(|r| r.file == REQUEST)
-        .collect();
-    if !bad.is_empty() {
-        let lines: Vec<String> = bad.iter().map(ToString::to_string).collect();
-        return Err(WebError::BadRequest(lines.join("; ")));
-    }
+    let others = in_force(stored(&app, &table).await?, |_| true);
+    check_against(others, &key_names, raw)?;
     let csv = to_csv(&key_names, &body.rows).map_err(|e| WebError::Internal(e.to_string()))?;
     let lake = app.lake()?;
     let name = format!("api-{}.csv", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
@@ -250,6 +297,36 @@ async fn api_post(
 
 /// The file name of the request's rows in their messages.
 const REQUEST: &str = "request";
+
+/// The stored rows in force (not withdrawn) that `keep` keeps.
+fn in_force(rows: Vec<Stored>, keep: impl Fn(&Stored) -> bool) -> Vec<Stored> {
+    rows.into_iter()
+        .filter(|s| s.withdrawn.is_none() && keep(s))
+        .collect()
+}
+
+/// Checks the request's rows `raw` as the run will, after `stored`: the
+/// stored rows go first, so a new row repeating a stored id or overlapping
+/// a stored override is the one refused; only the request's rows are
+/// reported, all in one 400.
+fn check_against(
+    stored: Vec<Stored>,
+    key_names: &[String],
+    raw: Vec<RawRow>,
+) -> Result<(), WebError> {
+    let mut all: Vec<RawRow> = stored.into_iter().map(|s| rekey(s, key_names)).collect();
+    all.extend(raw);
+    let bad: Vec<String> = overrides::check_rows(&all)
+        .into_iter()
+        .filter(|r| r.file == REQUEST)
+        .map(|r| r.to_string())
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(WebError::BadRequest(bad.join("; ")))
+    }
+}
 
 /// A stored row with its key in the order of `key_names` (a file keyed by
 /// other columns leaves them empty, and the check refuses it, unreported).
