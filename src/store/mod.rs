@@ -286,8 +286,26 @@ impl Store {
             path: Some(path.to_path_buf()),
             busy,
         };
-        store.with(init)?;
+        store.init_waiting()?;
         Ok(store)
+    }
+
+    /// Set the pragmas and migrate, retrying while another process holds
+    /// the file, up to the busy timeout. Switching a new file to WAL
+    /// upgrades a read transaction to a write one (`sqlite3BtreeSetVersion`),
+    /// and SQLite never waits on an upgrade, so of several processes
+    /// creating the database at once the losers get `SQLITE_BUSY` at once.
+    /// Each step is idempotent, so trying again is safe.
+    fn init_waiting(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.with(init) {
+                Err(StoreError::Locked { .. }) if started.elapsed() < self.busy => {
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn open_in_memory() -> Result<Self, StoreError> {
