@@ -129,6 +129,11 @@ pub struct ModelConfig {
     pub origins: usize,
     /// Steps between backtest cut-offs; 0 = ⌈horizon / origins⌉.
     pub origin_step: usize,
+    /// Most series of a group the backtest scores (0 = all): a larger
+    /// group is scored on this many, evenly spaced in key order. Every
+    /// series is still forecast; the sample only chooses the champion and
+    /// fits the interval spread, and its cost grows with the group.
+    pub backtest_series: usize,
 }
 
 impl Default for ModelConfig {
@@ -149,6 +154,7 @@ impl Default for ModelConfig {
             device: DeviceChoice::Auto,
             origins: 3,
             origin_step: 0,
+            backtest_series: 2000,
         }
     }
 }

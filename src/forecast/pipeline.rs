@@ -310,14 +310,17 @@ struct Job {
 }
 
 /// The (series, origin) pairs every candidate is scored on: series the
-/// LSTM can serve, at cut-offs with a full context before them.
+/// LSTM can serve, at cut-offs with a full context before them; past
+/// [`ModelConfig::backtest_series`] eligible series, an evenly spaced
+/// sample of them.
 fn backtest_jobs(prepared: &[Prepared], config: &ModelConfig) -> Vec<Job> {
     let (c, h, step) = (config.context, config.horizon, config.origin_step());
+    let eligible: Vec<usize> = (0..prepared.len())
+        .filter(|&i| !needs_fallback(&prepared[i]))
+        .collect();
     let mut jobs = Vec::new();
-    for (i, s) in prepared.iter().enumerate() {
-        if needs_fallback(s) {
-            continue;
-        }
+    for i in sample_evenly(&eligible, config.backtest_series) {
+        let s = &prepared[i];
         for j in 0..config.origins.max(1) {
             let Some(cut) = s.len().checked_sub(h + j * step) else {
                 continue;
@@ -332,6 +335,16 @@ fn backtest_jobs(prepared: &[Prepared], config: &ModelConfig) -> Vec<Job> {
         }
     }
     jobs
+}
+
+/// `cap` items of `items` evenly spaced from the first (all of them when
+/// `cap` is 0 or not smaller than their number).
+fn sample_evenly(items: &[usize], cap: usize) -> Vec<usize> {
+    let n = items.len();
+    if cap == 0 || n <= cap {
+        return items.to_vec();
+    }
+    (0..cap).map(|k| items[k * n / cap]).collect()
 }
 
 fn eval_at(s: &Prepared, cut: usize, h: usize, season: usize, f: PointForecast) -> SeriesEval {
@@ -1207,6 +1220,16 @@ mod tests {
                 rmsse: Some(1.0),
             },
         }]
+    }
+
+    #[test]
+    fn the_backtest_sample_is_evenly_spaced_and_capped() {
+        let items: Vec<usize> = (0..10).map(|i| i * 3).collect();
+        assert_eq!(sample_evenly(&items, 0), items);
+        assert_eq!(sample_evenly(&items, 10), items);
+        assert_eq!(sample_evenly(&items, 4), [0, 6, 15, 21]);
+        assert_eq!(sample_evenly(&items, 1), [0]);
+        assert!(sample_evenly(&[], 3).is_empty());
     }
 
     #[test]

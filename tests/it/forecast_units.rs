@@ -382,6 +382,33 @@ fn wave(n: usize, period: usize, level: f64) -> Vec<f64> {
 }
 
 #[test]
+fn a_large_group_is_backtested_on_a_sample_and_forecast_whole() {
+    let start = d(2024, 1, 1);
+    let data: Vec<Series> = (0..9)
+        .map(|i| {
+            let key = format!("s{i}");
+            series(&key, days(start, 60), wave(60, 4 + i, 3.0))
+        })
+        .collect();
+    let all = train_group("g", &data, Frequency::Daily, &tiny(7, 14), &mut |_| {}).unwrap();
+    let capped = ModelConfig {
+        backtest_series: 4,
+        ..tiny(7, 14)
+    };
+    let some = train_group("g", &data, Frequency::Daily, &capped, &mut |_| {}).unwrap();
+    for b in &all.backtest {
+        assert_eq!(b.metrics.series, 9, "{:?}", b.kind);
+    }
+    for b in &some.backtest {
+        assert_eq!(b.metrics.series, 4, "{:?}", b.kind);
+    }
+    let naive = |r: &restock::forecast::GroupResult| r.score(ModelKind::Naive).unwrap().rmsse;
+    assert_ne!(naive(&all), naive(&some));
+    assert_eq!(some.forecasts.len(), 9 * 7);
+    assert_eq!(some.series, 9);
+}
+
+#[test]
 fn cold_start_and_all_zero_series_fall_back_to_baselines() {
     let start = d(2024, 1, 1);
     let data = vec![
