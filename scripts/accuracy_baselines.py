@@ -4,8 +4,9 @@ statsforecast baselines on the same split.
 
     accuracy_baselines.py DATASET --data ../shared/data --out DIR
 
-DATASET: tuna | cheese | tourism (tourism: the monthly series, with the
-competition's official train/test split and 24-month horizon). The weekly
+DATASET: tuna | cheese | tourism | tourism-quarterly | tourism-yearly
+(tourism: the monthly series; each with the competition's official
+train/test split and horizon: 24 months, 8 quarters, 4 years). The weekly
 sets hold out the last 13 calendar weeks of every series; a week without a
 row there is not scored. statsforecast needs regular series, so its
 training data has missing weeks linearly interpolated (restock gets the raw
@@ -32,14 +33,16 @@ FILES = {
     "tuna": ("dominicks_tuna_weekly.parquet", "weekly", 13, 52),
     "cheese": ("bayesm_cheese_weekly.parquet", "weekly", 13, 52),
     "tourism": ("tourism_competition.parquet", "monthly", 24, 12),
+    "tourism-quarterly": ("tourism_competition.parquet", "quarterly", 8, 4),
+    "tourism-yearly": ("tourism_competition.parquet", "yearly", 4, 1),
 }
 
 
 def split(name, data):
     file, freq, horizon, season = FILES[name]
     df = pd.read_parquet(os.path.join(data, file))
-    if name == "tourism":
-        df = df[df["frequency"] == "MONTHLY"]
+    if name.startswith("tourism"):
+        df = df[df["frequency"] == freq.upper()]
         train, test = df[df["split"] == "train"], df[df["split"] == "test"]
     else:
         df = df.sort_values(["series_id", "date"])
@@ -117,7 +120,12 @@ def baselines(train, test, horizon, season, freq):
     df = pd.DataFrame(
         {"unique_id": train.series_id, "ds": pd.to_datetime(train.date), "y": train.quantity}
     )
-    step = pd.offsets.Week(1) if freq == "weekly" else pd.offsets.MonthBegin(1)
+    step, alias = {
+        "weekly": (pd.offsets.Week(1), "W-MON"),
+        "monthly": (pd.offsets.MonthBegin(1), "MS"),
+        "quarterly": (pd.offsets.QuarterBegin(1, startingMonth=1), "QS"),
+        "yearly": (pd.offsets.YearBegin(1), "YS"),
+    }[freq]
     parts = []
     for sid, g in df.groupby("unique_id"):
         g = g.set_index("ds").asfreq(step)
@@ -127,7 +135,7 @@ def baselines(train, test, horizon, season, freq):
     df = pd.concat(parts)[["unique_id", "ds", "y"]]
     # Seasonal ETS/Theta need two seasons; statsforecast falls back on its own.
     models = [Naive(), SeasonalNaive(season_length=season), AutoETS(season_length=season), AutoTheta(season_length=season)]
-    sf = StatsForecast(models=models, freq="W-MON" if freq == "weekly" else "MS", n_jobs=1)
+    sf = StatsForecast(models=models, freq=alias, n_jobs=1)
     fc = sf.forecast(df=df, h=horizon, level=[80]).reset_index()
     out = {}
     for col in ["Naive", "SeasonalNaive", "AutoETS", "AutoTheta"]:

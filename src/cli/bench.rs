@@ -80,7 +80,7 @@ pub enum BenchCmd {
     /// statsforecast baselines on the same split (RMSSE, MASE, WAPE, bias,
     /// coverage).
     Accuracy {
-        /// tuna | cheese | tourism
+        /// tuna | cheese | tourism | tourism-quarterly | tourism-yearly
         dataset: String,
         /// Folder of the shared datasets.
         #[arg(long, default_value = "../shared/data")]

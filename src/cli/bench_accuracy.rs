@@ -1,7 +1,7 @@
 //! `restock bench accuracy DATASET`: the forecaster on a real dataset's
 //! holdout (`../shared/data/`: tuna and cheese weekly with price and
-//! display, the Tourism competition's monthly series with its official
-//! split), next to the statsforecast baselines on the same split.
+//! display, the Tourism competition's monthly, quarterly and yearly series
+//! with its official split), next to the statsforecast baselines on the same split.
 //!
 //! `scripts/accuracy_baselines.py` splits the data (last 13 weeks held out
 //! for the weekly sets; the competition's test set for Tourism), writes
@@ -97,6 +97,8 @@ fn read_rows(path: &Path) -> Result<BTreeMap<String, Rows>> {
 fn config_for(meta: &Meta) -> ModelConfig {
     let (context, origins) = match meta.frequency {
         Frequency::Weekly => (13, 2),
+        Frequency::Quarterly => (8, 3),
+        Frequency::Yearly => (4, 2),
         _ => (24, 3),
     };
     ModelConfig {

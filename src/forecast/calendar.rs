@@ -18,7 +18,8 @@ pub enum CalendarError {
 }
 
 /// Step index of `date` relative to `anchor` on the grid of `freq`.
-/// Monthly dates may fall on any day of their month.
+/// Monthly, quarterly and yearly dates may fall on any day of their
+/// calendar period.
 pub fn step_index(
     freq: Frequency,
     anchor: NaiveDate,
@@ -33,11 +34,37 @@ pub fn step_index(
             }
             Ok(days.div_euclid(7))
         }
-        Frequency::Monthly => {
-            let m = |d: NaiveDate| i64::from(d.year()) * 12 + i64::from(d.month0());
-            Ok(m(date) - m(anchor))
+        Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
+            Ok(period_steps(freq, anchor, date))
         }
     }
+}
+
+/// Months per step of a calendar-period frequency (`None`: daily, weekly).
+pub fn months_per_step(freq: Frequency) -> Option<u32> {
+    match freq {
+        Frequency::Daily | Frequency::Weekly => None,
+        Frequency::Monthly => Some(1),
+        Frequency::Quarterly => Some(3),
+        Frequency::Yearly => Some(12),
+    }
+}
+
+/// Calendar periods (months, quarters, years) from `anchor`'s to
+/// `date`'s; a date may fall on any day of its period. Daily and weekly
+/// count days and weeks.
+pub fn period_steps(freq: Frequency, anchor: NaiveDate, date: NaiveDate) -> i64 {
+    let Some(n) = months_per_step(freq) else {
+        return step_on_or_before(freq, anchor, date);
+    };
+    let p = |d: NaiveDate| (i64::from(d.year()) * 12 + i64::from(d.month0())).div_euclid(n.into());
+    p(date) - p(anchor)
+}
+
+/// First day of the calendar period (month, quarter, year) `date` is in.
+fn period_start(n: u32, date: NaiveDate) -> Option<NaiveDate> {
+    let month0 = date.month0() - date.month0() % n;
+    NaiveDate::from_ymd_opt(date.year(), month0 + 1, 1)
 }
 
 /// Index of the last grid step on or before `date` (weekly: the week that
@@ -46,14 +73,14 @@ pub fn step_on_or_before(freq: Frequency, anchor: NaiveDate, date: NaiveDate) ->
     match freq {
         Frequency::Weekly => (date - anchor).num_days().div_euclid(7),
         Frequency::Daily => (date - anchor).num_days(),
-        Frequency::Monthly => {
-            let m = |d: NaiveDate| i64::from(d.year()) * 12 + i64::from(d.month0());
-            m(date) - m(anchor)
+        Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
+            period_steps(freq, anchor, date)
         }
     }
 }
 
-/// The date `steps` grid steps after `anchor` (monthly: first of the month).
+/// The date `steps` grid steps after `anchor` (monthly, quarterly, yearly:
+/// the first day of the period).
 pub fn date_at(freq: Frequency, anchor: NaiveDate, steps: i64) -> Result<NaiveDate, CalendarError> {
     let err = CalendarError::OutOfRange { anchor, steps };
     match freq {
@@ -63,9 +90,15 @@ pub fn date_at(freq: Frequency, anchor: NaiveDate, steps: i64) -> Result<NaiveDa
         Frequency::Weekly => anchor
             .checked_add_signed(chrono::Duration::days(steps * 7))
             .ok_or(err),
-        Frequency::Monthly => {
-            let first = anchor.with_day(1).ok_or(err.clone())?;
-            let months = Months::new(u32::try_from(steps.unsigned_abs()).map_err(|_| err.clone())?);
+        Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
+            let n = months_per_step(freq).unwrap_or(1);
+            let first = period_start(n, anchor).ok_or(err.clone())?;
+            let months = steps
+                .unsigned_abs()
+                .checked_mul(n.into())
+                .and_then(|m| u32::try_from(m).ok())
+                .ok_or(err.clone())?;
+            let months = Months::new(months);
             if steps >= 0 {
                 first.checked_add_months(months).ok_or(err)
             } else {
@@ -89,6 +122,8 @@ pub fn feature_names(freq: Frequency) -> Vec<String> {
             .map(|s| s.to_string())
             .collect(),
         Frequency::Monthly => (1..=12).map(|m| format!("month_{m}")).collect(),
+        Frequency::Quarterly => (1..=4).map(|q| format!("quarter_{q}")).collect(),
+        Frequency::Yearly => Vec::new(),
     }
 }
 
@@ -98,12 +133,15 @@ pub fn feature_count(freq: Frequency) -> usize {
         Frequency::Daily => 9,
         Frequency::Weekly => 4,
         Frequency::Monthly => 12,
+        Frequency::Quarterly => 4,
+        Frequency::Yearly => 0,
     }
 }
 
 /// Appends the calendar features of `date` to `out`: day-of-week one-hot
 /// and annual sine/cosine for daily data, two annual harmonics of the week
-/// of year for weekly data, month one-hot for monthly data.
+/// of year for weekly data, month one-hot for monthly data, quarter one-hot
+/// for quarterly data, nothing for yearly data.
 pub fn features(freq: Frequency, date: NaiveDate, out: &mut Vec<f32>) {
     use std::f64::consts::TAU;
     match freq {
@@ -122,5 +160,55 @@ pub fn features(freq: Frequency, date: NaiveDate, out: &mut Vec<f32>) {
             let m = date.month0() as usize;
             out.extend((0..12).map(|i| if i == m { 1.0 } else { 0.0 }));
         }
+        Frequency::Quarterly => {
+            let q = (date.month0() / 3) as usize;
+            out.extend((0..4).map(|i| if i == q { 1.0 } else { 0.0 }));
+        }
+        Frequency::Yearly => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().expect("date")
+    }
+
+    #[test]
+    fn quarterly_and_yearly_steps_are_calendar_periods() {
+        let q = Frequency::Quarterly;
+        // Any day of a quarter is that quarter; steps count quarters.
+        assert_eq!(step_index(q, d("2026-01-01"), d("2026-03-31")), Ok(0));
+        assert_eq!(step_index(q, d("2026-02-15"), d("2026-04-01")), Ok(1));
+        assert_eq!(step_index(q, d("2026-01-01"), d("2025-12-31")), Ok(-1));
+        assert_eq!(date_at(q, d("2026-05-20"), 0), Ok(d("2026-04-01")));
+        assert_eq!(date_at(q, d("2026-05-20"), 3), Ok(d("2027-01-01")));
+        assert_eq!(date_at(q, d("2026-05-20"), -2), Ok(d("2025-10-01")));
+        let y = Frequency::Yearly;
+        assert_eq!(step_index(y, d("2000-01-01"), d("2003-12-31")), Ok(3));
+        assert_eq!(date_at(y, d("2000-06-01"), 2), Ok(d("2002-01-01")));
+        assert_eq!(step_on_or_before(y, d("2000-01-01"), d("1999-07-01")), -1);
+    }
+
+    #[test]
+    fn quarterly_features_are_a_quarter_one_hot_and_yearly_has_none() {
+        let mut out = Vec::new();
+        features(Frequency::Quarterly, d("2026-08-01"), &mut out);
+        assert_eq!(out, [0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(feature_names(Frequency::Quarterly).len(), 4);
+        assert_eq!(feature_count(Frequency::Quarterly), 4);
+        let mut out = Vec::new();
+        features(Frequency::Yearly, d("2026-08-01"), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(feature_count(Frequency::Yearly), 0);
+    }
+
+    #[test]
+    fn monthly_steps_are_unchanged() {
+        let m = Frequency::Monthly;
+        assert_eq!(step_index(m, d("2026-01-31"), d("2026-03-01")), Ok(2));
+        assert_eq!(date_at(m, d("2026-01-31"), 13), Ok(d("2027-02-01")));
     }
 }

@@ -39,16 +39,20 @@ pub enum Frequency {
     Daily,
     Weekly,
     Monthly,
+    Quarterly,
+    Yearly,
 }
 
 impl Frequency {
     /// Season length used by seasonal naive, ETS and MASE: a week of days,
-    /// a year of weeks, a year of months.
+    /// a year of weeks, months or quarters; yearly data has no season.
     pub fn season(self) -> usize {
         match self {
             Frequency::Daily => 7,
             Frequency::Weekly => 52,
             Frequency::Monthly => 12,
+            Frequency::Quarterly => 4,
+            Frequency::Yearly => 1,
         }
     }
 
@@ -57,6 +61,8 @@ impl Frequency {
             Frequency::Daily => "daily",
             Frequency::Weekly => "weekly",
             Frequency::Monthly => "monthly",
+            Frequency::Quarterly => "quarterly",
+            Frequency::Yearly => "yearly",
         }
     }
 }
@@ -82,7 +88,9 @@ impl GapPolicy {
     pub fn default_for(freq: Frequency) -> Self {
         match freq {
             Frequency::Daily => GapPolicy::Zero,
-            Frequency::Weekly | Frequency::Monthly => GapPolicy::Missing,
+            Frequency::Weekly | Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
+                GapPolicy::Missing
+            }
         }
     }
 

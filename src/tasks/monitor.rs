@@ -646,6 +646,8 @@ async fn in_periods(
     let days = match found.as_slice() {
         [one] if one == "weekly" => 7,
         [one] if one == "monthly" => 31,
+        [one] if one == "quarterly" => 92,
+        [one] if one == "yearly" => 366,
         _ => return Ok(rules),
     };
     let before = rules.stale_after_days;

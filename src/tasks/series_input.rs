@@ -12,7 +12,7 @@
 //! value_column: units         # default `units`
 //! future: promo_plan          # optional: planned price / on_promo after ds
 //! events: calendar            # optional: `date` + string columns naming holidays/events
-//! frequency: daily            # daily | weekly | monthly
+//! frequency: daily            # daily | weekly | monthly | quarterly | yearly
 //! gaps: zero                  # zero | missing; default zero for daily, missing for weekly/monthly
 //! ```
 //!
@@ -603,16 +603,15 @@ impl InputSpec {
 }
 
 /// Step (0-based) of a planned date among the horizon after `ds`: daily the
-/// days after it, weekly the 7-day blocks after it, monthly the months.
+/// days after it, weekly the 7-day blocks after it, monthly, quarterly and
+/// yearly the calendar periods.
 fn future_step(freq: Frequency, ds: NaiveDate, date: NaiveDate) -> Option<usize> {
-    use chrono::Datelike;
     let days = (date - ds).num_days();
     let k = match freq {
         Frequency::Daily => days - 1,
         Frequency::Weekly => (days - 1).div_euclid(7),
-        Frequency::Monthly => {
-            let m = |d: NaiveDate| i64::from(d.year()) * 12 + i64::from(d.month0());
-            m(date) - m(ds) - 1
+        Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
+            crate::forecast::calendar::period_steps(freq, ds, date) - 1
         }
     };
     usize::try_from(k).ok().filter(|_| days > 0)
@@ -684,6 +683,8 @@ fn step_days(f: Frequency) -> i64 {
         Frequency::Daily => 1,
         Frequency::Weekly => 7,
         Frequency::Monthly => 31,
+        Frequency::Quarterly => 92,
+        Frequency::Yearly => 366,
     }
 }
 
