@@ -9,8 +9,13 @@
 //!   grew by more than [`WORSE_RATIO`], its severity rose, or (for a
 //!   stale feed or stopped demand) it has lasted longer than it had.
 //! * **Headline**: critical and warning anomalies that are new or worse,
-//!   in rank order, at most `cap` of them. Recurring ones stay in the
-//!   table (and the CSV) but are not repeated in the headline.
+//!   in rank order, at most `cap` of them. The most costly of each type
+//!   has a place first, so one type cannot crowd out the others: on a
+//!   30,000-series lake a thousand projected stockouts outweigh, one by
+//!   one, the single negative on-hand that holds an order, yet that one
+//!   needs a different person (the stock feed's owner) and a fix today.
+//!   The other places go by rank. Recurring ones stay in the table (and
+//!   the CSV) but are not repeated in the headline.
 //!
 //! Pure; the `monitor` task reads the previous night's rows and writes
 //! the result, the email and the UI show the headline.
@@ -116,29 +121,67 @@ pub fn build(
             .then(a.severity.cmp(&b.severity))
             .then((a.kind, &a.store, &a.sku).cmp(&(b.kind, &b.store, &b.sku)))
     });
+    let mut entries: Vec<Entry> = v
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let (novelty, first_seen) = novelty(&a, previous.get(&key(&a)));
+            Entry {
+                anomaly: a,
+                novelty,
+                first_seen,
+                rank: i + 1,
+                headline: false,
+            }
+        })
+        .collect();
+    for i in headline_places(&entries, cap) {
+        entries[i].headline = true;
+    }
     let mut summary = Summary::default();
-    let mut entries = Vec::with_capacity(v.len());
-    for (i, a) in v.into_iter().enumerate() {
-        let (novelty, first_seen) = novelty(&a, previous.get(&key(&a)));
-        summary.total_money += a.money_at_risk;
-        let eligible = a.severity != Severity::Info && novelty != Novelty::Recurring;
-        let headline = eligible && summary.headline_lines < cap;
-        if headline {
+    for e in &entries {
+        summary.total_money += e.anomaly.money_at_risk;
+        if e.headline {
             summary.headline_lines += 1;
-            summary.headline_money += a.money_at_risk;
+            summary.headline_money += e.anomaly.money_at_risk;
         }
-        entries.push(Entry {
-            anomaly: a,
-            novelty,
-            first_seen,
-            rank: i + 1,
-            headline,
-        });
     }
     if summary.total_money > 0.0 {
         summary.headline_share = summary.headline_money / summary.total_money;
     }
     (entries, summary)
+}
+
+/// Indices (into `entries`, in rank order) of the headline: critical and
+/// warning entries that are new or worse; first the top one of each type,
+/// then the rest by rank, `cap` in all.
+fn headline_places(entries: &[Entry], cap: usize) -> Vec<usize> {
+    let eligible: Vec<usize> = (0..entries.len())
+        .filter(|&i| {
+            let e = &entries[i];
+            e.anomaly.severity != Severity::Info && e.novelty != Novelty::Recurring
+        })
+        .collect();
+    let mut kinds = Vec::new();
+    let mut places: Vec<usize> = Vec::new();
+    for &i in &eligible {
+        let kind = entries[i].anomaly.kind;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+            places.push(i);
+        }
+    }
+    places.truncate(cap);
+    for &i in &eligible {
+        if places.len() >= cap {
+            break;
+        }
+        if !places.contains(&i) {
+            places.push(i);
+        }
+    }
+    places.sort_unstable();
+    places
 }
 
 #[cfg(test)]
@@ -190,6 +233,51 @@ mod tests {
         assert!((s.headline_share - 350.0 / 1360.0).abs() < 1e-12);
         assert!(e.iter().all(|x| x.novelty == Novelty::New));
         assert!(e.iter().all(|x| x.first_seen == day(27)));
+    }
+
+    #[test]
+    fn the_top_anomaly_of_each_type_has_a_headline_place() {
+        let mut list: Vec<Anomaly> = (0..30)
+            .map(|i| {
+                let sku = format!("P{i:02}");
+                a(
+                    &sku,
+                    Kind::ProjectedStockout,
+                    Severity::Warning,
+                    1000.0 + i as f64,
+                )
+            })
+            .collect();
+        list.push(a("N1", Kind::NegativeOnHand, Severity::Critical, 40.0));
+        list.push(a("N2", Kind::NegativeOnHand, Severity::Critical, 30.0));
+        list.push(a("S", Kind::Stockout, Severity::Info, 5000.0));
+        let (e, s) = build(list, &HashMap::new(), 5);
+        let head: Vec<(&str, usize)> = e
+            .iter()
+            .filter(|x| x.headline)
+            .map(|x| (x.anomaly.sku.as_deref().unwrap_or(""), x.rank))
+            .collect();
+        // The largest negative on-hand (rank 32) takes a place; the second
+        // does not, and the info stockout never does. The rest go by rank,
+        // and the headline keeps rank order.
+        assert_eq!(
+            head,
+            [("P29", 2), ("P28", 3), ("P27", 4), ("P26", 5), ("N1", 32)]
+        );
+        assert_eq!(s.headline_lines, 5);
+        // A cap smaller than the number of types keeps the costliest types.
+        let list = vec![
+            a("A", Kind::Stockout, Severity::Critical, 10.0),
+            a("B", Kind::Overstock, Severity::Warning, 20.0),
+            a("C", Kind::NegativeOnHand, Severity::Critical, 5.0),
+        ];
+        let (e, _) = build(list, &HashMap::new(), 2);
+        let head: Vec<&str> = e
+            .iter()
+            .filter(|x| x.headline)
+            .map(|x| x.anomaly.sku.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(head, ["B", "A"]);
     }
 
     #[test]
