@@ -35,28 +35,24 @@ pub fn step_index(
             Ok(days.div_euclid(7))
         }
         Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
-            Ok(period_steps(freq, anchor, date))
+            Ok(periods_between(months_per_step(freq), anchor, date))
         }
     }
 }
 
-/// Months per step of a calendar-period frequency (`None`: daily, weekly).
-pub fn months_per_step(freq: Frequency) -> Option<u32> {
+/// Months per step of a calendar-period frequency (1 for daily and
+/// weekly, which are not counted in months).
+fn months_per_step(freq: Frequency) -> u32 {
     match freq {
-        Frequency::Daily | Frequency::Weekly => None,
-        Frequency::Monthly => Some(1),
-        Frequency::Quarterly => Some(3),
-        Frequency::Yearly => Some(12),
+        Frequency::Daily | Frequency::Weekly | Frequency::Monthly => 1,
+        Frequency::Quarterly => 3,
+        Frequency::Yearly => 12,
     }
 }
 
-/// Calendar periods (months, quarters, years) from `anchor`'s to
-/// `date`'s; a date may fall on any day of its period. Daily and weekly
-/// count days and weeks.
-pub fn period_steps(freq: Frequency, anchor: NaiveDate, date: NaiveDate) -> i64 {
-    let Some(n) = months_per_step(freq) else {
-        return step_on_or_before(freq, anchor, date);
-    };
+/// Calendar periods of `n` months (months, quarters, years) from
+/// `anchor`'s to `date`'s; a date may fall on any day of its period.
+fn periods_between(n: u32, anchor: NaiveDate, date: NaiveDate) -> i64 {
     let p = |d: NaiveDate| (i64::from(d.year()) * 12 + i64::from(d.month0())).div_euclid(n.into());
     p(date) - p(anchor)
 }
@@ -74,7 +70,7 @@ pub fn step_on_or_before(freq: Frequency, anchor: NaiveDate, date: NaiveDate) ->
         Frequency::Weekly => (date - anchor).num_days().div_euclid(7),
         Frequency::Daily => (date - anchor).num_days(),
         Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
-            period_steps(freq, anchor, date)
+            periods_between(months_per_step(freq), anchor, date)
         }
     }
 }
@@ -91,7 +87,7 @@ pub fn date_at(freq: Frequency, anchor: NaiveDate, steps: i64) -> Result<NaiveDa
             .checked_add_signed(chrono::Duration::days(steps * 7))
             .ok_or(err),
         Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
-            let n = months_per_step(freq).unwrap_or(1);
+            let n = months_per_step(freq);
             let first = period_start(n, anchor).ok_or(err.clone())?;
             let months = steps
                 .unsigned_abs()
@@ -203,6 +199,20 @@ mod tests {
         features(Frequency::Yearly, d("2026-08-01"), &mut out);
         assert!(out.is_empty());
         assert_eq!(feature_count(Frequency::Yearly), 0);
+    }
+
+    #[test]
+    fn frequencies_parse_from_their_names() {
+        for f in [
+            Frequency::Daily,
+            Frequency::Weekly,
+            Frequency::Monthly,
+            Frequency::Quarterly,
+            Frequency::Yearly,
+        ] {
+            assert_eq!(Frequency::parse(f.as_str()), Some(f));
+        }
+        assert_eq!(Frequency::parse("hourly"), None);
     }
 
     #[test]

@@ -65,6 +65,31 @@ impl Frequency {
             Frequency::Yearly => "yearly",
         }
     }
+
+    /// The frequency [`Self::as_str`] names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Frequency::Daily,
+            Frequency::Weekly,
+            Frequency::Monthly,
+            Frequency::Quarterly,
+            Frequency::Yearly,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+
+    /// Days in the longest step: a horizon of `n` steps ends at most
+    /// `n × max_days()` days after its origin.
+    pub fn max_days(self) -> i64 {
+        match self {
+            Frequency::Daily => 1,
+            Frequency::Weekly => 7,
+            Frequency::Monthly => 31,
+            Frequency::Quarterly => 92,
+            Frequency::Yearly => 366,
+        }
+    }
 }
 
 /// What a period missing from the history means.

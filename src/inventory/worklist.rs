@@ -209,6 +209,14 @@ mod tests {
         }
     }
 
+    /// (sku, rank) of the headline entries, in order.
+    fn headline(e: &[Entry]) -> Vec<(&str, usize)> {
+        e.iter()
+            .filter(|x| x.headline)
+            .map(|x| (x.anomaly.sku.as_deref().unwrap_or(""), x.rank))
+            .collect()
+    }
+
     #[test]
     fn ranked_by_money_and_capped() {
         let list = vec![
@@ -252,11 +260,7 @@ mod tests {
         list.push(a("N2", Kind::NegativeOnHand, Severity::Critical, 30.0));
         list.push(a("S", Kind::Stockout, Severity::Info, 5000.0));
         let (e, s) = build(list, &HashMap::new(), 5);
-        let head: Vec<(&str, usize)> = e
-            .iter()
-            .filter(|x| x.headline)
-            .map(|x| (x.anomaly.sku.as_deref().unwrap_or(""), x.rank))
-            .collect();
+        let head = headline(&e);
         // The largest negative on-hand (rank 32) takes a place; the second
         // does not, and the info stockout never does. The rest go by rank,
         // and the headline keeps rank order.
@@ -272,12 +276,7 @@ mod tests {
             a("C", Kind::NegativeOnHand, Severity::Critical, 5.0),
         ];
         let (e, _) = build(list, &HashMap::new(), 2);
-        let head: Vec<&str> = e
-            .iter()
-            .filter(|x| x.headline)
-            .map(|x| x.anomaly.sku.as_deref().unwrap_or(""))
-            .collect();
-        assert_eq!(head, ["B", "A"]);
+        assert_eq!(headline(&e), [("B", 1), ("A", 2)]);
     }
 
     #[test]

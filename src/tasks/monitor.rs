@@ -48,6 +48,7 @@ use super::schemas;
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
 use crate::dag::model::Table;
+use crate::forecast::Frequency;
 use crate::inventory::monitor::{
     self, Anomaly, ForecastBand, Freshness, Kind, Rules, SeriesState, Severity,
 };
@@ -644,10 +645,10 @@ async fn in_periods(
         }
     }
     let days = match found.as_slice() {
-        [one] if one == "weekly" => 7,
-        [one] if one == "monthly" => 31,
-        [one] if one == "quarterly" => 92,
-        [one] if one == "yearly" => 366,
+        [one] => match Frequency::parse(one) {
+            Some(f) if f != Frequency::Daily => f.max_days(),
+            _ => return Ok(rules),
+        },
         _ => return Ok(rules),
     };
     let before = rules.stale_after_days;

@@ -525,7 +525,7 @@ impl InputSpec {
         let has_price = cov.price && cols.iter().any(|c| c == "price");
         let has_promo = cov.promo && cols.iter().any(|c| c == "on_promo");
         let keys = self.series_key.join(", ");
-        let end = tables::ds_minus(&cx.vars.ds, -(horizon as i64) * step_days(self.frequency));
+        let end = tables::ds_minus(&cx.vars.ds, -(horizon as i64) * self.frequency.max_days());
         let extra: String = known
             .iter()
             .enumerate()
@@ -611,7 +611,7 @@ fn future_step(freq: Frequency, ds: NaiveDate, date: NaiveDate) -> Option<usize>
         Frequency::Daily => days - 1,
         Frequency::Weekly => (days - 1).div_euclid(7),
         Frequency::Monthly | Frequency::Quarterly | Frequency::Yearly => {
-            crate::forecast::calendar::period_steps(freq, ds, date) - 1
+            crate::forecast::calendar::step_on_or_before(freq, ds, date) - 1
         }
     };
     usize::try_from(k).ok().filter(|_| days > 0)
@@ -676,16 +676,6 @@ async fn load_events(
         }
     }
     Ok(EventCalendar::new(entries))
-}
-
-fn step_days(f: Frequency) -> i64 {
-    match f {
-        Frequency::Daily => 1,
-        Frequency::Weekly => 7,
-        Frequency::Monthly => 31,
-        Frequency::Quarterly => 92,
-        Frequency::Yearly => 366,
-    }
 }
 
 /// Put a series' observations in date order (stable, so rows of the same
