@@ -37,9 +37,9 @@ pub use events::EventCalendar;
 pub use metrics::Metrics;
 pub use output::{Adjustment, ForecastRow, forecast_batch};
 pub use pipeline::{
-    GroupResult, PipelineError, SharedProgress, forecast_with_model, forecast_with_model_at,
-    overall_metrics, train_all_groups, train_all_groups_blocking, train_all_groups_with,
-    train_group, train_group_with,
+    Calibration, GroupResult, PipelineError, SharedProgress, forecast_with_model,
+    forecast_with_model_at, overall_metrics, train_all_groups, train_all_groups_blocking,
+    train_all_groups_with, train_group, train_group_with,
 };
 pub use prepare::PrepareOptions;
 pub use series::{Covariate, Flag, FutureCovariates, Series};

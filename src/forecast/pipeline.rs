@@ -129,6 +129,11 @@ fn spread_coverage(points: &[Point], k: f64) -> f64 {
 /// the 75–85% band the factor aims at.
 const MIN_SPREAD_POINTS: usize = 50;
 
+/// Bounds and grid of the spread factor.
+const SPREAD_MIN: f64 = 0.5;
+const SPREAD_MAX: f64 = 3.0;
+const SPREAD_GRID: f64 = 0.05;
+
 /// The factor in [0.5, 3] by which spreading every quantile around the
 /// median (the middle level) brings the outer pair's coverage of the
 /// backtest points (ties one half) closest to its nominal share; 1 with
@@ -148,8 +153,8 @@ fn fit_spread(points: &[Point], levels: &[f64]) -> f64 {
         return 1.0;
     }
     let nominal = hi - lo;
-    (10..=60)
-        .map(|i| f64::from(i) * 0.05)
+    ((SPREAD_MIN / SPREAD_GRID).round() as i32..=(SPREAD_MAX / SPREAD_GRID).round() as i32)
+        .map(|i| f64::from(i) * SPREAD_GRID)
         .min_by(|&a, &b| {
             let gap = |k: f64| ((spread_coverage(points, k) - nominal).abs() * 1000.0).round();
             gap(a)
@@ -241,6 +246,67 @@ impl GroupResult {
             .iter()
             .find(|b| b.kind == kind)
             .map(|b| &b.metrics)
+    }
+
+    /// How well the served interval is calibrated on the backtest, for the
+    /// log and the run's outputs (see [`Calibration`]).
+    pub fn calibration(&self, levels: &[f64]) -> Option<Calibration> {
+        let b = self.backtest.iter().find(|b| b.kind == self.champion)?;
+        Calibration::judge(b.spread, b.spread_coverage?, levels)
+    }
+}
+
+/// Allowed distance of the outer pair's out-of-origin coverage from its
+/// nominal share: 75–85% for a 10–90% interval.
+pub const CALIBRATION_TOLERANCE: f64 = 0.05;
+
+/// The served interval's out-of-origin backtest coverage next to its
+/// nominal share, and why it misses when it does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    pub spread: f64,
+    pub coverage: f64,
+    pub nominal: f64,
+}
+
+impl Calibration {
+    /// `None` without an outer pair.
+    pub fn judge(spread: f64, coverage: f64, levels: &[f64]) -> Option<Self> {
+        let (&lo, &hi) = (levels.first()?, levels.last()?);
+        (hi > lo && coverage.is_finite()).then_some(Self {
+            spread,
+            coverage,
+            nominal: hi - lo,
+        })
+    }
+
+    pub fn within(&self) -> bool {
+        (self.coverage - self.nominal).abs() <= CALIBRATION_TOLERANCE + 1e-9
+    }
+
+    /// One line for the log: the coverage, and when it misses the band,
+    /// which way and whether the spread factor was at its limit.
+    pub fn describe(&self) -> String {
+        let head = format!(
+            "interval covers {:.0}% of backtest points out of origin (nominal {:.0}%, spread x{:.2})",
+            self.coverage * 100.0,
+            self.nominal * 100.0,
+            self.spread
+        );
+        if self.within() {
+            return head;
+        }
+        let (way, at_limit) = if self.coverage > self.nominal {
+            ("too wide", self.spread <= SPREAD_MIN + 1e-9)
+        } else {
+            ("too narrow", self.spread >= SPREAD_MAX - 1e-9)
+        };
+        let why = if at_limit {
+            "the spread factor is at its limit: the backtest windows differ from the history the intervals were fitted on"
+        } else {
+            "the origins disagree: the factor fitted on some origins misses on the others"
+        };
+        format!("{head}; {way} for the backtest: {why}")
     }
 }
 
@@ -1230,6 +1296,22 @@ mod tests {
         assert_eq!(sample_evenly(&items, 4), [0, 6, 15, 21]);
         assert_eq!(sample_evenly(&items, 1), [0]);
         assert!(sample_evenly(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn calibration_says_which_way_and_why_an_interval_misses() {
+        let levels = [0.1, 0.5, 0.9];
+        let ok = Calibration::judge(1.2, 0.83, &levels).expect("outer pair");
+        assert!(ok.within());
+        assert!(!ok.describe().contains("too"));
+        let wide = Calibration::judge(SPREAD_MIN, 0.99, &levels).expect("outer pair");
+        assert!(!wide.within());
+        assert!(wide.describe().contains("too wide"));
+        assert!(wide.describe().contains("at its limit"));
+        let narrow = Calibration::judge(1.5, 0.62, &levels).expect("outer pair");
+        assert!(narrow.describe().contains("too narrow"));
+        assert!(narrow.describe().contains("origins disagree"));
+        assert_eq!(Calibration::judge(1.0, 0.8, &[0.5]), None);
     }
 
     #[test]

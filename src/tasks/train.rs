@@ -383,15 +383,22 @@ impl TrainRunner {
                 t.saved += 1;
             }
             let rmsse = r.score(r.champion).map(|m| m.rmsse);
+            let calibration = r.calibration(&self.config.quantiles);
             cx.log.progress(&format!(
-                "group {group}: champion {} (RMSSE {}), trained in {:.1} s",
+                "group {group}: champion {} (RMSSE {}), trained in {:.1} s{}",
                 r.champion.as_str(),
                 rmsse.map_or("-".into(), |v| format!("{v:.3}")),
-                r.timings.train
+                r.timings.train,
+                calibration.map_or(String::new(), |c| format!("; {}", c.describe()))
             ));
             t.champions.insert(
                 group.clone(),
-                serde_json::json!({"champion": r.champion.as_str(), "rmsse": rmsse.filter(|v| v.is_finite())}),
+                serde_json::json!({
+                    "champion": r.champion.as_str(),
+                    "rmsse": rmsse.filter(|v| v.is_finite()),
+                    "interval_coverage": calibration.map(|c| c.coverage),
+                    "interval_calibrated": calibration.map(|c| c.within()),
+                }),
             );
             t.results.push(r);
         }
