@@ -129,10 +129,11 @@ fn spread_coverage(points: &[Point], k: f64) -> f64 {
 /// the 75–85% band the factor aims at.
 const MIN_SPREAD_POINTS: usize = 50;
 
-/// Bounds and grid of the spread factor.
-const SPREAD_MIN: f64 = 0.5;
-const SPREAD_MAX: f64 = 3.0;
+/// The spread factors tried: `SPREAD_STEPS` × `SPREAD_GRID`, 0.5 to 3.
 const SPREAD_GRID: f64 = 0.05;
+const SPREAD_STEPS: std::ops::RangeInclusive<i32> = 10..=60;
+const SPREAD_MIN: f64 = *SPREAD_STEPS.start() as f64 * SPREAD_GRID;
+const SPREAD_MAX: f64 = *SPREAD_STEPS.end() as f64 * SPREAD_GRID;
 
 /// The factor in [0.5, 3] by which spreading every quantile around the
 /// median (the middle level) brings the outer pair's coverage of the
@@ -153,7 +154,7 @@ fn fit_spread(points: &[Point], levels: &[f64]) -> f64 {
         return 1.0;
     }
     let nominal = hi - lo;
-    ((SPREAD_MIN / SPREAD_GRID).round() as i32..=(SPREAD_MAX / SPREAD_GRID).round() as i32)
+    SPREAD_STEPS
         .map(|i| f64::from(i) * SPREAD_GRID)
         .min_by(|&a, &b| {
             let gap = |k: f64| ((spread_coverage(points, k) - nominal).abs() * 1000.0).round();
