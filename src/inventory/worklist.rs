@@ -9,12 +9,15 @@
 //!   grew by more than [`WORSE_RATIO`], its severity rose, or (for a
 //!   stale feed or stopped demand) it has lasted longer than it had.
 //! * **Headline**: critical and warning anomalies that are new or worse,
-//!   in rank order, at most `cap` of them. The most costly of each type
-//!   has a place first, so one type cannot crowd out the others: on a
-//!   30,000-series lake a thousand projected stockouts outweigh, one by
-//!   one, the single negative on-hand that holds an order, yet that one
-//!   needs a different person (the stock feed's owner) and a fix today.
-//!   The other places go by rank. Recurring ones stay in the table (and
+//!   in rank order, at most `cap` of them. The [`PLACES_PER_TYPE`] most
+//!   costly of each type have a place first, so one type cannot crowd out
+//!   the others: on a 30,000-series lake a thousand projected stockouts
+//!   outweigh, one by one, the single negative on-hand that holds an
+//!   order, yet that one needs a different person (the stock feed's
+//!   owner) and a fix today; and the costliest demand miss of the night is
+//!   as often a high-margin item a few units past its band as a tenfold
+//!   spike on a cheap one, so one place per type shows one of them at
+//!   random. The other places go by rank. Recurring ones stay in the table (and
 //!   the CSV) but are not repeated in the headline.
 //!
 //! Pure; the `monitor` task reads the previous night's rows and writes
@@ -32,6 +35,9 @@ pub const WORSE_RATIO: f64 = 1.25;
 
 /// Default number of headline lines.
 pub const DEFAULT_HEADLINE: usize = 25;
+
+/// Headline places each type has before the rest go by rank.
+pub const PLACES_PER_TYPE: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,8 +159,10 @@ pub fn build(
 }
 
 /// Indices (into `entries`, in rank order) of the headline: critical and
-/// warning entries that are new or worse; first the top one of each type,
-/// then the rest by rank, `cap` in all.
+/// warning entries that are new or worse; first the top
+/// [`PLACES_PER_TYPE`] of each type, then the rest by rank, `cap` in all.
+/// When the types' places alone pass the cap, every type's first place
+/// comes before any type's second.
 fn headline_places(entries: &[Entry], cap: usize) -> Vec<usize> {
     let eligible: Vec<usize> = (0..entries.len())
         .filter(|&i| {
@@ -162,16 +170,19 @@ fn headline_places(entries: &[Entry], cap: usize) -> Vec<usize> {
             e.anomaly.severity != Severity::Info && e.novelty != Novelty::Recurring
         })
         .collect();
-    let mut kinds = Vec::new();
-    let mut places: Vec<usize> = Vec::new();
+    // (place within its type, index): sorting puts every type's first
+    // place (in rank order) before any second place.
+    let mut seen: HashMap<Kind, usize> = HashMap::new();
+    let mut reserved: Vec<(usize, usize)> = Vec::new();
     for &i in &eligible {
-        let kind = entries[i].anomaly.kind;
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-            places.push(i);
+        let n = seen.entry(entries[i].anomaly.kind).or_insert(0);
+        if *n < PLACES_PER_TYPE {
+            reserved.push((*n, i));
+            *n += 1;
         }
     }
-    places.truncate(cap);
+    reserved.sort_unstable();
+    let mut places: Vec<usize> = reserved.into_iter().map(|(_, i)| i).take(cap).collect();
     for &i in &eligible {
         if places.len() >= cap {
             break;
@@ -259,16 +270,24 @@ mod tests {
         list.push(a("N1", Kind::NegativeOnHand, Severity::Critical, 40.0));
         list.push(a("N2", Kind::NegativeOnHand, Severity::Critical, 30.0));
         list.push(a("S", Kind::Stockout, Severity::Info, 5000.0));
-        let (e, s) = build(list, &HashMap::new(), 5);
+        let (e, s) = build(list, &HashMap::new(), 6);
         let head = headline(&e);
-        // The largest negative on-hand (rank 32) takes a place; the second
-        // does not, and the info stockout never does. The rest go by rank,
-        // and the headline keeps rank order.
+        // Both negative on-hands (ranks 32 and 33) take a place, the info
+        // stockout never does; three projected stockouts have their
+        // type's places, the sixth place goes by rank, and the headline
+        // keeps rank order.
         assert_eq!(
             head,
-            [("P29", 2), ("P28", 3), ("P27", 4), ("P26", 5), ("N1", 32)]
+            [
+                ("P29", 2),
+                ("P28", 3),
+                ("P27", 4),
+                ("P26", 5),
+                ("N1", 32),
+                ("N2", 33)
+            ]
         );
-        assert_eq!(s.headline_lines, 5);
+        assert_eq!(s.headline_lines, 6);
         // A cap smaller than the number of types keeps the costliest types.
         let list = vec![
             a("A", Kind::Stockout, Severity::Critical, 10.0),
@@ -277,6 +296,52 @@ mod tests {
         ];
         let (e, _) = build(list, &HashMap::new(), 2);
         assert_eq!(headline(&e), [("B", 1), ("A", 2)]);
+    }
+
+    #[test]
+    fn each_type_has_three_places_and_first_places_come_first() {
+        // 30 costly projected stockouts would fill the cap by rank; the
+        // third costliest demand miss (a spike on a cheap item) still has
+        // its type's place, the fourth does not.
+        let mut list: Vec<Anomaly> = (0..30)
+            .map(|i| {
+                let sku = format!("P{i:02}");
+                let money = 1000.0 + i as f64;
+                a(&sku, Kind::ProjectedStockout, Severity::Warning, money)
+            })
+            .collect();
+        for (sku, money) in [("D1", 90.0), ("D2", 80.0), ("D3", 70.0), ("D4", 60.0)] {
+            list.push(a(
+                sku,
+                Kind::DemandOutsideInterval,
+                Severity::Warning,
+                money,
+            ));
+        }
+        let (e, _) = build(list, &HashMap::new(), 8);
+        assert_eq!(
+            headline(&e),
+            [
+                ("P29", 1),
+                ("P28", 2),
+                ("P27", 3),
+                ("P26", 4),
+                ("P25", 5),
+                ("D1", 31),
+                ("D2", 32),
+                ("D3", 33)
+            ]
+        );
+        // Four places: each type's first two, not one type's three.
+        let (e, _) = build(
+            e.into_iter().map(|x| x.anomaly).collect(),
+            &HashMap::new(),
+            4,
+        );
+        assert_eq!(
+            headline(&e),
+            [("P29", 1), ("P28", 2), ("D1", 31), ("D2", 32)]
+        );
     }
 
     #[test]
