@@ -380,13 +380,19 @@ impl Normal {
         }
     }
 
-    fn add(&mut self, x: impl Fn(usize) -> f64, y: f64) {
+    /// One row `x` (length `p`) with target `y`; only the lower triangle
+    /// of `xtx` is kept until [`Normal::solve`]. The event and promotion
+    /// inputs are mostly zero, so a zero input's row is skipped.
+    fn add(&mut self, x: &[f64], y: f64) {
         self.rows += 1;
-        for i in 0..self.p {
-            let xi = x(i);
-            self.xty[i] += xi * y;
-            for j in 0..=i {
-                self.xtx[i * self.p + j] += xi * x(j);
+        let rows = self.xtx.chunks_exact_mut(self.p);
+        for (i, ((&xi, row), xty)) in x.iter().zip(rows).zip(&mut self.xty).enumerate() {
+            if xi == 0.0 {
+                continue;
+            }
+            *xty += xi * y;
+            for (c, &xj) in row[..=i].iter_mut().zip(x) {
+                *c += xi * xj;
             }
         }
     }
@@ -507,7 +513,7 @@ fn fit_rows(
         }
     };
     let mut global = Normal::new(p);
-    visit(&mut |_, _, x, y| global.add(|i| x[i], y));
+    visit(&mut |_, _, x, y| global.add(x, y));
     let rows = global.rows;
     if rows < 5 * p {
         return None;
@@ -515,7 +521,13 @@ fn fit_rows(
     let beta = global.solve(RIDGE, 1e-9, true)?;
     let li = local_inputs(&spec);
     let mut locals: Vec<Normal> = (0..prepared.len()).map(|_| Normal::new(li.len())).collect();
-    visit(&mut |s, _, x, y| locals[s].add(|j| x[li[j]], y - dot(&beta, x)));
+    let mut local_x = vec![0.0; li.len()];
+    visit(&mut |s, _, x, y| {
+        for (v, &j) in local_x.iter_mut().zip(&li) {
+            *v = x[j];
+        }
+        locals[s].add(&local_x, y - dot(&beta, x));
+    });
     let local: HashMap<Vec<String>, Vec<f64>> = prepared
         .iter()
         .zip(locals)
