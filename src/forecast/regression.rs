@@ -528,19 +528,24 @@ fn fit_rows(
         }
         locals[s].add(&local_x, y - dot(&beta, x));
     });
-    let local: HashMap<Vec<String>, Vec<f64>> = prepared
-        .iter()
-        .zip(locals)
-        .filter(|(_, n)| n.rows >= 2 * li.len())
-        .filter_map(|(s, n)| Some((s.key.clone(), n.solve(LOCAL_SHRINK, 1.0, false)?)))
+    // By series index while fitting (a row's lookup must not hash its
+    // key), by key in the model.
+    let by_index: Vec<Option<Vec<f64>>> = locals
+        .into_iter()
+        .map(|n| (n.rows >= 2 * li.len()).then(|| n.solve(LOCAL_SHRINK, 1.0, false))?)
         .collect();
     let mut resid: Vec<Vec<f64>> = vec![Vec::new(); spec.horizon];
     visit(&mut |s, step, x, y| {
-        let own = local
-            .get(&prepared[s].key)
+        let own = by_index[s]
+            .as_ref()
             .map_or(0.0, |g| g.iter().zip(&li).map(|(g, &j)| g * x[j]).sum());
         resid[step].push(y - dot(&beta, x) - own);
     });
+    let local: HashMap<Vec<String>, Vec<f64>> = prepared
+        .iter()
+        .zip(by_index)
+        .filter_map(|(s, g)| Some((s.key.clone(), g?)))
+        .collect();
     let all: Vec<f64> = resid.iter().flatten().copied().collect();
     let (smear, resid_q) = resid
         .iter()
