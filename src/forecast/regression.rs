@@ -384,6 +384,7 @@ impl Normal {
     /// of `xtx` is kept until [`Normal::solve`]. The event and promotion
     /// inputs are mostly zero, so a zero input's row is skipped.
     fn add(&mut self, x: &[f64], y: f64) {
+        debug_assert_eq!(x.len(), self.p, "a row has one value per input");
         self.rows += 1;
         let rows = self.xtx.chunks_exact_mut(self.p);
         for (i, ((&xi, row), xty)) in x.iter().zip(rows).zip(&mut self.xty).enumerate() {

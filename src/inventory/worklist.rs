@@ -14,11 +14,11 @@
 //!   the others: on a 30,000-series lake a thousand projected stockouts
 //!   outweigh, one by one, the single negative on-hand that holds an
 //!   order, yet that one needs a different person (the stock feed's
-//!   owner) and a fix today; and the costliest demand miss of the night is
-//!   as often a high-margin item a few units past its band as a tenfold
-//!   spike on a cheap one, so one place per type shows one of them at
-//!   random. The other places go by rank. Recurring ones stay in the table (and
-//!   the CSV) but are not repeated in the headline.
+//!   owner) and a fix today. Three, not one: the costliest demand miss of
+//!   a night is as often a high-margin item a few units past its band as
+//!   a tenfold spike on a cheap one, and both deserve a look. The other
+//!   places go by rank. Recurring ones stay in the table (and the CSV)
+//!   but are not repeated in the headline.
 //!
 //! Pure; the `monitor` task reads the previous night's rows and writes
 //! the result, the email and the UI show the headline.
