@@ -157,7 +157,7 @@ fn main() {
         config.horizon
     );
     println!("|---|---|---|---|---|---|---|");
-    for (kind, m) in overall_metrics(&ok, config.quantiles.len()) {
+    for (kind, m) in overall_metrics(&ok, &config.quantiles) {
         let name = kind.map_or("served (champions)", |k| k.as_str());
         let cov: Vec<String> = m.coverage.iter().map(|c| format!("{c:.2}")).collect();
         println!(
@@ -187,7 +187,7 @@ fn main() {
             }
         })
         .collect();
-    let floor = metrics::aggregate(&oracle, config.quantiles.len());
+    let floor = metrics::aggregate(&oracle, &config.quantiles);
     println!(
         "| oracle (true mean; the noise floor) | {:.3} | {:.3} | {:.3} | {:+.3} | - | {} |",
         floor.mase, floor.rmsse, floor.wape, floor.bias, floor.series

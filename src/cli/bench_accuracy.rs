@@ -207,11 +207,11 @@ fn holdout(
     train: &BTreeMap<String, Rows>,
     test: &BTreeMap<String, Rows>,
     meta: &Meta,
-    nq: usize,
+    levels: &[f64],
 ) -> Metrics {
     let rows: Vec<&restock::forecast::ForecastRow> =
         results.iter().flat_map(|r| &r.forecasts).collect();
-    score_rows(&rows, train, test, meta, nq)
+    score_rows(&rows, train, test, meta, levels)
 }
 
 /// Every candidate of every group made to serve the holdout from the same
@@ -222,7 +222,7 @@ fn holdout_by_candidate(
     series: &[Series],
     data: (&BTreeMap<String, Rows>, &BTreeMap<String, Rows>, &Meta),
     opts: &PrepareOptions,
-    nq: usize,
+    levels: &[f64],
 ) -> Result<Vec<(restock::forecast::ModelKind, Metrics)>> {
     let (train, test, meta) = data;
     let mut out = Vec::new();
@@ -249,7 +249,7 @@ fn holdout_by_candidate(
         }
         if !rows.is_empty() {
             let refs: Vec<&restock::forecast::ForecastRow> = rows.iter().collect();
-            out.push((kind, score_rows(&refs, train, test, meta, nq)));
+            out.push((kind, score_rows(&refs, train, test, meta, levels)));
         }
     }
     Ok(out)
@@ -260,7 +260,7 @@ fn score_rows(
     train: &BTreeMap<String, Rows>,
     test: &BTreeMap<String, Rows>,
     meta: &Meta,
-    nq: usize,
+    levels: &[f64],
 ) -> Metrics {
     let mut evals = Vec::new();
     {
@@ -275,7 +275,7 @@ fn score_rows(
             let mut e = SeriesEval {
                 actual: Vec::new(),
                 mean: Vec::new(),
-                quantiles: vec![Vec::new(); nq],
+                quantiles: vec![Vec::new(); levels.len()],
                 scales: metrics::scales(&hist.values, meta.season),
             };
             for (d, y) in t.dates.iter().zip(&t.values) {
@@ -297,7 +297,7 @@ fn score_rows(
             evals.push(e);
         }
     }
-    metrics::aggregate(&evals, nq)
+    metrics::aggregate(&evals, levels)
 }
 
 fn row(name: &str, m: &Metrics) -> String {
@@ -377,7 +377,7 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
         ok.push(r.with_context(|| format!("group {g}"))?);
     }
     let secs = started.elapsed().as_secs_f64();
-    let nq = config.quantiles.len();
+    let levels = config.quantiles.clone();
     println!(
         "\nbacktest ({} origins, mean over series × origins):",
         config.origins
@@ -407,7 +407,7 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
             );
         }
     }
-    let served = holdout(&ok, &train, &test, &meta, nq);
+    let served = holdout(&ok, &train, &test, &meta, &levels);
     println!("\nholdout ({} s train + forecast):", secs.round());
     println!(
         "| method | RMSSE | MASE | WAPE | bias | coverage p10 / p90 (p10–p90) |\n|---|---|---|---|---|---|"
@@ -420,7 +420,7 @@ pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()
             &served
         )
     );
-    for (kind, m) in holdout_by_candidate(&ok, &all, (&train, &test, &meta), &opts, nq)? {
+    for (kind, m) in holdout_by_candidate(&ok, &all, (&train, &test, &meta), &opts, &levels)? {
         println!(
             "{}",
             row(&format!("restock {} (every group)", kind.as_str()), &m)

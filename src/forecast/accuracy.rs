@@ -150,11 +150,16 @@ impl Acc {
         self.evals.push(eval.clone());
     }
 
-    fn finish(self, group: Option<String>, model_kind: Option<String>, nq: usize) -> GroupAccuracy {
+    fn finish(
+        self,
+        group: Option<String>,
+        model_kind: Option<String>,
+        levels: &[f64],
+    ) -> GroupAccuracy {
         GroupAccuracy {
             group,
             model_kind,
-            metrics: metrics::aggregate(&self.evals, nq),
+            metrics: metrics::aggregate(&self.evals, levels),
             points: self.points,
             max_step: self.max_step,
             first_date: self.first,
@@ -172,7 +177,7 @@ pub fn evaluate(
     past: &[PastForecast],
     actuals: &[Series],
     read: Actuals,
-    n_quantiles: usize,
+    levels: &[f64],
 ) -> Vec<GroupAccuracy> {
     let season = read.frequency.season();
     let by_key: HashMap<&[String], &Series> =
@@ -210,7 +215,7 @@ pub fn evaluate(
         let mut eval = SeriesEval {
             actual: Vec::new(),
             mean: Vec::new(),
-            quantiles: vec![Vec::new(); n_quantiles],
+            quantiles: vec![Vec::new(); levels.len()],
             scales: metrics::scales(&read.history(&points, origin), season),
         };
         let mut dates = Vec::new();
@@ -256,13 +261,13 @@ pub fn evaluate(
                 break;
             }
             if let Some(((g, k), a)) = kinds.next() {
-                out.push(a.finish(Some(g), Some(k), n_quantiles));
+                out.push(a.finish(Some(g), Some(k), levels));
             }
         }
-        out.push(acc.finish(Some(group), None, n_quantiles));
+        out.push(acc.finish(Some(group), None, levels));
     }
     if overall.points > 0 {
-        out.push(overall.finish(None, None, n_quantiles));
+        out.push(overall.finish(None, None, levels));
     }
     out
 }
@@ -275,7 +280,7 @@ pub fn value_added(
     past: &[PastForecast],
     actuals: &[Series],
     read: Actuals,
-    n_quantiles: usize,
+    levels: &[f64],
 ) -> Vec<GroupAccuracy> {
     let by_key: HashMap<&[String], &Series> =
         actuals.iter().map(|s| (s.key.as_slice(), s)).collect();
@@ -311,7 +316,7 @@ pub fn value_added(
                 let eval = SeriesEval {
                     actual: Vec::new(),
                     mean: Vec::new(),
-                    quantiles: vec![Vec::new(); n_quantiles],
+                    quantiles: vec![Vec::new(); levels.len()],
                     scales: metrics::scales(&[], 1),
                 };
                 (eval, Vec::new(), Vec::new(), 0)
@@ -331,8 +336,8 @@ pub fn value_added(
                 mean: model,
                 ..eval.clone()
             };
-            let final_m = metrics::aggregate(std::slice::from_ref(&eval), n_quantiles);
-            let model_m = metrics::aggregate(&[model_eval], n_quantiles);
+            let final_m = metrics::aggregate(std::slice::from_ref(&eval), levels);
+            let model_m = metrics::aggregate(&[model_eval], levels);
             GroupAccuracy {
                 group: Some(group),
                 model_kind: Some("planner_override".into()),
@@ -354,6 +359,8 @@ pub fn value_added(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LEVELS: [f64; 3] = [0.1, 0.5, 0.9];
 
     const DAILY: Actuals = Actuals {
         frequency: Frequency::Daily,
@@ -406,7 +413,7 @@ mod tests {
             adjusted("2024-01-12", 2, 10.0),
             row("b", "G", "2024-01-11", 1, 4.0, "theta"),
         ];
-        let rows = value_added(&past, &[actual], DAILY, 3);
+        let rows = value_added(&past, &[actual], DAILY, &LEVELS);
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         let v = r.value_added.as_ref().expect("value added");
@@ -443,7 +450,7 @@ mod tests {
             row("a", "G", "2026-01-06", 2, 2.0, "lstm"),
             row("a", "G", "2026-01-08", 4, 2.0, "lstm"),
         ];
-        let out = evaluate(&past, &[s], DAILY, 3);
+        let out = evaluate(&past, &[s], DAILY, &LEVELS);
         assert_eq!(out.len(), 3, "{out:?}");
         let kind = &out[0];
         assert_eq!(kind.model_kind.as_deref(), Some("lstm"));
@@ -487,7 +494,7 @@ mod tests {
             frequency: Frequency::Weekly,
             gaps: GapPolicy::Missing,
         };
-        let out = evaluate(&past, std::slice::from_ref(&s), missing, 3);
+        let out = evaluate(&past, std::slice::from_ref(&s), missing, &LEVELS);
         let g = &out[0];
         // Scored: 5 against 5 and 7 against 5; the unrecorded week is not.
         assert_eq!(g.points, 2, "{g:?}");
@@ -504,7 +511,7 @@ mod tests {
             gaps: GapPolicy::Zero,
             ..missing
         };
-        let out = evaluate(&past, std::slice::from_ref(&s), zero, 3);
+        let out = evaluate(&past, std::slice::from_ref(&s), zero, &LEVELS);
         assert_eq!(out[0].points, 3);
         assert!((out[0].metrics.wape - 7.0 / 12.0).abs() < 1e-12);
         // An override on the unrecorded week is not scored either.
@@ -517,11 +524,11 @@ mod tests {
                 std::slice::from_ref(&adjusted),
                 std::slice::from_ref(&s),
                 missing,
-                3
+                &LEVELS
             )
             .is_empty()
         );
-        assert_eq!(value_added(&[adjusted], &[s], zero, 3).len(), 1);
+        assert_eq!(value_added(&[adjusted], &[s], zero, &LEVELS).len(), 1);
     }
 
     #[test]
@@ -533,7 +540,7 @@ mod tests {
             row("b", "G2", "2026-01-04", 1, 2.0, "seasonal_naive"),
             row("zz", "G2", "2026-01-04", 1, 9.0, "seasonal_naive"),
         ];
-        let out = evaluate(&past, &[a, b], DAILY, 3);
+        let out = evaluate(&past, &[a, b], DAILY, &LEVELS);
         let names: Vec<(Option<&str>, Option<&str>)> = out
             .iter()
             .map(|g| (g.group.as_deref(), g.model_kind.as_deref()))
@@ -562,7 +569,7 @@ mod tests {
             &[row("a", "G", "2026-01-05", 1, 2.0, "lstm")],
             &[a],
             DAILY,
-            3,
+            &LEVELS,
         );
         // Realized RMSSE: |4-2| / 1 = 2.
         let g = &out[0];

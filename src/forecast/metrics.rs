@@ -8,12 +8,21 @@
 //!   Both scales use the history from the first non-zero value on; series
 //!   whose scale is zero are left out of these two means.
 //! - WAPE = Σ|y − f| / Σy; bias = Σ(f − y) / Σy (positive: over-forecast).
-//! - coverage(q) = share of points with y < forecast quantile q, a point
-//!   where y equals the quantile counting one half (the mid-point of the
-//!   randomised PIT). Demand is discrete and quantiles are clamped at zero,
-//!   so ties are common: counting y = 0 = p10 as covered would report a p10
-//!   that "covers" half the points of an intermittent series. The p10–p90
-//!   interval covers coverage(p90) − coverage(p10) of the points.
+//! - coverage(q) = share of points with y < forecast quantile q, counted
+//!   as the randomised PIT counts a discrete forecast. Demand is discrete
+//!   and quantiles are clamped at zero, so a zero actual often ties a
+//!   quantile at zero. Counting such a tie as covered would report a p10
+//!   that "covers" every zero of an intermittent series; counting it one
+//!   half caps the p10–p90 coverage of a series with 55% zeros at
+//!   1 − 0.55/2 = 72.5%, however wide and well calibrated the band. The
+//!   randomised PIT of a zero actual is uniform on [0, F(0)], so a tie at
+//!   level τ counts τ / F(0), at most 1, where F(0), the forecast's chance
+//!   of zero, is read from the quantiles: between the highest level whose
+//!   quantile is zero and the next level up (or 1), their mid-point
+//!   ([`zero_mass`]). A calibrated forecast then covers its nominal share
+//!   whatever its share of zeros. A tie above zero, which continuous
+//!   quantiles rarely give, counts one half. The p10–p90 interval covers
+//!   coverage(p90) − coverage(p10) of the points.
 //! - A non-finite actual (a period that was not recorded, under the
 //!   `missing` gap policy) is not scored by any measure.
 
@@ -134,16 +143,35 @@ impl SeriesEval {
     }
 }
 
-/// Coverage credit of one point for a quantile forecast `p`: 1 below it,
-/// one half on a tie, 0 above.
-pub fn coverage_credit(y: f64, p: f64) -> f64 {
+/// Coverage credit of the actual `y` against the quantile `p` at level
+/// `tau` of a forecast whose chance of zero is `zero_mass` (see the module
+/// docs): 1 below the quantile, 0 above it; a zero actual tying a zero
+/// quantile counts `tau / zero_mass`, at most 1; any other tie one half.
+pub fn coverage_credit(y: f64, p: f64, tau: f64, zero_mass: f64) -> f64 {
     if y < p {
         1.0
-    } else if y == p {
-        0.5
-    } else {
+    } else if y > p {
         0.0
+    } else if y == 0.0 && zero_mass > 0.0 {
+        (tau / zero_mass).min(1.0)
+    } else {
+        0.5
     }
+}
+
+/// The forecast's chance of zero, read from its quantiles `values` at the
+/// increasing `levels`: the mid-point between the highest level whose
+/// quantile is at most zero and the next level up (1 above the last).
+/// 0 when no quantile is at zero: a zero actual then ties none of them.
+pub fn zero_mass(levels: &[f64], values: impl Fn(usize) -> Option<f64>) -> f64 {
+    let Some(k) = (0..levels.len())
+        .rev()
+        .find(|&i| values(i).is_some_and(|v| v <= 0.0))
+    else {
+        return 0.0;
+    };
+    let above = levels.get(k + 1).copied().unwrap_or(1.0);
+    (levels[k] + above) / 2.0
 }
 
 /// Aggregated accuracy over a set of series. A measure that is undefined
@@ -180,7 +208,7 @@ fn f64s_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Er
 
 /// Aggregates series evaluations: MASE and RMSSE are unweighted means over
 /// series with a defined scale; WAPE, bias and coverage pool all points.
-pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
+pub fn aggregate(evals: &[SeriesEval], levels: &[f64]) -> Metrics {
     let mean_of = |xs: Vec<f64>| {
         if xs.is_empty() {
             f64::NAN
@@ -191,7 +219,7 @@ pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
     let mase = mean_of(evals.iter().filter_map(SeriesEval::mase).collect());
     let rmsse = mean_of(evals.iter().filter_map(SeriesEval::rmsse).collect());
     let (mut abs_err, mut err, mut total, mut points) = (0.0, 0.0, 0.0, 0usize);
-    let mut hits = vec![0.0f64; n_quantiles];
+    let mut hits = vec![0.0f64; levels.len()];
     for e in evals {
         for (t, (&y, &f)) in e.actual.iter().zip(&e.mean).enumerate() {
             if !y.is_finite() {
@@ -201,8 +229,10 @@ pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
             err += f - y;
             total += y;
             points += 1;
-            for (i, q) in e.quantiles.iter().enumerate().take(n_quantiles) {
-                hits[i] += q.get(t).map_or(0.0, |&p| coverage_credit(y, p));
+            let at = |i: usize| e.quantiles.get(i).and_then(|q| q.get(t)).copied();
+            let f0 = if y == 0.0 { zero_mass(levels, at) } else { 0.0 };
+            for (i, &tau) in levels.iter().enumerate() {
+                hits[i] += at(i).map_or(0.0, |p| coverage_credit(y, p, tau, f0));
             }
         }
     }
@@ -229,6 +259,53 @@ pub fn aggregate(evals: &[SeriesEval], n_quantiles: usize) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tie_at_zero_counts_the_level_over_the_chance_of_zero() {
+        let levels = [0.1, 0.5, 0.9];
+        let q = |v: [f64; 3]| move |i: usize| v.get(i).copied();
+        assert_eq!(zero_mass(&levels, q([1.0, 2.0, 3.0])), 0.0);
+        assert!((zero_mass(&levels, q([0.0, 2.0, 3.0])) - 0.3).abs() < 1e-12);
+        assert!((zero_mass(&levels, q([0.0, 0.0, 3.0])) - 0.7).abs() < 1e-12);
+        assert!((zero_mass(&levels, q([0.0, 0.0, 0.0])) - 0.95).abs() < 1e-12);
+        assert!((coverage_credit(0.0, 0.0, 0.1, 0.3) - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(coverage_credit(0.0, 0.0, 0.9, 0.7), 1.0, "at most 1");
+        assert_eq!(coverage_credit(2.0, 2.0, 0.5, 0.0), 0.5, "tie above zero");
+        assert_eq!(
+            (
+                coverage_credit(1.0, 2.0, 0.5, 0.0),
+                coverage_credit(3.0, 2.0, 0.5, 0.0)
+            ),
+            (1.0, 0.0)
+        );
+    }
+
+    /// A calibrated forecast of zero-inflated demand covers its nominal
+    /// share: zero with chance 0.3, else uniform on (0, 10], its exact
+    /// quantiles, against an evenly spread sample of that distribution.
+    /// One half per tie would report p10 at 0.15 and p10–p90 at 0.75.
+    #[test]
+    fn a_calibrated_zero_inflated_forecast_covers_its_nominal_share() {
+        let levels = [0.1, 0.5, 0.9];
+        let quantile = |u: f64| if u < 0.3 { 0.0 } else { (u - 0.3) / 0.7 * 10.0 };
+        let n = 1000;
+        let actual: Vec<f64> = (0..n)
+            .map(|i| quantile((i as f64 + 0.5) / n as f64))
+            .collect();
+        let eval = SeriesEval {
+            mean: vec![3.5; n],
+            quantiles: levels.iter().map(|&l| vec![quantile(l); n]).collect(),
+            actual,
+            scales: Scales {
+                mase: None,
+                rmsse: None,
+            },
+        };
+        let m = aggregate(&[eval], &levels);
+        for (c, l) in m.coverage.iter().zip(levels) {
+            assert!((c - l).abs() < 1e-9, "{:?}", m.coverage);
+        }
+    }
 
     #[test]
     fn undefined_measures_survive_json_as_nan() {

@@ -112,13 +112,24 @@ fn outer_points<'a>(
 }
 
 /// Share of `points` inside the outer pair spread by `k` around the
-/// median (clamped at zero; a tie counts one half).
-fn spread_coverage(points: &[Point], k: f64) -> f64 {
+/// median (clamped at zero), ties counted by [`metrics::coverage_credit`]
+/// with the chance of zero read from the three spread quantiles.
+fn spread_coverage(points: &[Point], k: f64, levels: &[f64]) -> f64 {
+    let (Some(&lo), Some(&hi)) = (levels.first(), levels.last()) else {
+        return f64::NAN;
+    };
+    let outer = [lo, 0.5, hi];
     let inside: f64 = points
         .iter()
         .map(|&(y, a, m, b)| {
             let (a, b) = ((m + k * (a - m)).max(0.0), (m + k * (b - m)).max(0.0));
-            metrics::coverage_credit(y, b) - metrics::coverage_credit(y, a)
+            let q = [a, m, b];
+            let f0 = if y == 0.0 {
+                metrics::zero_mass(&outer, |i| q.get(i).copied())
+            } else {
+                0.0
+            };
+            metrics::coverage_credit(y, b, hi, f0) - metrics::coverage_credit(y, a, lo, f0)
         })
         .sum();
     inside / points.len().max(1) as f64
@@ -137,7 +148,7 @@ const SPREAD_MAX: f64 = *SPREAD_STEPS.end() as f64 * SPREAD_GRID;
 
 /// The factor in [0.5, 3] by which spreading every quantile around the
 /// median (the middle level) brings the outer pair's coverage of the
-/// backtest points (ties one half) closest to its nominal share; 1 with
+/// backtest points (ties counted as in [`metrics::coverage_credit`]) closest to its nominal share; 1 with
 /// fewer than [`MIN_SPREAD_POINTS`] points or no middle level. Intervals
 /// are narrowed by at most half: a calm backtest window understates what
 /// the next one holds.
@@ -157,7 +168,8 @@ fn fit_spread(points: &[Point], levels: &[f64]) -> f64 {
     SPREAD_STEPS
         .map(|i| f64::from(i) * SPREAD_GRID)
         .min_by(|&a, &b| {
-            let gap = |k: f64| ((spread_coverage(points, k) - nominal).abs() * 1000.0).round();
+            let gap =
+                |k: f64| ((spread_coverage(points, k, levels) - nominal).abs() * 1000.0).round();
             gap(a)
                 .total_cmp(&gap(b))
                 .then((a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
@@ -183,7 +195,7 @@ fn out_of_origin_coverage(per_origin: &[Vec<Point>], levels: &[f64]) -> Option<f
             .flat_map(|(_, p)| p.iter().copied())
             .collect();
         let k = fit_spread(&others, levels);
-        inside += spread_coverage(points, k) * points.len() as f64;
+        inside += spread_coverage(points, k, levels) * points.len() as f64;
         total += points.len();
     }
     (total > 0).then(|| inside / total as f64)
@@ -584,7 +596,6 @@ fn score_candidates(
     origins: usize,
     levels: &[f64],
 ) -> Vec<BacktestScore> {
-    let nq = levels.len();
     let distinct = jobs
         .iter()
         .map(|j| j.series)
@@ -601,10 +612,10 @@ fn score_candidates(
                         .filter(|(_, j)| j.origin == o)
                         .map(|(e, _)| e.clone())
                         .collect();
-                    metrics::aggregate(&part, nq)
+                    metrics::aggregate(&part, levels)
                 })
                 .collect();
-            let mut pooled = metrics::aggregate(ev, nq);
+            let mut pooled = metrics::aggregate(ev, levels);
             pooled.series = distinct;
             // Each origin's interval points, gathered once for the pooled
             // factor and its out-of-origin check.
@@ -1214,7 +1225,7 @@ pub fn train_all_groups_with(
 /// served champions (`None` key).
 pub fn overall_metrics(
     results: &[GroupResult],
-    n_quantiles: usize,
+    levels: &[f64],
 ) -> Vec<(Option<ModelKind>, Metrics)> {
     let mut out = Vec::new();
     for kind in ModelKind::ALL {
@@ -1224,7 +1235,7 @@ pub fn overall_metrics(
             .flat_map(|(_, ev)| ev.iter().cloned())
             .collect();
         if !pooled.is_empty() {
-            let mut m = metrics::aggregate(&pooled, n_quantiles);
+            let mut m = metrics::aggregate(&pooled, levels);
             m.series = results
                 .iter()
                 .filter_map(|r| r.score(kind))
@@ -1238,7 +1249,7 @@ pub fn overall_metrics(
         .flat_map(|r| r.evals.iter().filter(move |(k, _)| *k == r.champion))
         .flat_map(|(_, ev)| ev.iter().cloned())
         .collect();
-    let mut m = metrics::aggregate(&served, n_quantiles);
+    let mut m = metrics::aggregate(&served, levels);
     m.series = results
         .iter()
         .filter_map(|r| r.score(r.champion))
@@ -1335,7 +1346,7 @@ mod tests {
         let unlike: Vec<SeriesEval> = [origin(0.5), origin(2.0)].concat();
         let pooled = spread_factor(&unlike, &levels);
         let points = outer_points(&unlike, &levels).expect("median");
-        assert!((spread_coverage(&points, pooled) - 0.8).abs() < 0.1);
+        assert!((spread_coverage(&points, pooled, &levels) - 0.8).abs() < 0.1);
         let cov = out_of_origin_coverage(&per(&unlike), &levels).expect("two origins");
         assert!((cov - 0.8).abs() > 0.1, "{cov}");
         assert_eq!(out_of_origin_coverage(&per(&alike)[..1], &levels), None);

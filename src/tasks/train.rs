@@ -272,10 +272,10 @@ impl TrainRunner {
             gaps: self.input.gap_policy(),
         };
         let realized = previous.as_ref().map_or_else(Vec::new, |p| {
-            forecast::accuracy::evaluate(&p.rows, series, read, p.levels.len())
+            forecast::accuracy::evaluate(&p.rows, series, read, &p.levels)
         });
         let overrides = previous.as_ref().map_or_else(Vec::new, |p| {
-            forecast::accuracy::value_added(&p.rows, series, read, p.levels.len())
+            forecast::accuracy::value_added(&p.rows, series, read, &p.levels)
         });
         Ok(Scored {
             previous,
@@ -413,7 +413,7 @@ impl TrainRunner {
         trained: &Trained,
         out: &mut Outputs,
     ) -> Result<Vec<(Option<ModelKind>, forecast::Metrics)>, TaskError> {
-        let overall = forecast::overall_metrics(&trained.results, self.config.quantiles.len());
+        let overall = forecast::overall_metrics(&trained.results, &self.config.quantiles);
         if !trained.results.is_empty() {
             let batch = metrics_batch(&trained.results, &overall, &self.config.quantiles)
                 .map_err(|e| TaskError::Fatal(e.to_string()))?;
