@@ -90,6 +90,13 @@ pub struct Window {
     pub flags: Vec<Flag>,
 }
 
+/// The scale of a window: the mean absolute demand over its context, 1
+/// when that is zero. Targets and the demand input are divided by it.
+pub fn context_scale(context: &[f64]) -> f64 {
+    let mean_abs = context.iter().map(|v| v.abs()).sum::<f64>() / context.len().max(1) as f64;
+    if mean_abs > 0.0 { mean_abs } else { 1.0 }
+}
+
 impl FeatureLayout {
     /// The layout for a group: price/promotion are used when any series has
     /// them; the static categories are the sorted distinct values.
@@ -196,9 +203,7 @@ impl FeatureLayout {
     /// series' future covariates, or last price / no promotion if absent.
     pub fn window(&self, s: &Prepared, t: usize) -> Result<Window, CalendarError> {
         let c = self.context;
-        let ctx = &s.values[t - c..t];
-        let mean_abs = ctx.iter().map(|v| v.abs()).sum::<f64>() / c as f64;
-        let scale = if mean_abs > 0.0 { mean_abs } else { 1.0 };
+        let scale = context_scale(&s.values[t - c..t]);
         let price_ref = s.price.as_ref().map(|p| {
             let m = p[t - c..t].iter().sum::<f64>() / c as f64;
             if m > 0.0 { m } else { 1.0 }

@@ -309,6 +309,27 @@ pub fn init_params(spec: &NetworkSpec, seed: u64, device: &Device) -> Result<Var
     Ok(varmap)
 }
 
+/// Sets the output layer's bias to `prior` (one value per output,
+/// quantiles then mean) at every horizon step, so that an untrained
+/// network already forecasts the training targets' marginal distribution
+/// and training learns the departures from it.
+pub fn set_output_prior(
+    varmap: &VarMap,
+    spec: &NetworkSpec,
+    prior: &[f32],
+) -> Result<(), NetworkError> {
+    let data = varmap.data().lock().map_err(|_| NetworkError::Poisoned)?;
+    let Some(bias) = data.get("head2.bias") else {
+        return Ok(());
+    };
+    let v: Vec<f32> = (0..spec.horizon)
+        .flat_map(|_| prior.iter().copied())
+        .collect();
+    let t = Tensor::from_vec(v, spec.horizon * spec.outputs(), bias.device())?;
+    bias.set(&t)?;
+    Ok(())
+}
+
 /// A parameter store holding the given tensors (e.g. loaded from disk).
 pub fn params_from_tensors(tensors: HashMap<String, Tensor>) -> Result<VarMap, NetworkError> {
     let varmap = VarMap::new();

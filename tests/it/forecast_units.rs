@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use chrono::NaiveDate;
 use restock::forecast::baselines::{self, normal_quantile};
 use restock::forecast::metrics::{self, Scales, SeriesEval, pinball};
-use restock::forecast::pipeline::{BacktestScore, choose_champion, combo_members};
+use restock::forecast::pipeline::{BacktestScore, LSTM_MIN_SERIES, choose_champion, combo_members};
 use restock::forecast::prepare::{PrepareError, prepare, prepare_group};
 use restock::forecast::{
     Flag, ForecastRow, Frequency, FutureCovariates, Metrics, ModelConfig, ModelKind, Series,
@@ -263,7 +263,7 @@ fn score(kind: ModelKind, rmsse: f64) -> BacktestScore {
             wape: 0.5,
             bias: 0.0,
             coverage: vec![],
-            series: 1,
+            series: 100,
         },
         by_origin: vec![],
         spread: 1.0,
@@ -313,6 +313,31 @@ fn the_combination_takes_the_candidates_within_ten_percent_of_the_best() {
     ];
     assert_eq!(combo_members(&lone), vec![ModelKind::Ets, ModelKind::Lstm]);
     assert!(combo_members(&[]).is_empty());
+}
+
+#[test]
+fn an_lstm_scored_on_too_few_series_neither_serves_nor_joins_the_combination() {
+    let few = |rmsse| BacktestScore {
+        metrics: Metrics {
+            series: LSTM_MIN_SERIES - 1,
+            ..score(ModelKind::Lstm, rmsse).metrics
+        },
+        ..score(ModelKind::Lstm, rmsse)
+    };
+    let scores = vec![
+        score(ModelKind::Naive, 1.2),
+        score(ModelKind::Ets, 1.0),
+        score(ModelKind::Regression, 1.05),
+        few(0.5),
+    ];
+    assert_eq!(choose_champion(&scores), ModelKind::Ets);
+    assert_eq!(
+        combo_members(&scores),
+        vec![ModelKind::Ets, ModelKind::Regression]
+    );
+    let mut enough = scores.clone();
+    enough[3].metrics.series = LSTM_MIN_SERIES;
+    assert_eq!(choose_champion(&enough), ModelKind::Lstm);
 }
 
 // ---------- baselines ----------
