@@ -143,6 +143,19 @@ fn relative_gap(a: &Anomaly) -> f64 {
     }
 }
 
+/// The share of `total` (the night's money at risk) that the `headline`
+/// lines cover; 0 when nothing is at risk. The email's worklist heading
+/// and the web UI's planning page both say it.
+pub fn headline_share(total: f64, headline: &[&Anomaly]) -> f64 {
+    let head: f64 = headline.iter().filter_map(|a| a.money_at_risk).sum();
+    if total > 0.0 { head / total } else { 0.0 }
+}
+
+/// A share as the reports print it: `0.627` → `63%`.
+pub fn format_share(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
 /// `1234567.891` → `1,234,568` (decimals: 0) or `1,234,567.89` (2).
 pub fn format_number(v: f64, decimals: usize) -> String {
     if !v.is_finite() {
@@ -322,18 +335,28 @@ impl Report {
     /// first, then most severe); otherwise most severe first, then by
     /// relative gap to expected.
     pub fn ranked_anomalies(&self) -> Vec<&Anomaly> {
-        let mut v: Vec<&Anomaly> = self.anomalies.iter().collect();
-        let money = |a: &Anomaly| a.money_at_risk.unwrap_or(0.0);
-        let by_money = self.anomalies.iter().any(|a| a.money_at_risk.is_some());
-        v.sort_by(|a, b| {
+        self.ranked_indices()
+            .into_iter()
+            .map(|i| &self.anomalies[i])
+            .collect()
+    }
+
+    /// [`Report::ranked_anomalies`] as indices into `anomalies`.
+    fn ranked_indices(&self) -> Vec<usize> {
+        let a = &self.anomalies;
+        let mut v: Vec<usize> = (0..a.len()).collect();
+        let money = |i: usize| a[i].money_at_risk.unwrap_or(0.0);
+        let by_money = a.iter().any(|x| x.money_at_risk.is_some());
+        v.sort_by(|&i, &j| {
             let m = if by_money {
-                money(b).total_cmp(&money(a))
+                money(j).total_cmp(&money(i))
             } else {
                 std::cmp::Ordering::Equal
             };
-            m.then(severity_rank(&a.severity).cmp(&severity_rank(&b.severity)))
-                .then(relative_gap(b).total_cmp(&relative_gap(a)))
-                .then(a.date.cmp(&b.date))
+            let (x, y) = (&a[i], &a[j]);
+            m.then(severity_rank(&x.severity).cmp(&severity_rank(&y.severity)))
+                .then(relative_gap(y).total_cmp(&relative_gap(x)))
+                .then(x.date.cmp(&y.date))
         });
         v
     }
@@ -341,10 +364,20 @@ impl Report {
     /// The headline: the monitor's choice when the table records it,
     /// else the top of the ranking; at most `cap` lines.
     pub fn headline(&self, cap: usize) -> Vec<&Anomaly> {
-        let decided = self.anomalies.iter().any(|a| a.headline.is_some());
-        self.ranked_anomalies()
+        self.headline_indices(cap)
             .into_iter()
-            .filter(|a| !decided || a.headline == Some(true))
+            .map(|i| &self.anomalies[i])
+            .collect()
+    }
+
+    /// [`Report::headline`] as indices into `anomalies`, in headline
+    /// order: for a reader that holds more about each row than the report
+    /// does (the web UI's planning page).
+    pub fn headline_indices(&self, cap: usize) -> Vec<usize> {
+        let decided = self.anomalies.iter().any(|a| a.headline.is_some());
+        self.ranked_indices()
+            .into_iter()
+            .filter(|&i| !decided || self.anomalies[i].headline == Some(true))
             .take(cap)
             .collect()
     }
@@ -355,12 +388,7 @@ impl Report {
             return None;
         }
         let total: f64 = self.anomalies.iter().filter_map(|a| a.money_at_risk).sum();
-        let head: f64 = self
-            .headline(cap)
-            .iter()
-            .filter_map(|a| a.money_at_risk)
-            .sum();
-        Some((total, if total > 0.0 { head / total } else { 0.0 }))
+        Some((total, headline_share(total, &self.headline(cap))))
     }
 
     /// Orders, earliest order-by date first, then largest value.
@@ -530,7 +558,7 @@ impl Report {
             top => minijinja::Value::from(minijinja::value::Serde(&top)),
             more_anomalies => self.anomalies.len().saturating_sub(top.len()),
             money_total => share.map(|s| format_number(s.0, 2)),
-            money_share => share.map(|s| format!("{:.0}%", s.1 * 100.0)),
+            money_share => share.map(|s| format_share(s.1)),
             held => minijinja::Value::from(minijinja::value::Serde(&held)),
             held_value => format_number(self.held.iter().map(|h| h.would_be_value).sum(), 2),
             orders => minijinja::Value::from(minijinja::value::Serde(&orders)),
@@ -770,6 +798,7 @@ mod tests {
         }];
         let head: Vec<&str> = r.headline(25).iter().map(|a| a.sku.as_str()).collect();
         assert_eq!(head, ["SKU-1002", "SKU-1001"]);
+        assert_eq!(r.headline_indices(25), [1, 0], "the same lines by index");
         assert_eq!(r.headline(1).len(), 1);
         let (total, share) = r.money_share(25).expect("money");
         assert_eq!(total, 1500.0);

@@ -257,6 +257,13 @@ pub trait TaskRunner: Send + Sync + std::fmt::Debug {
     fn overrides_read(&self) -> Option<OverridesRead> {
         None
     }
+
+    /// Lines of the headline list this task's report shows (the `email`
+    /// kind's `headline:`), so the web UI's planning page caps its
+    /// headline as the mail does; `None` for other kinds.
+    fn report_headline(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Which overrides table a task reads, and by which key columns (the

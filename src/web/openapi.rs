@@ -74,7 +74,7 @@ pub const OPERATIONS: &[(&str, &str, &str, &str)] = &[
     (
         "get",
         "/api/v1/dags/{dag_id}/planning",
-        "The newest planned run: anomalies by severity, order and held totals",
+        "The newest planned run: anomalies by severity, the headline and its share of the money at risk, order and held totals",
         "",
     ),
     (

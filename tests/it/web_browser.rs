@@ -10,9 +10,10 @@ use crate::web_support;
 use common::Project;
 use web_support::{Server, demo_project};
 
-/// Run `tests/browser/<script>` against `s`; on failure keep the
-/// screenshots and show the scenario's and the server's output.
-fn drive(p: &Project, s: &Server, script: &str, dag: &str) {
+/// Run `tests/browser/<script>` against `s` (with `extra` arguments after
+/// the screenshot folder); on failure keep the screenshots and show the
+/// scenario's and the server's output.
+fn drive(p: &Project, s: &Server, script: &str, dag: &str, extra: &[&str]) {
     let root = env!("CARGO_MANIFEST_DIR");
     assert!(
         std::path::Path::new(&format!(
@@ -27,6 +28,7 @@ fn drive(p: &Project, s: &Server, script: &str, dag: &str) {
         .arg(&s.base)
         .arg(dag)
         .arg(&shots)
+        .args(extra)
         .output()
         .expect("node");
     if !out.status.success() {
@@ -53,16 +55,26 @@ fn dag_list_trigger_run_page_and_log_in_chromium() {
         "id: hello\ndescription: says hello\ntasks:\n  - id: greet\n    kind: command\n    command: \"echo '<b>hello</b>'\"\n  - id: after\n    kind: command\n    depends_on: [greet]\n    command: \"true\"\n",
     );
     let s = Server::start(&p, "daemon", &[]);
-    drive(&p, &s, "ui.mjs", "hello");
+    drive(&p, &s, "ui.mjs", "hello", &[]);
     let runs = p.query("SELECT state FROM dag_runs WHERE dag_id = 'hello'");
     assert_eq!(runs, vec![vec!["succeeded".to_string()]]);
 }
 
 #[test]
-fn planning_page_filter_and_sku_chart_in_chromium() {
+fn planning_page_headline_filter_and_sku_chart_in_chromium() {
     let p = demo_project(&["2026-11-27"]);
+    // The mail's headline at 3 lines, fewer than the monitor puts on it,
+    // so the page's list is seen capped at the mail's setting.
+    let dag = p.path().join("jobs/nightly_inventory.yaml");
+    let yaml = std::fs::read_to_string(&dag).expect("demo DAG");
+    let capped = yaml.replace(
+        "    history_days: 28\n",
+        "    history_days: 28\n    headline: 3\n",
+    );
+    assert_ne!(capped, yaml, "the demo DAG's email task moved");
+    std::fs::write(&dag, capped).expect("write DAG");
     let s = Server::start(&p, "serve", &[]);
-    drive(&p, &s, "planning.mjs", "nightly_inventory");
+    drive(&p, &s, "planning.mjs", "nightly_inventory", &["3"]);
 }
 
 #[test]
@@ -79,7 +91,7 @@ fn overrides_form_adds_a_row_and_shows_the_apis_error_in_chromium() {
         "serve",
         &[("RESTOCK_LAKE", lake.to_str().expect("utf8"))],
     );
-    drive(&p, &s, "overrides.mjs", "planned");
+    drive(&p, &s, "overrides.mjs", "planned", &[]);
     // What the form stored is one CSV in the overrides table, in the
     // layout the run reads, and the refused row is not in it; the edit
     // and the withdrawal kept both versions, marked.

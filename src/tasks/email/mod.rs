@@ -134,8 +134,19 @@ fn check_declared_columns(spec: &EmailSpec, cx: &mut KindCompileCx) {
     }
 }
 
+impl EmailRunner {
+    /// Lines of the report's headline list: `headline:`, else 25.
+    fn headline_lines(&self) -> usize {
+        self.spec.headline.unwrap_or(crate::mail::report::HEADLINE)
+    }
+}
+
 #[async_trait]
 impl TaskRunner for EmailRunner {
+    fn report_headline(&self) -> Option<usize> {
+        Some(self.headline_lines())
+    }
+
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let config = &cx.services.config;
         let table = |key: &'static str, rel: &str| -> Result<Table, TaskError> {
@@ -214,7 +225,7 @@ impl TaskRunner for EmailRunner {
                 .subject_prefix
                 .clone()
                 .unwrap_or_else(|| RenderOptions::default().subject_prefix),
-            headline: self.spec.headline.unwrap_or(crate::mail::report::HEADLINE),
+            headline: self.headline_lines(),
         };
         let outcome =
             crate::mail::send_report(&mailer, &report, &opts, &addressing, self.spec.force)

@@ -1,6 +1,8 @@
 //! Planning: what the newest run of a DAG with `forecast`, `reorder` or
 //! `monitor` tasks decided, read from the tables those tasks published.
-//! The anomalies in worklist order (filtered by type and severity), the
+//! The night's headline as the report mail lists it (the mail's own
+//! ranking, cap and share code over the monitor's headline rows), the
+//! anomalies in worklist order (filtered by type and severity), the
 //! orders to place with the held lines apart, and one SKU with its history,
 //! forecast band (the report mail's chart, as SVG), plan line and anomalies.
 //!
@@ -211,12 +213,59 @@ impl Planning {
             Some(_) => Some(read::plan_totals(&self.session, &self.ds).await?),
             None => None,
         };
+        let headline = match self.anomalies {
+            Some(_) => Some(self.headline().await?),
+            None => None,
+        };
         Ok(Summary {
             run: self.run(),
             anomalies: severities.iter().map(|(_, n)| n).sum(),
             by_severity: severities.into_iter().collect(),
+            headline,
             plan,
             has_forecasts: self.forecasts.is_some(),
+        })
+    }
+
+    /// The night's headline as the report mail lists it: the monitor's
+    /// headline rows, ordered and capped by [`crate::mail::Report`]'s own
+    /// code at the cap the DAG's `email` task uses, with the share of the
+    /// night's money at risk they cover, computed as the mail computes it.
+    /// Only the headline rows and one sum are read, not the whole table.
+    pub async fn headline(&self) -> Result<Headline, WebError> {
+        self.need("anomalies", self.anomalies.is_some())?;
+        let cap = self
+            .dag
+            .tasks
+            .iter()
+            .find_map(|t| t.runner.report_headline())
+            .unwrap_or(crate::mail::report::HEADLINE);
+        let candidates = read::headline_candidates(&self.session, &self.ds).await?;
+        let total = read::money_at_risk_total(&self.session, &self.ds).await?;
+        let report = crate::mail::Report {
+            anomalies: candidates.iter().map(AnomalyRow::report_row).collect(),
+            ..Default::default()
+        };
+        let order = report.headline_indices(cap);
+        let lines: Vec<&crate::mail::Anomaly> =
+            order.iter().map(|&i| &report.anomalies[i]).collect();
+        let money_at_risk = lines.iter().filter_map(|a| a.money_at_risk).sum();
+        let share = total.map(|t| crate::mail::report::headline_share(t, &lines));
+        let mut slots: Vec<Option<AnomalyRow>> = candidates.into_iter().map(Some).collect();
+        let rows: Vec<AnomalyRow> = order.iter().filter_map(|&i| slots[i].take()).collect();
+        let sentence = match (total, share) {
+            (Some(total), Some(share)) if !rows.is_empty() => {
+                Some(share_sentence(rows.len(), total, share))
+            }
+            _ => None,
+        };
+        Ok(Headline {
+            cap,
+            rows,
+            money_at_risk,
+            total_money_at_risk: total,
+            share,
+            sentence,
         })
     }
 
@@ -278,12 +327,46 @@ impl Planning {
     }
 }
 
+/// "These 3 lines cover 40% of tonight's money at risk (total 1,000.00)."
+fn share_sentence(lines: usize, total: f64, share: f64) -> String {
+    let lines = match lines {
+        1 => "This line covers".to_string(),
+        n => format!("These {n} lines cover"),
+    };
+    format!(
+        "{lines} {} of tonight's money at risk (total {}).",
+        crate::mail::report::format_share(share),
+        crate::mail::report::format_number(total, 2)
+    )
+}
+
+/// The night's headline list: what the report mail's worklist shows.
+#[derive(Debug, Serialize)]
+pub struct Headline {
+    /// Lines the list is capped at: the DAG's `email` task's `headline:`,
+    /// else 25.
+    pub cap: usize,
+    /// The lines in the mail's order (money at risk, largest first).
+    pub rows: Vec<AnomalyRow>,
+    /// Money at risk of these lines.
+    pub money_at_risk: f64,
+    /// Money at risk of all the night's anomalies (the rest are in the
+    /// anomalies list and the mail's CSV); `None` when none has a figure.
+    pub total_money_at_risk: Option<f64>,
+    /// The share of `total_money_at_risk` these lines cover (0 to 1).
+    pub share: Option<f64>,
+    /// The share in words, as the page says it.
+    pub sentence: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Summary {
     #[serde(flatten)]
     pub run: RunRef,
     pub anomalies: i64,
     pub by_severity: std::collections::BTreeMap<String, i64>,
+    /// `None` when the DAG has no anomalies table.
+    pub headline: Option<Headline>,
     /// `None` when the DAG has no reorder plan.
     pub plan: Option<PlanTotals>,
     pub has_forecasts: bool,

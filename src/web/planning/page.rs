@@ -1,4 +1,5 @@
-//! The planning pages: `/dags/{id}/planning` (anomalies in worklist order
+//! The planning pages: `/dags/{id}/planning` (the mail's capped headline
+//! with its share of the money at risk, anomalies in worklist order
 //! with type and severity filters, orders to place, held lines apart) and
 //! `/dags/{id}/planning/skus/{store}/{sku}` (history and forecast band as
 //! an inline SVG, drawn by the report mail's chart code on the blocking

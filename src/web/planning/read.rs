@@ -9,6 +9,7 @@
 
 use arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
+use datafusion::functions::math::expr_fn::isnan;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use serde::Serialize;
@@ -146,6 +147,29 @@ pub struct AnomalyRow {
     pub headline: Option<bool>,
 }
 
+impl AnomalyRow {
+    /// The row as the report mail reads it (`tasks::email`: missing text
+    /// empty, missing numbers NaN, a NaN money figure none), so the mail's
+    /// ranking and headline code can order the page's rows.
+    pub fn report_row(&self) -> crate::mail::Anomaly {
+        crate::mail::Anomaly {
+            date: self.date.clone().unwrap_or_default(),
+            store: self.store.clone().unwrap_or_default(),
+            sku: self.sku.clone().unwrap_or_default(),
+            kind: self.kind.clone(),
+            severity: self.severity.clone(),
+            observed: self.observed.unwrap_or(f64::NAN),
+            expected: self.expected.unwrap_or(f64::NAN),
+            message: String::new(),
+            reason: self.reason.clone().unwrap_or_default(),
+            money_at_risk: self.money_at_risk.filter(|m| !m.is_nan()),
+            status: self.status.clone().unwrap_or_default(),
+            first_seen: self.first_seen.clone().unwrap_or_default(),
+            headline: self.headline,
+        }
+    }
+}
+
 fn anomaly_row(c: &Cols<'_>, r: usize) -> Result<AnomalyRow, TaskError> {
     Ok(AnomalyRow {
         rank: c.f64(an::RANK.name, r)?.map(|v| v as i64),
@@ -203,6 +227,67 @@ pub async fn anomalies(
     }
     let order = vec![col(an::RANK.name).sort(true, false)];
     page(df, order, limit, offset, anomaly_row, "anomalies").await
+}
+
+/// The rows the night's headline is chosen from, in rank order: those the
+/// monitor put on it (`headline`), or every row of a table written before
+/// that column existed (the mail then heads its list with the top of the
+/// ranking, and so does the page). At most the monitor's `headline:` cap.
+pub async fn headline_candidates(s: &Session, ds: &str) -> Result<Vec<AnomalyRow>, WebError> {
+    let mut df = s.partition("anomalies", ds).await?;
+    let has_headline = df
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.name() == an::HEADLINE.name);
+    if has_headline {
+        df = df
+            .filter(col(an::HEADLINE.name).eq(lit(true)))
+            .map_err(lake_err)?;
+    }
+    let df = df
+        .sort(vec![col(an::RANK.name).sort(true, false)])
+        .map_err(lake_err)?;
+    let mut rows = Vec::new();
+    for b in collect(df).await? {
+        let c = Cols::new(&b, "anomalies");
+        for r in 0..b.num_rows() {
+            rows.push(anomaly_row(&c, r)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// The run's money at risk over all its anomalies, leaving out missing and
+/// NaN figures as the mail's reader does; `None` when no anomaly has one.
+pub async fn money_at_risk_total(s: &Session, ds: &str) -> Result<Option<f64>, WebError> {
+    let money = col(an::MONEY_AT_RISK.name);
+    let df = s
+        .partition("anomalies", ds)
+        .await?
+        .filter(
+            money
+                .clone()
+                .is_not_null()
+                .and(isnan(money.clone()).is_false()),
+        )
+        .and_then(|d| {
+            d.aggregate(
+                vec![],
+                vec![sum(money).alias("total"), count(lit(1)).alias("n")],
+            )
+        })
+        .map_err(lake_err)?;
+    let mut out = None;
+    for b in collect(df).await? {
+        let c = Cols::new(&b, "anomalies");
+        for r in 0..b.num_rows() {
+            if c.f64("n", r)?.unwrap_or(0.0) > 0.0 {
+                out = Some(c.f64("total", r)?.unwrap_or(0.0));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Anomalies of the run by severity, for the summary.

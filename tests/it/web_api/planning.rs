@@ -330,3 +330,298 @@ async fn planning_pages_and_accuracy_metrics_read_the_demo_lake() {
         .await
         .assert_problem(404);
 }
+
+/// A DAG whose monitor output is written by hand below; `alert` gives the
+/// mail's headline cap when `email` is set.
+fn headline_dag(id: &str, email: bool) -> String {
+    let mut y = format!(
+        "id: {id}\ntables:\n  inventory_position: {{ path: curated/inventory_position, partition_by: [ds] }}\n  \
+         sales: {{ path: raw/sales, partition_by: [ds] }}\ntasks:\n  - id: monitor\n    kind: monitor\n"
+    );
+    if email {
+        y.push_str(
+            "  - id: alert\n    kind: email\n    depends_on: [monitor]\n    anomalies: anomalies\n    headline: 2\n",
+        );
+    }
+    y
+}
+
+/// One night's anomalies as the monitor writes them (rank order): an info
+/// overstock (never on the headline), two new or worse lines, a recurring
+/// one, and a store-wide stale feed the monitor's per-type places put on.
+fn write_headline_night(lake: &std::path::Path) {
+    use arrow::array::{
+        ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let day = |d: u32| {
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
+        (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+    };
+    let text = |v: &[&str]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
+    let num = |v: &[f64]| Arc::new(Float64Array::from(v.to_vec())) as ArrayRef;
+    let cols: Vec<(&str, DataType, ArrayRef)> = vec![
+        (
+            "date",
+            DataType::Date32,
+            Arc::new(Date32Array::from(vec![day(27); 5])),
+        ),
+        (
+            "store",
+            DataType::Utf8,
+            text(&["CA_1", "CA_1", "CA_1", "CA_1", "TX_1"]),
+        ),
+        (
+            "sku",
+            DataType::Utf8,
+            Arc::new(StringArray::from(vec![
+                Some("X"),
+                Some("A"),
+                Some("B"),
+                Some("C"),
+                None,
+            ])),
+        ),
+        (
+            "type",
+            DataType::Utf8,
+            text(&[
+                "overstock",
+                "stockout",
+                "projected_stockout",
+                "stockout",
+                "stale_data",
+            ]),
+        ),
+        (
+            "severity",
+            DataType::Utf8,
+            text(&["info", "critical", "warning", "critical", "critical"]),
+        ),
+        (
+            "observed",
+            DataType::Float64,
+            num(&[900.0, 0.0, 4.0, 0.0, 3.0]),
+        ),
+        (
+            "expected",
+            DataType::Float64,
+            num(&[90.0, 10.0, 8.0, 5.0, 1.0]),
+        ),
+        (
+            "message",
+            DataType::Utf8,
+            text(&["m X", "m A", "m B", "m C", "m TX_1"]),
+        ),
+        (
+            "reason",
+            DataType::Utf8,
+            text(&["why X", "why A", "why B", "why C", "why TX_1"]),
+        ),
+        (
+            "money_at_risk",
+            DataType::Float64,
+            num(&[500.0, 300.0, 100.0, 60.0, 40.0]),
+        ),
+        (
+            "money_kind",
+            DataType::Utf8,
+            text(&[
+                "capital_tied_up",
+                "margin_at_risk",
+                "margin_at_risk",
+                "margin_at_risk",
+                "order_value_affected",
+            ]),
+        ),
+        (
+            "status",
+            DataType::Utf8,
+            text(&["new", "new", "worse", "recurring", "new"]),
+        ),
+        (
+            "first_seen",
+            DataType::Date32,
+            Arc::new(Date32Array::from(vec![
+                day(27),
+                day(27),
+                day(20),
+                day(20),
+                day(27),
+            ])),
+        ),
+        (
+            "rank",
+            DataType::Int64,
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
+        ),
+        (
+            "headline",
+            DataType::Boolean,
+            Arc::new(BooleanArray::from(vec![false, true, true, false, true])),
+        ),
+    ];
+    let schema = Arc::new(Schema::new(
+        cols.iter()
+            .map(|(n, t, _)| Field::new(*n, t.clone(), *n == "store" || *n == "sku"))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = arrow::array::RecordBatch::try_new(schema, cols.into_iter().map(|c| c.2).collect())
+        .expect("batch");
+    let dir = lake.join("anomalies/ds=2026-11-27");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = std::fs::File::create(dir.join("part-00000.parquet")).expect("file");
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+}
+
+/// A run of `dag` for 2026-11-27 in which the monitor succeeded.
+fn seed_monitor_run(p: &Project, dag: &str) {
+    use chrono::{TimeZone, Utc};
+    use restock::store::{self, NewRun, RunType, State, Store};
+    let store = Store::open(&p.state()).expect("store");
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 27, 0, 0, 0)
+        .single()
+        .expect("t");
+    let run = store
+        .with(|c| {
+            store::create_run(
+                c,
+                &NewRun {
+                    dag_id: dag.into(),
+                    ds: "2026-11-27".into(),
+                    start,
+                    end: start + chrono::Duration::days(1),
+                    run_type: RunType::Scheduled,
+                    force: false,
+                },
+                Utc::now(),
+            )
+        })
+        .expect("run");
+    store
+        .with(|c| {
+            store::set_task_state(
+                c,
+                &run.run_id,
+                "monitor",
+                State::Succeeded,
+                None,
+                Utc::now(),
+            )
+        })
+        .expect("task");
+    store
+        .with(|c| store::set_run_state(c, &run.run_id, State::Succeeded, Utc::now()))
+        .expect("state");
+}
+
+/// The headline on the planning page and in its API is the mail's: the
+/// monitor's headline rows, capped at the `email` task's `headline:` (25
+/// without one), with the share of all the night's money at risk.
+#[tokio::test(flavor = "multi_thread")]
+async fn planning_headline_is_the_mails_capped_list_with_its_share() {
+    let p = Project::new();
+    let lake = p.path().join("lake");
+    write_headline_night(&lake);
+    p.write_dag("head.yaml", &headline_dag("head", true));
+    p.write_dag("plain.yaml", &headline_dag("plain", false));
+    seed_monitor_run(&p, "head");
+    seed_monitor_run(&p, "plain");
+    let s = Server::start(
+        &p,
+        "serve",
+        &[("RESTOCK_LAKE", lake.to_str().expect("utf8"))],
+    );
+    let mut c = Client::new();
+    let lines = |h: &Value| -> Vec<(Value, Value, Value)> {
+        h["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["sku"].clone(),
+                    r["money_at_risk"].clone(),
+                    r["reason"].clone(),
+                )
+            })
+            .collect()
+    };
+    let j = get_json(&mut c, &s, "/api/v1/dags/head/planning").await;
+    let h = &j["headline"];
+    assert_eq!(h["cap"], 2, "{j}");
+    assert_eq!(
+        lines(h),
+        [
+            ("A".into(), 300.0.into(), "why A".into()),
+            ("B".into(), 100.0.into(), "why B".into())
+        ],
+        "{j}"
+    );
+    assert_eq!(h["money_at_risk"], 400.0, "{j}");
+    assert_eq!(h["total_money_at_risk"], 1000.0, "{j}");
+    assert_eq!(h["share"], 0.4, "{j}");
+    assert_eq!(
+        h["sentence"], "These 2 lines cover 40% of tonight's money at risk (total 1,000.00).",
+        "{j}"
+    );
+    assert_eq!(j["anomalies"], 5, "{j}");
+
+    // Without an email task: the default 25, so all three headline rows.
+    let j = get_json(&mut c, &s, "/api/v1/dags/plain/planning").await;
+    let h = &j["headline"];
+    assert_eq!(h["cap"], 25, "{j}");
+    assert_eq!(
+        lines(h),
+        [
+            ("A".into(), 300.0.into(), "why A".into()),
+            ("B".into(), 100.0.into(), "why B".into()),
+            (Value::Null, 40.0.into(), "why TX_1".into())
+        ],
+        "{j}"
+    );
+    assert_eq!(h["share"], 0.44, "{j}");
+    assert_eq!(
+        h["sentence"], "These 3 lines cover 44% of tonight's money at risk (total 1,000.00).",
+        "{j}"
+    );
+
+    // The page: the section, capped, with the sentence; the full list
+    // below still has every row.
+    let r = c.get(&s.url("/dags/head/planning")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let start = r
+        .body
+        .find("<section id=\"headline\"")
+        .expect("headline section");
+    let end = start + r.body[start..].find("</section>").expect("section end");
+    let section = &r.body[start..end];
+    assert!(section.contains("data-cap=\"2\""), "{section}");
+    assert!(
+        section.contains(
+            "<p id=\"headline-share\">These 2 lines cover 40% of tonight&#x27;s money at risk (total 1,000.00).</p>"
+        ),
+        "{section}"
+    );
+    let skus: Vec<&str> = section
+        .split("<tr class=\"sev-")
+        .skip(1)
+        .map(|row| {
+            let sku = row.split("</a>").next().unwrap_or("");
+            &sku[sku.rfind('>').map_or(0, |i| i + 1)..]
+        })
+        .collect();
+    assert_eq!(skus, ["A", "B"], "{section}");
+    assert!(
+        section.contains("300.00") && section.contains("why B"),
+        "{section}"
+    );
+    assert!(section.contains("worse, since 2026-11-20"), "{section}");
+    assert!(section.contains("The other 3 anomalies"), "{section}");
+    let table = &r.body[end..];
+    assert_eq!(table.matches("<tr class=\"sev-").count(), 5, "{}", r.body);
+}
