@@ -9,7 +9,9 @@
 //!   or `order_reject` (no order) for the plan dates in the range;
 //! * **exclude**: the series is neither ordered nor alerted on.
 //!
-//! Every row needs an `id`, an `author` and a `reason`. A bad row (unknown
+//! Every row needs an `id`, an `author` and a `reason`; `created_at`, when
+//! the row was written, is kept when the file has it (the API always
+//! writes it). A bad row (unknown
 //! kind or series, a missing field, a range ending before it starts, a
 //! range overlapping an earlier row of the same family for the series, a
 //! repeated id) is rejected with a message naming its file and row; the
@@ -71,6 +73,8 @@ pub struct RawRow {
     pub end_date: Option<NaiveDate>,
     pub value: Option<f64>,
     pub author: Option<String>,
+    /// When the row was written, as stored (the API stamps it).
+    pub created_at: Option<String>,
     pub reason: Option<String>,
 }
 
@@ -84,6 +88,8 @@ pub struct Override {
     pub end: Option<NaiveDate>,
     pub action: Action,
     pub author: String,
+    /// When it was written, as stored; `None` in a file without the column.
+    pub created_at: Option<String>,
     pub reason: String,
 }
 
@@ -179,6 +185,7 @@ fn parse(r: &RawRow) -> Result<Override, String> {
         end: r.end_date,
         action,
         author: author.into(),
+        created_at: text(&r.created_at).map(str::to_string),
         reason: reason.into(),
     })
 }
@@ -322,6 +329,7 @@ mod tests {
             end_date: Some(day(to)),
             value: Some(value),
             author: Some("alice".into()),
+            created_at: None,
             reason: Some("store opening".into()),
         }
     }

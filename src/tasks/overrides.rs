@@ -42,6 +42,10 @@ const COLUMNS: [&str; 7] = [
 /// is not applied.
 pub const WITHDRAWN: [&str; 3] = ["withdrawn_by", "withdrawn_at", "withdrawn_reason"];
 
+/// Optional column: when the row was written (the API stamps every row it
+/// writes; a planner's own file may leave it out).
+pub const CREATED_AT: &str = "created_at";
+
 /// Who withdrew a row, when and why, as stored (text, unvalidated).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Withdrawn {
@@ -185,7 +189,7 @@ impl Keys<'_> {
                 }
                 Ok(have
                     .into_iter()
-                    .filter(|h| !COLUMNS.contains(h) && !WITHDRAWN.contains(h))
+                    .filter(|h| !COLUMNS.contains(h) && !WITHDRAWN.contains(h) && *h != CREATED_AT)
                     .map(str::to_string)
                     .collect())
             }
@@ -299,6 +303,7 @@ fn from_csv(file: &str, bytes: &[u8], keys: Keys<'_>) -> Result<Parsed, String> 
             end_date: date(file, row, "end_date", &get("end_date").unwrap_or_default())?,
             value,
             author: get("author"),
+            created_at: get(CREATED_AT),
             reason: get("reason"),
         };
         out.push((raw, Withdrawn::of(get)));
@@ -348,6 +353,7 @@ fn from_parquet(file: &str, bytes: Bytes, keys: Keys<'_>) -> Result<Parsed, Stri
                     .filter(|c| !c.is_null(r))
                     .map(|c| c.as_primitive::<arrow::datatypes::Float64Type>().value(r)),
                 author: s("author"),
+                created_at: s(CREATED_AT),
                 reason: s("reason"),
             };
             out.push((raw, Withdrawn::of(s)));

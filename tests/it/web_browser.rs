@@ -104,24 +104,23 @@ fn overrides_form_adds_a_row_and_shows_the_apis_error_in_chromium() {
     assert_eq!(
         lines.next(),
         Some(
-            "id,kind,sku,store,start_date,end_date,value,author,reason,\
+            "id,kind,sku,store,start_date,end_date,value,author,created_at,reason,\
              withdrawn_by,withdrawn_at,withdrawn_reason"
         )
     );
     let first = lines.next().expect("the first version");
     assert!(
         first.starts_with("ui-")
-            && first.contains(
-                ",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.2,alice,store opening,carol,"
-            )
+            && first.contains(",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.2,alice,20")
+            && first.contains("Z,store opening,carol,")
             && first.ends_with(",edited: store opening"),
         "{first}"
     );
     let second = lines.next().expect("the edit");
     assert!(
-        second.contains(
-            ",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.3,carol,store opening,dave,"
-        ) && second.ends_with(",opening postponed"),
+        second.contains(",forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.3,carol,20")
+            && second.contains("Z,store opening,dave,")
+            && second.ends_with(",opening postponed"),
         "{second}"
     );
     assert_eq!(lines.next(), None, "{}", files[0]);

@@ -53,7 +53,7 @@ fn required(field: &str, v: &str) -> Result<(), WebError> {
     Ok(())
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -131,14 +131,14 @@ pub(super) async fn api_put(
         s.location != target.location || s.row.row != target.row.row
     });
     check_against(others, &key_names, vec![row.raw(1)])?;
-    let marks = Marks {
-        by: row.author.trim().into(),
-        at: now(),
-        reason: format!("edited: {}", row.reason.trim()),
-    };
+    let at = now();
     let change = Change::Replace {
-        marks,
-        row: row.cells(),
+        row: row.cells(&at),
+        marks: Marks {
+            by: row.author.trim().into(),
+            at,
+            reason: format!("edited: {}", row.reason.trim()),
+        },
     };
     publish(&app, &target, &oid, change).await?;
     tracing::info!(dag = %id, id = %oid, by = %row.author, file = %target.row.file, "override edited");

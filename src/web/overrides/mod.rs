@@ -30,7 +30,7 @@ use super::auth::SessionInfo;
 use super::{AppState, WebError};
 use crate::dag::model::Table;
 use crate::inventory::overrides::{self, RawRow};
-use crate::tasks::overrides::Stored;
+use crate::tasks::overrides::{CREATED_AT, Stored};
 use crate::tasks::schemas::series;
 
 /// The form's key fields when no task of the DAG reads its overrides table
@@ -84,12 +84,14 @@ impl RowBody {
             end_date: self.end_date,
             value: self.value,
             author: Some(self.author.clone()),
+            created_at: None,
             reason: Some(self.reason.clone()),
         }
     }
 
-    /// The row's cells by column name, as a file stores them.
-    fn cells(&self) -> Vec<(String, Option<String>)> {
+    /// The row's cells by column name, as a file stores them, stamped
+    /// written at `created_at`.
+    fn cells(&self, created_at: &str) -> Vec<(String, Option<String>)> {
         let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
         let mut out = vec![
             ("id".to_string(), text(&self.id)),
@@ -101,6 +103,7 @@ impl RowBody {
             ("end_date".into(), self.end_date.map(|d| d.to_string())),
             ("value".into(), self.value.map(|v| v.to_string())),
             ("author".into(), text(&self.author)),
+            (CREATED_AT.into(), Some(created_at.to_string())),
             ("reason".into(), text(&self.reason)),
         ]);
         out
@@ -150,6 +153,8 @@ struct Listed {
     end_date: Option<NaiveDate>,
     value: Option<f64>,
     author: Option<String>,
+    /// When it was written (`None` for a planner's file without the column).
+    created_at: Option<String>,
     reason: Option<String>,
     /// Where it is stored: the file and its 1-based data row.
     file: String,
@@ -180,6 +185,7 @@ impl From<Stored> for Listed {
             end_date: r.end_date,
             value: r.value,
             author: r.author,
+            created_at: r.created_at,
             reason: r.reason,
             file: r.file,
             row: r.row,
@@ -272,7 +278,8 @@ async fn api_post(
     }
     let others = in_force(stored(&app, &table).await?, |_| true);
     check_against(others, &key_names, raw)?;
-    let csv = to_csv(&key_names, &body.rows).map_err(|e| WebError::Internal(e.to_string()))?;
+    let csv = to_csv(&key_names, &body.rows, &change::now())
+        .map_err(|e| WebError::Internal(e.to_string()))?;
     let lake = app.lake()?;
     let name = format!("api-{}.csv", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
     let path = object_store::path::Path::from_iter(
@@ -345,11 +352,21 @@ fn rekey(s: Stored, key_names: &[String]) -> RawRow {
     row
 }
 
-fn to_csv(key_names: &[String], rows: &[RowBody]) -> Result<Vec<u8>, csv::Error> {
+fn to_csv(key_names: &[String], rows: &[RowBody], created_at: &str) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["id".to_string(), "kind".to_string()];
     header.extend(key_names.iter().cloned());
-    header.extend(["start_date", "end_date", "value", "author", "reason"].map(String::from));
+    header.extend(
+        [
+            "start_date",
+            "end_date",
+            "value",
+            "author",
+            CREATED_AT,
+            "reason",
+        ]
+        .map(String::from),
+    );
     w.write_record(&header)?;
     for r in rows {
         let mut rec = vec![r.id.clone(), r.kind.clone()];
@@ -358,6 +375,7 @@ fn to_csv(key_names: &[String], rows: &[RowBody]) -> Result<Vec<u8>, csv::Error>
         rec.push(r.end_date.map(|d| d.to_string()).unwrap_or_default());
         rec.push(r.value.map(|v| v.to_string()).unwrap_or_default());
         rec.push(r.author.clone());
+        rec.push(created_at.to_string());
         rec.push(r.reason.clone());
         w.write_record(&rec)?;
     }

@@ -43,6 +43,20 @@ async fn overrides_are_checked_and_stored_for_the_next_run() {
     let mut c = Client::new();
     c.session(&s.base).await;
     let url = s.url("/api/v1/dags/planned/overrides");
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let written_at = |csv: &str, column: usize| -> Vec<chrono::DateTime<chrono::Utc>> {
+        csv.lines()
+            .skip(1)
+            .map(|l| {
+                let cell = l.split(',').nth(column).unwrap_or_default();
+                let t = chrono::DateTime::parse_from_rfc3339(cell)
+                    .unwrap_or_else(|e| panic!("`{cell}` in `{l}`: {e}"))
+                    .with_timezone(&chrono::Utc);
+                assert!(before <= t && t <= chrono::Utc::now(), "{t} in {l}");
+                t
+            })
+            .collect()
+    };
     let row = |id: &str, kind: &str, sku: &str, reason: &str| {
         json!({"id": id, "kind": kind, "key": {"store": "CA_1", "sku": sku},
                "start_date": "2026-12-01", "end_date": "2026-12-07", "value": 1.5,
@@ -84,11 +98,19 @@ async fn overrides_are_checked_and_stored_for_the_next_run() {
     assert_eq!(ok.json()["rows"], 2);
     let files = stored(&lake);
     assert_eq!(files.len(), 1, "{files:?}");
+    // Every row is stamped with when it was written, between the request
+    // and now.
+    let written = written_at(&files[0], 8);
+    assert_eq!(written.len(), 2, "{}", files[0]);
+    assert_eq!(written[0], written[1], "one request, one time");
+    let stamp = written[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(
         files[0],
-        "id,kind,sku,store,start_date,end_date,value,author,reason\n\
-         O-1,forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.5,alice,festival\n\
-         O-4,order_reject,B,CA_1,2026-12-01,2026-12-07,1.5,alice,supplier strike\n"
+        format!(
+            "id,kind,sku,store,start_date,end_date,value,author,created_at,reason\n\
+             O-1,forecast_multiply,A,CA_1,2026-12-01,2026-12-07,1.5,alice,{stamp},festival\n\
+             O-4,order_reject,B,CA_1,2026-12-01,2026-12-07,1.5,alice,{stamp},supplier strike\n"
+        )
     );
 
     // GET lists what is stored, as the run reads it.
@@ -100,6 +122,7 @@ async fn overrides_are_checked_and_stored_for_the_next_run() {
     assert_eq!(first["id"], "O-1");
     assert_eq!(first["key"], json!({"sku": "A", "store": "CA_1"}));
     assert_eq!(first["reason"], "festival");
+    assert_eq!(first["created_at"], stamp.as_str());
     assert_eq!(first["value"], 1.5);
     assert_eq!(first["row"], 1);
     assert!(
@@ -281,22 +304,28 @@ async fn overrides_are_withdrawn_and_edited_and_the_run_follows() {
     let text = std::fs::read_to_string(&file).expect("csv");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
+    // The planners' file had no `created_at`: the edit adds it, filled on
+    // the new row only, with the time the old row was withdrawn.
     assert_eq!(
         lines[0],
-        "id,kind,store,sku,start_date,end_date,value,author,reason,withdrawn_by,withdrawn_at,withdrawn_reason"
+        "id,kind,store,sku,start_date,end_date,value,author,reason,withdrawn_by,withdrawn_at,withdrawn_reason,created_at"
     );
+    let withdrawn_at = lines[1].split(',').nth(10).unwrap_or_default();
     assert!(
         lines[1].starts_with("O-1,order_quantity,CA_1,A,2026-11-20,2026-11-30,30,alice,store opening next week,carol,20")
-            && lines[1].ends_with("Z,edited: opening moved"),
+            && lines[1].ends_with("Z,edited: opening moved,")
+            && chrono::DateTime::parse_from_rfc3339(withdrawn_at).is_ok(),
         "{text}"
     );
     assert_eq!(
         lines[2],
-        "O-1,order_quantity,CA_1,A,2026-11-20,2026-11-30,12,carol,opening moved,,,"
+        format!(
+            "O-1,order_quantity,CA_1,A,2026-11-20,2026-11-30,12,carol,opening moved,,,,{withdrawn_at}"
+        )
     );
     assert!(
         lines[3].starts_with("O-2,order_reject,CA_1,B,,,,bob,supplier on strike,dave,20")
-            && lines[3].ends_with("Z,strike called off"),
+            && lines[3].ends_with("Z,strike called off,"),
         "{text}"
     );
 
@@ -305,6 +334,7 @@ async fn overrides_are_withdrawn_and_edited_and_the_run_follows() {
     assert_eq!(listed["total_entries"], 1, "{listed}");
     assert_eq!(listed["overrides"][0]["value"], 12.0);
     assert_eq!(listed["overrides"][0]["row"], 2);
+    assert_eq!(listed["overrides"][0]["created_at"], withdrawn_at);
     let withdrawn: Vec<(&str, &str)> = listed["withdrawn"]
         .as_array()
         .expect("withdrawn")
@@ -394,7 +424,7 @@ for r in t.to_pylist():
     assert_eq!(
         lines,
         [
-            "id:string;kind:string;store:string;sku:string;start_date:date32[day];end_date:date32[day];value:int64;author:string;reason:string;withdrawn_by:string;withdrawn_at:string;withdrawn_reason:string",
+            "id:string;kind:string;store:string;sku:string;start_date:date32[day];end_date:date32[day];value:int64;author:string;reason:string;withdrawn_by:string;withdrawn_at:string;withdrawn_reason:string;created_at:string",
             "O-1 30 2026-11-20 carol edited: opening moved",
             "O-1 12 2026-11-20 None None",
             "O-2 None None dave called off",
