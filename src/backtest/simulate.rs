@@ -515,6 +515,37 @@ mod tests {
     }
 
     #[test]
+    fn restock_policy_by_hand() {
+        // The window's first day sells 2 like the history, so the Theta fit
+        // made on it (refit every 7 days: once in this window) sees 29 days
+        // of 2 and forecasts 2 a day. Service 0.5: no safety stock, so the
+        // order-up-to level is 2 × (lead 2 + review 1) = 6. Half a unit on
+        // hand keeps every position off a whole number.
+        // day 0: 5.5, sell 2 → 3.5, position 3.5 → order ⌈2.5⌉ = 3, due 2.
+        // day 1: sell 3 → 0.5, position 0.5 + 3 → order 3, due 3.
+        // day 2: +3 → 3.5, sell 3 → 0.5, position 0.5 + 3 → order 3, due 4.
+        // day 3: +3 → 3.5, sell 1 → 2.5, position 2.5 + 3 → order ⌈0.5⌉ = 1.
+        // day 4: +3 → 5.5, sell 2 → 3.5, position 3.5 + 1 → order ⌈1.5⌉ = 2.
+        // Demand 11, all served, end-of-day stock 3.5 + 0.5 + 0.5 + 2.5 + 3.5
+        // = 10.5, 5 orders of 3 + 3 + 3 + 1 + 2 = 12 units.
+        let mut p = panel();
+        let s = &mut p.series[0];
+        s.on_hand = 5.5;
+        s.units.truncate(28);
+        s.units.extend([2.0, 3.0, 3.0, 1.0, 2.0]);
+        let o = simulate(&p, 0, PolicyKind::Restock, &params());
+        let want = Outcome {
+            demand: 11.0,
+            served: 11.0,
+            stockout_days: 0,
+            inventory_sum: 10.5,
+            orders: 5,
+            units_ordered: 12.0,
+        };
+        assert_eq!(o, want);
+    }
+
+    #[test]
     fn stock_on_order_at_the_start_arrives_after_half_the_lead_time() {
         // With 10 on order due on day 1 (lead 2 / 2) and a weekly review
         // that falls after the window (series offset 1 → days 6, 13 …),
