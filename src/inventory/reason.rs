@@ -216,6 +216,35 @@ mod tests {
         assert_eq!(percent(0.975), "97.5%");
     }
 
+    #[test]
+    fn drivers_name_the_model_promotion_trend_and_flags() {
+        let all = Drivers {
+            model_kind: Some("tsb".into()),
+            group: Some("FOODS".into()),
+            promotion_from: Some(day()),
+            flags: vec!["intermittent".into(), "gaps_filled".into()],
+            trend: Some(-0.25),
+        };
+        assert_eq!(
+            all.describe(),
+            "forecast by tsb (group FOODS), promotion from 2026-11-27, \
+             falling 25% over the horizon, flags intermittent, gaps_filled"
+        );
+        // A trend under 10% is not worth a word; no group, no brackets.
+        let quiet = Drivers {
+            model_kind: Some("ets".into()),
+            trend: Some(0.08),
+            ..Drivers::default()
+        };
+        assert_eq!(quiet.describe(), "forecast by ets");
+        let rising = Drivers {
+            trend: Some(0.153),
+            ..Drivers::default()
+        };
+        assert_eq!(rising.describe(), "rising 15.3% over the horizon");
+        assert_eq!(Drivers::default().describe(), "");
+    }
+
     /// Hand-computed: 10 steps of mean 5 and no spread, lead time 4 d,
     /// review 3 d: demand 35, safety stock 0 (no spread, no lead-time sd),
     /// reorder point 35; position 8 + 4 = 12 needs 23, 2 cases of 12 = 24.
