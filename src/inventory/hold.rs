@@ -5,6 +5,7 @@
 //! value it would have had apart (`held_order_value`) so that the data
 //! error can be ranked by the money it affects. Pure.
 
+use crate::forecast::ModelKind;
 use chrono::NaiveDate;
 
 use super::reason::{money, qty};
@@ -140,15 +141,15 @@ pub fn check(i: &Inputs<'_>) -> Option<Hold> {
             prev = *date;
         }
     }
-    if i.cold_start {
-        match i.model_kind {
-            Some("naive" | "seasonal_naive" | "ets") => {}
-            other => {
-                return Some(Hold::ColdStartWithoutFallback {
-                    model_kind: other.unwrap_or("an unknown model").to_string(),
-                });
-            }
-        }
+    // Any per-series method is a fallback for a short history; the group
+    // models (network, regression, a combination with them) are not.
+    let baseline = i
+        .model_kind
+        .is_some_and(|k| ModelKind::BASELINES.iter().any(|b| b.as_str() == k));
+    if i.cold_start && !baseline {
+        return Some(Hold::ColdStartWithoutFallback {
+            model_kind: i.model_kind.unwrap_or("an unknown model").to_string(),
+        });
     }
     None
 }
@@ -240,13 +241,29 @@ mod tests {
                 date: day(28)
             })
         );
-        // A cold start served by a baseline is the fallback working.
-        let cold = Inputs {
-            cold_start: true,
-            model_kind: Some("naive"),
-            ..good(&f)
-        };
-        assert_eq!(check(&cold), None);
+        // A cold start served by any per-series method is the fallback
+        // working; by a group model it is not.
+        for kind in ModelKind::BASELINES {
+            let cold = Inputs {
+                cold_start: true,
+                model_kind: Some(kind.as_str()),
+                ..good(&f)
+            };
+            assert_eq!(check(&cold), None, "{kind:?}");
+        }
+        for kind in [ModelKind::Regression, ModelKind::Combo] {
+            let cold = Inputs {
+                cold_start: true,
+                model_kind: Some(kind.as_str()),
+                ..good(&f)
+            };
+            assert_eq!(
+                check(&cold),
+                Some(Hold::ColdStartWithoutFallback {
+                    model_kind: kind.as_str().into()
+                })
+            );
+        }
     }
 
     #[test]
