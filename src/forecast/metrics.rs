@@ -174,6 +174,16 @@ pub fn zero_mass(levels: &[f64], values: impl Fn(usize) -> Option<f64>) -> f64 {
     (levels[k] + above) / 2.0
 }
 
+/// The empirical quantile at level `q` of the ascending `sorted`, linear
+/// between order statistics; `None` when it is empty.
+pub fn sorted_quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let pos = q.clamp(0.0, 1.0) * last as f64;
+    let (lo, frac) = (pos.floor() as usize, pos.fract());
+    let hi = (lo + 1).min(last);
+    Some(sorted[lo] * (1.0 - frac) + sorted[hi] * frac)
+}
+
 /// Aggregated accuracy over a set of series. A measure that is undefined
 /// (MASE with less than a season of history, say) is NaN, which JSON
 /// writes as `null`; it reads back as NaN.

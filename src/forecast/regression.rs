@@ -581,15 +581,7 @@ fn residual_summary(r: &[f64], quantiles: &[f64]) -> (f64, Vec<f64>) {
         (sorted.iter().map(|e| e.clamp(-5.0, 5.0).exp()).sum::<f64>() / n.max(1) as f64).ln();
     let q = quantiles
         .iter()
-        .map(|&q| {
-            if n == 0 {
-                return 0.0;
-            }
-            let pos = q * (n - 1) as f64;
-            let (lo, frac) = (pos.floor() as usize, pos.fract());
-            let hi = (lo + 1).min(n - 1);
-            sorted[lo] * (1.0 - frac) + sorted[hi] * frac
-        })
+        .map(|&q| super::metrics::sorted_quantile(&sorted, q).unwrap_or(0.0))
         .collect();
     (smear, q)
 }

@@ -439,14 +439,7 @@ fn output_prior(series: &[Prepared], ranges: &[(usize, usize)], config: &ModelCo
         );
     }
     ys.sort_by(f64::total_cmp);
-    let at = |tau: f64| -> f64 {
-        let Some(last) = ys.len().checked_sub(1) else {
-            return 1.0;
-        };
-        let pos = tau * last as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        ys[lo] + (ys[hi] - ys[lo]) * (pos - lo as f64)
-    };
+    let at = |tau: f64| super::metrics::sorted_quantile(&ys, tau).unwrap_or(1.0);
     let mean = if ys.is_empty() {
         1.0
     } else {

@@ -50,6 +50,27 @@ tasks:
     command: "sleep 30"
 "#;
 
+/// Records a run of `dag_id` for the day from `start`; its id.
+fn day_run(store: &Store, dag_id: &str, start: chrono::DateTime<Utc>, run_type: RunType) -> String {
+    store
+        .with(|c| {
+            store::create_run(
+                c,
+                &NewRun {
+                    dag_id: dag_id.into(),
+                    ds: start.format("%Y-%m-%d").to_string(),
+                    start,
+                    end: start + ChronoDuration::days(1),
+                    run_type,
+                    force: false,
+                },
+                Utc::now(),
+            )
+        })
+        .expect("run")
+        .run_id
+}
+
 /// `n` finished runs of `good`, one per day before 2026-11-01.
 fn seed(p: &Project, n: i64) {
     let store = Store::open(&p.state()).expect("store");
@@ -59,29 +80,14 @@ fn seed(p: &Project, n: i64) {
         .expect("t");
     for i in 0..n {
         let start = day0 - ChronoDuration::days(i + 1);
-        let run = store
-            .with(|c| {
-                store::create_run(
-                    c,
-                    &NewRun {
-                        dag_id: "good".into(),
-                        ds: start.format("%Y-%m-%d").to_string(),
-                        start,
-                        end: start + ChronoDuration::days(1),
-                        run_type: RunType::Scheduled,
-                        force: false,
-                    },
-                    Utc::now(),
-                )
-            })
-            .expect("seed");
+        let run_id = day_run(&store, "good", start, RunType::Scheduled);
         let st = if i % 10 == 0 {
             State::Failed
         } else {
             State::Succeeded
         };
         store
-            .with(|c| store::set_run_state(c, &run.run_id, st, Utc::now()))
+            .with(|c| store::set_run_state(c, &run_id, st, Utc::now()))
             .expect("state");
     }
 }

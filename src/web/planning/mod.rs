@@ -251,8 +251,7 @@ impl Planning {
             order.iter().map(|&i| &report.anomalies[i]).collect();
         let money_at_risk = lines.iter().filter_map(|a| a.money_at_risk).sum();
         let share = total.map(|t| crate::mail::report::headline_share(t, &lines));
-        let mut slots: Vec<Option<AnomalyRow>> = candidates.into_iter().map(Some).collect();
-        let rows: Vec<AnomalyRow> = order.iter().filter_map(|&i| slots[i].take()).collect();
+        let rows: Vec<AnomalyRow> = order.iter().map(|&i| candidates[i].clone()).collect();
         let sentence = match (total, share) {
             (Some(total), Some(share)) if !rows.is_empty() => {
                 Some(share_sentence(rows.len(), total, share))

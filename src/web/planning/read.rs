@@ -126,7 +126,7 @@ async fn page<T>(
 }
 
 /// One anomaly of the worklist, in rank order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AnomalyRow {
     pub rank: Option<i64>,
     pub date: Option<String>,

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::common::Project;
 use crate::web_support::{Client, Server};
-use restock::store::{self, NewRun, RunType, Store};
+use restock::store::{self, RunType, Store};
 
 const REMOTE: &str = r#"id: remote
 tasks:
@@ -31,25 +31,10 @@ fn seed_running(p: &Project, days: u32) {
             .with_ymd_and_hms(2026, 11, d, 0, 0, 0)
             .single()
             .expect("t");
-        let run = store
-            .with(|c| {
-                store::create_run(
-                    c,
-                    &NewRun {
-                        dag_id: "remote".into(),
-                        ds: start.format("%Y-%m-%d").to_string(),
-                        start,
-                        end: start + chrono::Duration::days(1),
-                        run_type: RunType::Manual,
-                        force: false,
-                    },
-                    Utc::now(),
-                )
-            })
-            .expect("run");
+        let run_id = super::day_run(&store, "remote", start, RunType::Manual);
         for task in ["fit", "fit_too", "here"] {
             store
-                .with(|c| store::begin_attempt(c, &run.run_id, task, 1, "", Utc::now()))
+                .with(|c| store::begin_attempt(c, &run_id, task, 1, "", Utc::now()))
                 .expect("attempt");
         }
     }

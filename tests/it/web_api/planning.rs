@@ -480,42 +480,18 @@ fn write_headline_night(lake: &std::path::Path) {
 /// A run of `dag` for 2026-11-27 in which the monitor succeeded.
 fn seed_monitor_run(p: &Project, dag: &str) {
     use chrono::{TimeZone, Utc};
-    use restock::store::{self, NewRun, RunType, State, Store};
+    use restock::store::{self, RunType, State, Store};
     let store = Store::open(&p.state()).expect("store");
     let start = Utc
         .with_ymd_and_hms(2026, 11, 27, 0, 0, 0)
         .single()
         .expect("t");
-    let run = store
-        .with(|c| {
-            store::create_run(
-                c,
-                &NewRun {
-                    dag_id: dag.into(),
-                    ds: "2026-11-27".into(),
-                    start,
-                    end: start + chrono::Duration::days(1),
-                    run_type: RunType::Scheduled,
-                    force: false,
-                },
-                Utc::now(),
-            )
-        })
-        .expect("run");
+    let run_id = super::day_run(&store, dag, start, RunType::Scheduled);
     store
-        .with(|c| {
-            store::set_task_state(
-                c,
-                &run.run_id,
-                "monitor",
-                State::Succeeded,
-                None,
-                Utc::now(),
-            )
-        })
+        .with(|c| store::set_task_state(c, &run_id, "monitor", State::Succeeded, None, Utc::now()))
         .expect("task");
     store
-        .with(|c| store::set_run_state(c, &run.run_id, State::Succeeded, Utc::now()))
+        .with(|c| store::set_run_state(c, &run_id, State::Succeeded, Utc::now()))
         .expect("state");
 }
 
