@@ -308,17 +308,14 @@ fn stopped_rule(o: &mut Out<'_>) {
     let days = rules.demand_stopped_days;
     let daily = s.daily_demand.unwrap_or(0.0);
     let stocked = s.on_hand.is_some_and(|oh| oh > 0.0);
-    if days == 0
-        || !stocked
-        || s.stopped_window_days < days
-        || s.stopped_window_units > 0.0
-        || daily < rules.demand_stopped_min_daily
-    {
+    // The whole run of days without a sale, as far as the read reaches;
+    // it grows each night the shelf stays silent.
+    let Some(run) = s.silent_days.filter(|d| *d >= days) else {
+        return;
+    };
+    if days == 0 || !stocked || daily < rules.demand_stopped_min_daily {
         return;
     }
-    // The whole run of days without a sale, when the table reaches back
-    // to its start; it grows each night the shelf stays silent.
-    let run = s.days_since_sale.map_or(days, |d| d.max(days));
     let e = s.economics();
     o.push(
         Kind::DemandStopped,
@@ -650,8 +647,7 @@ mod tests {
         let stopped = SeriesState {
             daily_demand: Some(6.0),
             unit_cost: Some(2.0),
-            stopped_window_days: 7,
-            stopped_window_units: 0.0,
+            silent_days: Some(7),
             recent_units: 0.0,
             ..base("stopped")
         };
@@ -660,9 +656,14 @@ mod tests {
             daily_demand: Some(1.0),
             ..stopped.clone()
         };
-        // Six days of rows only: not yet seven in a row.
+        // Six silent days only: not yet seven in a row.
         let short = SeriesState {
-            stopped_window_days: 6,
+            silent_days: Some(6),
+            ..stopped.clone()
+        };
+        // Rows that stop short of the run date: missing data, not silence.
+        let unknown = SeriesState {
+            silent_days: None,
             ..stopped.clone()
         };
         let priced = SeriesState {
@@ -677,7 +678,12 @@ mod tests {
             price_today: Some(3.0),
             ..base("fine")
         };
-        let a = evaluate(&r, day(27), &[stopped, slow, short, priced, fine], &[]);
+        let a = evaluate(
+            &r,
+            day(27),
+            &[stopped, slow, short, unknown, priced, fine],
+            &[],
+        );
         assert_eq!(
             kinds(&a),
             vec![("price_error", "critical"), ("demand_stopped", "warning")]

@@ -204,13 +204,13 @@ pub struct SeriesState {
     /// the run date's price (from the sales table, when it has prices).
     pub unit_price: Option<f64>,
     pub price_today: Option<f64>,
-    /// Units sold over the last `demand_stopped_days` and how many of
-    /// those days had a sales row.
-    pub stopped_window_units: f64,
-    pub stopped_window_days: u32,
-    /// Days since the last day with a sale, when one falls within the
-    /// sales read (four `demand_stopped_days` back).
-    pub days_since_sale: Option<u32>,
+    /// Days covered by the sales rows after the series' last sale (rows ×
+    /// days per row, so a weekly row of zero counts seven), within the
+    /// sales read (four `demand_stopped_days` back). Missing rows do not
+    /// count as zero sales. `None` when the series' rows stop short of the
+    /// run date by more than `stale_after_days`: silence there is missing
+    /// data, not missing demand.
+    pub silent_days: Option<u32>,
     /// Recent forecast errors (actual − forecast mean), oldest first.
     pub errors: Vec<f64>,
     /// The forecast means those errors were measured against.

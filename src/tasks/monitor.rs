@@ -187,7 +187,8 @@ impl TaskRunner for MonitorRunner {
             _ => String::new(),
         };
         let task = cx.task_id.as_str();
-        let rules = &in_periods(cx, &ctx, s, &present).await?;
+        let (rules, period_days) = in_periods(cx, &ctx, s, &present).await?;
+        let rules = &rules;
 
         let mut state: BTreeMap<(String, String), SeriesState> = BTreeMap::new();
         let inv = tables::query(
@@ -224,9 +225,8 @@ impl TaskRunner for MonitorRunner {
         let has_price = scols.iter().any(|c| c == "price");
         let recent_days = i64::from(rules.recent_days.max(1));
         let stopped_days = i64::from(rules.demand_stopped_days.max(1));
-        let since = tables::ds_minus(&ds, recent_days.max(4 * stopped_days) - 1);
+        let since = tables::ds_minus(&ds, recent_days.max(4 * stopped_days.max(period_days)) - 1);
         let recent_since = tables::ds_minus(&ds, recent_days - 1);
-        let stopped_since = tables::ds_minus(&ds, stopped_days - 1);
         // The usual price averages whole ten-thousandths: sums of
         // integer-valued doubles are exact, so the result does not depend on
         // the order in which parallel partial aggregates merge (a plain AVG
@@ -246,11 +246,11 @@ impl TaskRunner for MonitorRunner {
                 "SELECT store, sku,
                         SUM(CASE WHEN date >= DATE '{recent_since}' THEN units ELSE 0 END) AS recent,
                         SUM(CASE WHEN date = DATE '{ds}' THEN units ELSE 0 END) AS yesterday,
-                        SUM(CASE WHEN date >= DATE '{stopped_since}' THEN units ELSE 0 END) AS stopped_units,
-                        COUNT(DISTINCT CASE WHEN date >= DATE '{stopped_since}' THEN date END) AS stopped_days,
-                        MAX(date) AS newest,
-                        MAX(CASE WHEN units > 0 THEN date END) AS last_sale, {price}
-                 FROM {} {} GROUP BY store, sku",
+                        COUNT(DISTINCT CASE WHEN last_sale IS NULL OR date > last_sale THEN date END) AS silent_rows,
+                        MAX(date) AS newest, {price}
+                 FROM (SELECT *, MAX(CASE WHEN units > 0 THEN date END) OVER (PARTITION BY store, sku) AS last_sale
+                       FROM {} {})
+                 GROUP BY store, sku",
                 s.sales,
                 part(&s.sales, &format!("ds >= '{since}' AND ds <= '{ds}'"))
             ),
@@ -262,14 +262,15 @@ impl TaskRunner for MonitorRunner {
                 let (Some(store), Some(sku)) = (c.str("store", r)?, c.str("sku", r)?) else {
                     continue;
                 };
-                let newest_is_today = c.date("newest", r)? == Some(as_of);
+                let newest = c.date("newest", r)?;
+                let newest_is_today = newest == Some(as_of);
+                let reaches_today =
+                    newest.is_some_and(|d| (as_of - d).num_days() <= rules.stale_after_days);
                 if let Some(st) = state.get_mut(&(store, sku)) {
                     st.recent_units = c.f64("recent", r)?.unwrap_or(0.0);
-                    st.stopped_window_units = c.f64("stopped_units", r)?.unwrap_or(0.0);
-                    st.stopped_window_days = c.f64("stopped_days", r)?.unwrap_or(0.0) as u32;
-                    st.days_since_sale = c
-                        .date("last_sale", r)?
-                        .map(|d| (as_of - d).num_days().max(0) as u32);
+                    let silent_rows = c.f64("silent_rows", r)?.unwrap_or(0.0);
+                    st.silent_days =
+                        reaches_today.then_some((silent_rows * period_days as f64) as u32);
                     st.unit_price = c.f64("usual_price", r)?;
                     st.price_today = c.f64("price_today", r)?;
                     if newest_is_today {
@@ -279,8 +280,9 @@ impl TaskRunner for MonitorRunner {
             }
         }
 
-        // Freshness per store.
-        let fresh_since = tables::ds_minus(&ds, 60);
+        // Freshness per store, read far enough back that a store past its
+        // limit still shows (a quarterly limit is 92 days).
+        let fresh_since = tables::ds_minus(&ds, 60.max(2 * rules.stale_after_days));
         let fresh = tables::query(
             &ctx,
             task,
@@ -359,8 +361,8 @@ impl TaskRunner for MonitorRunner {
                     .iter()
                     .min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))
                     .map_or("mean", |m| m.0.as_str());
-                let days = (rules.tracking_signal_min_points * 2).max(1) as i64;
-                let first = tables::ds_minus(&ds, days);
+                let points = (rules.tracking_signal_min_points * 2).max(1) as i64;
+                let first = tables::ds_minus(&ds, points * period_days);
                 let rows = tables::query(
                     &ctx,
                     task,
@@ -596,30 +598,33 @@ fn to_batch(rows: &[Entry]) -> Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(schema, cols)
 }
 
-/// The rules with `stale_after_days` read in the data's periods: on weekly
-/// forecasts, `1` means one week (a weekly feed is a week old most of the
-/// time), on monthly ones a month. The frequency comes from the run's
-/// forecasts (`frequency` column); daily data, or none known, keeps days.
+/// The rules in the data's periods, and the days one period spans. The
+/// frequency comes from the run's forecasts (`frequency` column); daily
+/// data, or none known, keeps days. On weekly forecasts
+/// `stale_after_days: 1` means one week (a weekly feed is a week old most
+/// of the time), on monthly ones a month; the recent-demand window is
+/// widened to hold a whole row however the rows are dated (a weekly row
+/// dated at its week's start is still recent six days later).
 async fn in_periods(
     cx: &AttemptContext,
     ctx: &datafusion::prelude::SessionContext,
     s: &MonitorSpec,
     present: &[String],
-) -> Result<Rules, TaskError> {
-    let mut rules = s.rules.clone();
+) -> Result<(Rules, i64), TaskError> {
+    let rules = s.rules.clone();
     let Some(f) = s
         .forecasts
         .as_deref()
         .filter(|f| present.iter().any(|p| p == f))
     else {
-        return Ok(rules);
+        return Ok((rules, 1));
     };
     if !tables::columns(ctx, f)
         .await?
         .iter()
         .any(|c| c == "frequency")
     {
-        return Ok(rules);
+        return Ok((rules, 1));
     }
     let partitioned = cx
         .dag
@@ -644,18 +649,47 @@ async fn in_periods(
             found.extend(c.str("frequency", r)?);
         }
     }
-    let days = match found.as_slice() {
+    let frequency = match found.as_slice() {
         [one] => match Frequency::parse(one) {
-            Some(f) if f != Frequency::Daily => f.max_days(),
-            _ => return Ok(rules),
+            Some(f) if f != Frequency::Daily => f,
+            _ => return Ok((rules, 1)),
         },
-        _ => return Ok(rules),
+        _ => return Ok((rules, 1)),
     };
-    let before = rules.stale_after_days;
-    rules.stale_after_days = before * days;
+    let periodic = periodic_rules(rules, frequency.max_days());
     cx.log.progress(&format!(
-        "{} forecasts: stale_after_days {before} is read in periods ({} days)",
-        found[0], rules.stale_after_days
+        "{} forecasts: stale_after_days {} is read in periods ({} days); recent demand over {} days",
+        found[0], s.rules.stale_after_days, periodic.stale_after_days, periodic.recent_days
     ));
-    Ok(rules)
+    Ok((periodic, frequency.max_days()))
+}
+
+/// `rules` on data whose rows each span `days` days (see [`in_periods`]).
+fn periodic_rules(mut rules: Rules, days: i64) -> Rules {
+    rules.stale_after_days *= days;
+    let recent = i64::from(rules.recent_days.max(1)).max(days) + days - 1;
+    rules.recent_days = u32::try_from(recent).unwrap_or(u32::MAX);
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weekly_rules_read_staleness_in_weeks_and_hold_a_whole_row_of_recent_demand() {
+        let weekly = periodic_rules(Rules::default(), 7);
+        assert_eq!(weekly.stale_after_days, 7);
+        // 7 days, widened by 6 so a row dated at its week's start is held.
+        assert_eq!(weekly.recent_days, 13);
+        assert_eq!(periodic_rules(Rules::default(), 1), Rules::default());
+        let monthly = periodic_rules(
+            Rules {
+                stale_after_days: 2,
+                ..Rules::default()
+            },
+            31,
+        );
+        assert_eq!((monthly.stale_after_days, monthly.recent_days), (62, 61));
+    }
 }

@@ -16,6 +16,7 @@ use common::Project;
 use parquet::arrow::ArrowWriter;
 
 mod overrides;
+mod weekly;
 
 fn d32(s: &str) -> i32 {
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
