@@ -88,6 +88,27 @@ impl EventCalendar {
             .collect()
     }
 
+    /// The first date in `[from, to]` with an event, and its names (sorted).
+    pub fn first_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Option<(NaiveDate, Vec<String>)> {
+        let start = self.start?;
+        let lo = (from - start).num_days().max(0);
+        let hi = (to - start).num_days().min(self.masks.len() as i64 - 1);
+        let at = (lo..=hi).find(|&k| self.masks[k as usize] != 0)?;
+        let m = self.masks[at as usize];
+        let names = self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| m & (1 << i) != 0)
+            .map(|(_, n)| n.clone())
+            .collect();
+        Some((start + chrono::Days::new(at as u64), names))
+    }
+
     /// Every name, sorted.
     pub fn names(&self) -> &[String] {
         &self.names
@@ -164,6 +185,30 @@ mod tests {
         let c = cal();
         c.features(freq, d(date), &c.bits(&names), &mut out);
         out
+    }
+
+    #[test]
+    fn the_first_event_in_a_window_with_its_names() {
+        let c = EventCalendar::new([
+            (d("2026-11-26"), "Thanksgiving".to_string()),
+            (d("2026-11-26"), "Parade".to_string()),
+            (d("2026-11-27"), "BlackFriday".to_string()),
+        ]);
+        let both = vec!["Parade".to_string(), "Thanksgiving".to_string()];
+        assert_eq!(
+            c.first_between(d("2026-11-01"), d("2026-12-31")),
+            Some((d("2026-11-26"), both))
+        );
+        assert_eq!(
+            c.first_between(d("2026-11-27"), d("2026-11-27")),
+            Some((d("2026-11-27"), vec!["BlackFriday".to_string()]))
+        );
+        assert_eq!(c.first_between(d("2026-11-28"), d("2026-12-31")), None);
+        assert_eq!(c.first_between(d("2026-11-01"), d("2026-11-25")), None);
+        assert_eq!(
+            EventCalendar::default().first_between(d("2026-11-01"), d("2026-12-31")),
+            None
+        );
     }
 
     #[test]

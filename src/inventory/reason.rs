@@ -8,6 +8,7 @@
 use chrono::NaiveDate;
 
 use super::policy::{Item, PlanLine, Policy, Position};
+use crate::forecast::events::EventCalendar;
 
 /// A quantity as a planner reads it: one decimal at most, no trailing
 /// `.0` (`12`, `30.6`, `-4`).
@@ -50,8 +51,10 @@ pub struct Drivers {
     pub model_kind: Option<String>,
     /// The series' model group, when known.
     pub group: Option<String>,
-    /// First promotion day inside the protection interval, when known.
+    /// First promotion day ahead, when known (see [`Drivers::ahead`]).
     pub promotion_from: Option<NaiveDate>,
+    /// First known event inside the protection interval, with its names.
+    pub event_ahead: Option<(NaiveDate, Vec<String>)>,
     /// Forecast flags other than the clean state (`intermittent` …).
     pub flags: Vec<String>,
     /// Change of the forecast's daily mean from the first to the last week
@@ -60,6 +63,18 @@ pub struct Drivers {
 }
 
 impl Drivers {
+    /// The drivers as they bear on an order covering the days after
+    /// `as_of` up to `until` (its protection interval): a promotion that
+    /// starts later is dropped, and the first event of `events` in the
+    /// interval is named.
+    pub fn ahead(mut self, as_of: NaiveDate, until: NaiveDate, events: &EventCalendar) -> Self {
+        self.promotion_from = self.promotion_from.filter(|d| *d > as_of && *d <= until);
+        self.event_ahead = as_of
+            .succ_opt()
+            .and_then(|from| events.first_between(from, until));
+        self
+    }
+
     /// `forecast by ets (group FOODS_1), rising 15% over the horizon`, or
     /// an empty string when nothing is known.
     pub fn describe(&self) -> String {
@@ -72,6 +87,9 @@ impl Drivers {
         }
         if let Some(d) = self.promotion_from {
             parts.push(format!("promotion from {d}"));
+        }
+        if let Some((d, names)) = &self.event_ahead {
+            parts.push(format!("{} on {d}", names.join(" and ")));
         }
         if let Some(t) = self.trend.filter(|t| t.abs() >= 0.1) {
             let dir = if t > 0.0 { "rising" } else { "falling" };
@@ -222,13 +240,15 @@ mod tests {
             model_kind: Some("tsb".into()),
             group: Some("FOODS".into()),
             promotion_from: Some(day()),
+            event_ahead: Some((day(), vec!["BlackFriday".into(), "Payday".into()])),
             flags: vec!["intermittent".into(), "gaps_filled".into()],
             trend: Some(-0.25),
         };
         assert_eq!(
             all.describe(),
             "forecast by tsb (group FOODS), promotion from 2026-11-27, \
-             falling 25% over the horizon, flags intermittent, gaps_filled"
+             BlackFriday and Payday on 2026-11-27, falling 25% over the horizon, \
+             flags intermittent, gaps_filled"
         );
         // A trend under 10% is not worth a word; no group, no brackets.
         let quiet = Drivers {
@@ -243,6 +263,35 @@ mod tests {
         };
         assert_eq!(rising.describe(), "rising 15.3% over the horizon");
         assert_eq!(Drivers::default().describe(), "");
+    }
+
+    /// Only what falls inside the protection interval drives the order: a
+    /// promotion or an event after it, or on the run date itself, is not
+    /// named.
+    #[test]
+    fn drivers_ahead_keep_what_falls_inside_the_protection_interval() {
+        let d = |n: u32| NaiveDate::from_ymd_opt(2026, 12, n).expect("date");
+        let events = EventCalendar::new([
+            (d(1), "Market".to_string()),
+            (d(10), "Payday".to_string()),
+            (d(24), "ChristmasEve".to_string()),
+        ]);
+        let promoted = |from: u32| Drivers {
+            promotion_from: Some(d(from)),
+            ..Drivers::default()
+        };
+        let within = promoted(5).ahead(d(1), d(12), &events);
+        assert_eq!(
+            within.describe(),
+            "promotion from 2026-12-05, Payday on 2026-12-10"
+        );
+        let beyond = promoted(20).ahead(d(1), d(9), &events);
+        assert_eq!(beyond.describe(), "");
+        let later = promoted(20).ahead(d(11), d(25), &events);
+        assert_eq!(
+            later.describe(),
+            "promotion from 2026-12-20, ChristmasEve on 2026-12-24"
+        );
     }
 
     /// Hand-computed: 10 steps of mean 5 and no spread, lead time 4 d,

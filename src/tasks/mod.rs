@@ -10,6 +10,7 @@
 //! [`Outputs`] or a [`TaskError`] and the executor records them.
 
 pub mod accuracy;
+mod ahead;
 pub mod command;
 pub mod email;
 pub mod empty;

@@ -14,6 +14,7 @@
 //!   output: reorder_plans           # lake path; the run's partition is replaced
 //!   stale_after_days: 1             # older stock snapshots hold the line
 //!   promotions: promo_plan          # optional: named in the reasons
+//!   events: calendar                # optional: `date` + event names, named too
 //! ```
 //!
 //! Required columns — forecasts: `store, sku, step, mean` and at least two
@@ -46,9 +47,11 @@ use serde::Deserialize;
 
 use datafusion::prelude::SessionContext;
 
+use super::ahead;
 use super::schemas;
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
+use crate::forecast::events::EventCalendar;
 use crate::inventory::hold;
 use crate::inventory::overrides::{Action, Family, Overrides};
 use crate::inventory::reason::{Drivers, order_reason};
@@ -102,6 +105,11 @@ struct ReorderSpec {
     /// on_promo`), named in the reasons when one falls ahead.
     #[serde(default)]
     promotions: Option<String>,
+    /// Optional declared event calendar (`date` plus string columns naming
+    /// holidays and events, as the `train` task's `events:`), named in the
+    /// reasons when one falls inside a line's protection interval.
+    #[serde(default)]
+    events: Option<String>,
     /// Declared table of planner overrides (`order_quantity`,
     /// `order_reject` and `exclude` rows covering the run date apply).
     #[serde(default)]
@@ -144,6 +152,11 @@ impl TaskKind for ReorderKind {
         let mut ok = cx.reads_table("forecasts", &spec.forecasts);
         ok &= cx.reads_table("inventory", &spec.inventory);
         ok &= cx.reads_table("products", &spec.products);
+        for (key, t) in [("promotions", &spec.promotions), ("events", &spec.events)] {
+            if let Some(t) = t {
+                ok &= cx.reads_table(key, t);
+            }
+        }
         ok &= check_declared_columns(&spec, cx);
         if let Err(e) = crate::lake::check_table_path(&spec.output) {
             cx.error("output", e);
@@ -274,7 +287,10 @@ impl TaskRunner for ReorderRunner {
 
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {
         let s = &self.spec;
-        let optional: Vec<&str> = s.promotions.as_deref().into_iter().collect();
+        let optional: Vec<&str> = [s.promotions.as_deref(), s.events.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
         let (ctx, present) = tables::keyed_session(
             cx,
             &[&s.forecasts, &s.inventory, &s.products],
@@ -289,9 +305,26 @@ impl TaskRunner for ReorderRunner {
             .as_deref()
             .filter(|p| present.iter().any(|x| x == p))
         {
-            read_promotions(cx, &ctx, p, as_of, &mut series).await?;
+            for (key, first) in ahead::read_promotions(cx, &ctx, p, as_of).await? {
+                if let Some(f) = series.get_mut(&key) {
+                    f.drivers.promotion_from = Some(first);
+                }
+            }
         }
-        let mut lines = plan_lines(cx, &ctx, s, as_of, &series).await?;
+        let events = match s
+            .events
+            .as_deref()
+            .filter(|e| present.iter().any(|x| x == e))
+        {
+            Some(e) => super::series_input::load_events(cx, &ctx, e).await?,
+            None => EventCalendar::default(),
+        };
+        let at = PlanAt {
+            spec: s,
+            as_of,
+            events: &events,
+        };
+        let mut lines = plan_lines(cx, &ctx, &at, &series).await?;
         if let Some(table) = &s.overrides {
             let known = lines
                 .iter()
@@ -406,45 +439,15 @@ async fn read_forecasts(
     Ok(series)
 }
 
-/// The first promotion day per series in the next 90 days.
-async fn read_promotions(
-    cx: &AttemptContext,
-    ctx: &SessionContext,
-    table: &str,
-    as_of: NaiveDate,
-    series: &mut BTreeMap<(String, String), SeriesForecast>,
-) -> Result<(), TaskError> {
-    let cols = tables::columns(ctx, table).await?;
-    tables::require(table, &cols, &["date", "store", "sku", "on_promo"])?;
-    let until = as_of + chrono::Duration::days(90);
-    let sql = format!(
-        "SELECT store, sku, MIN(date) AS first FROM {table}
-         WHERE on_promo AND date > DATE '{as_of}' AND date <= DATE '{until}'
-         GROUP BY store, sku"
-    );
-    for b in &tables::query(ctx, &cx.task_id, &sql).await? {
-        let c = Cols::new(b, table);
-        for r in 0..b.num_rows() {
-            let (Some(store), Some(sku)) = (c.str("store", r)?, c.str("sku", r)?) else {
-                continue;
-            };
-            if let Some(f) = series.get_mut(&(store, sku)) {
-                f.drivers.promotion_from = c.date("first", r)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// One line per stocked or forecast series whose SKU is in the product
 /// master: planned, or held with the input at fault named.
 async fn plan_lines(
     cx: &AttemptContext,
     ctx: &SessionContext,
-    s: &ReorderSpec,
-    as_of: NaiveDate,
+    at: &PlanAt<'_>,
     series: &BTreeMap<(String, String), SeriesForecast>,
 ) -> Result<Vec<Line>, TaskError> {
+    let s = at.spec;
     let icols = tables::columns(ctx, &s.inventory).await?;
     tables::require(
         &s.inventory,
@@ -487,7 +490,7 @@ async fn plan_lines(
                 continue;
             };
             let forecast = series.get(&(store.clone(), sku.clone()));
-            lines.push(line(s, as_of, &c, r, store, sku, forecast)?);
+            lines.push(line(at, &c, r, store, sku, forecast)?);
         }
     }
     lines.sort_by(|a, b| (&a.store, &a.sku).cmp(&(&b.store, &b.sku)));
@@ -554,16 +557,23 @@ pub const PRODUCT_COLUMNS: &[&str] = &[
     "service_level",
 ];
 
+/// What every line of a run is planned with.
+struct PlanAt<'a> {
+    spec: &'a ReorderSpec,
+    as_of: NaiveDate,
+    events: &'a EventCalendar,
+}
+
 /// Plan (or hold) one series from its joined row.
 fn line(
-    s: &ReorderSpec,
-    as_of: NaiveDate,
+    at: &PlanAt<'_>,
     c: &Cols<'_>,
     r: usize,
     store: String,
     sku: String,
     forecast: Option<&SeriesForecast>,
 ) -> Result<Line, TaskError> {
+    let (s, as_of) = (at.spec, at.as_of);
     let lead_time = c.f64("lead_time_days", r)?;
     let on_hand = c.f64("on_hand", r)?;
     let item = Item {
@@ -598,7 +608,11 @@ fn line(
     });
     let daily = forecast.map_or_else(Vec::new, |f| daily_steps(as_of, &f.steps));
     let mut plan = plan(s.policy, &item, &pos, &daily);
-    let drivers = forecast.map(|f| f.drivers.clone()).unwrap_or_default();
+    let until = as_of + chrono::Duration::days(plan.protection_days.ceil() as i64);
+    let drivers = forecast
+        .map(|f| f.drivers.clone())
+        .unwrap_or_default()
+        .ahead(as_of, until, at.events);
     let (status, reason, held_value) = match hold {
         Some(h) => {
             let would = (plan.order_qty, plan.order_value);

@@ -618,7 +618,7 @@ fn future_step(freq: Frequency, ds: NaiveDate, date: NaiveDate) -> Option<usize>
 }
 
 /// The event calendar: `date` plus every string column's non-null values.
-async fn load_events(
+pub(super) async fn load_events(
     cx: &AttemptContext,
     ctx: &datafusion::prelude::SessionContext,
     table: &str,

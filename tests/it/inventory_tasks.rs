@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use common::Project;
 use parquet::arrow::ArrowWriter;
 
+mod ahead;
 mod overrides;
 mod weekly;
 
