@@ -16,6 +16,7 @@ pub mod email;
 pub mod empty;
 pub mod forecast;
 pub mod inherit;
+pub mod keys;
 mod metrics_table;
 pub mod model_store;
 pub mod monitor;

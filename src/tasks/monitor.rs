@@ -44,6 +44,7 @@ use arrow::array::{
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::keys;
 use super::schemas;
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
@@ -86,9 +87,13 @@ struct MonitorSpec {
     /// covering the run date are not alerted on.
     #[serde(default)]
     overrides: Option<String>,
-    /// The lake's columns for the store and sku keys.
+    /// The lake's columns for the store and sku keys, when the task names
+    /// them; else they come from the DAG ([`super::keys`]).
     #[serde(default)]
-    series_key: tables::KeyMap,
+    series_key: Option<tables::KeyMap>,
+    /// The keys the task works on, resolved at compile time.
+    #[serde(skip)]
+    keys: tables::KeyMap,
 }
 
 #[derive(Debug)]
@@ -106,8 +111,15 @@ impl TaskKind for MonitorKind {
         spec: serde_yaml::Value,
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
-        let spec: MonitorSpec = cx.deserialize(spec)?;
-        let mut ok = cx.reads_table("inventory", &spec.inventory);
+        let mut spec: MonitorSpec = cx.deserialize(spec)?;
+        let reads = keys::Reads {
+            forecasts: spec.forecasts.as_deref(),
+            plans: spec.plans.as_deref(),
+        };
+        let resolved = keys::resolve(cx, spec.series_key.clone(), reads);
+        let keys_ok = resolved.is_some();
+        spec.keys = resolved.unwrap_or_default();
+        let mut ok = keys_ok & cx.reads_table("inventory", &spec.inventory);
         ok &= cx.reads_table("sales", &spec.sales);
         for (key, t) in [("plans", &spec.plans), ("forecasts", &spec.forecasts)] {
             if let Some(t) = t {
@@ -129,7 +141,7 @@ impl TaskKind for MonitorKind {
 fn check_declared_columns(spec: &MonitorSpec, cx: &mut KindCompileCx) -> bool {
     let check = |cx: &mut KindCompileCx, key: &str, table: &str, cols: &[&'static str]| {
         let declared = cx.declared_columns(table).unwrap_or_default();
-        cx.needs_columns(key, table, &spec.series_key.lake_names(cols, &declared))
+        cx.needs_columns(key, table, &spec.keys.lake_names(cols, &declared))
     };
     let mut ok = check(
         cx,
@@ -161,7 +173,7 @@ impl TaskRunner for MonitorRunner {
     fn overrides_read(&self) -> Option<super::OverridesRead> {
         Some(super::OverridesRead {
             table: self.spec.overrides.clone()?,
-            key_names: self.spec.series_key.columns(),
+            key_names: self.spec.keys.columns(),
         })
     }
 
@@ -180,7 +192,7 @@ impl TaskRunner for MonitorRunner {
             .flatten()
             .collect();
         let (ctx, present) =
-            tables::keyed_session(cx, &[&s.inventory, &s.sales], &optional, &s.series_key).await?;
+            tables::keyed_session(cx, &[&s.inventory, &s.sales], &optional, &s.keys).await?;
         let has = |t: &Option<String>| t.as_ref().is_some_and(|t| present.contains(t));
         let part = |t: &str, cond: &str| match cx.dag.tables.get(t) {
             Some(tb) if tb.partition_by.iter().any(|c| c == "ds") => format!("WHERE {cond}"),
@@ -416,7 +428,7 @@ impl TaskRunner for MonitorRunner {
                 .keys()
                 .map(|(a, b)| vec![a.clone(), b.clone()])
                 .collect();
-            let keys = s.series_key.columns();
+            let keys = s.keys.columns();
             let o = super::overrides::load(cx, table, &keys, &known).await?;
             let before = state.len();
             state.retain(|(store, sku), _| {

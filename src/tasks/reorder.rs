@@ -48,6 +48,7 @@ use serde::Deserialize;
 use datafusion::prelude::SessionContext;
 
 use super::ahead;
+use super::keys;
 use super::schemas;
 use super::tables::{self, Cols, date32};
 use super::{AttemptContext, KindCompileCx, Outputs, TaskError, TaskKind, TaskRunner};
@@ -114,9 +115,13 @@ struct ReorderSpec {
     /// `order_reject` and `exclude` rows covering the run date apply).
     #[serde(default)]
     overrides: Option<String>,
-    /// The lake's columns for the store and sku keys.
+    /// The lake's columns for the store and sku keys, when the task names
+    /// them; else they come from the DAG ([`super::keys`]).
     #[serde(default)]
-    series_key: tables::KeyMap,
+    series_key: Option<tables::KeyMap>,
+    /// The keys the task works on, resolved at compile time.
+    #[serde(skip)]
+    keys: tables::KeyMap,
 }
 
 /// What a `reorder` task plans with, as the policy backtest reads it.
@@ -148,8 +153,15 @@ impl TaskKind for ReorderKind {
         spec: serde_yaml::Value,
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
-        let spec: ReorderSpec = cx.deserialize(spec)?;
-        let mut ok = cx.reads_table("forecasts", &spec.forecasts);
+        let mut spec: ReorderSpec = cx.deserialize(spec)?;
+        let reads = keys::Reads {
+            forecasts: Some(&spec.forecasts),
+            plans: None,
+        };
+        let resolved = keys::resolve(cx, spec.series_key.clone(), reads);
+        let keys_ok = resolved.is_some();
+        spec.keys = resolved.unwrap_or_default();
+        let mut ok = keys_ok & cx.reads_table("forecasts", &spec.forecasts);
         ok &= cx.reads_table("inventory", &spec.inventory);
         ok &= cx.reads_table("products", &spec.products);
         for (key, t) in [("promotions", &spec.promotions), ("events", &spec.events)] {
@@ -275,7 +287,7 @@ impl TaskRunner for ReorderRunner {
     fn overrides_read(&self) -> Option<super::OverridesRead> {
         Some(super::OverridesRead {
             table: self.spec.overrides.clone()?,
-            key_names: self.spec.series_key.columns(),
+            key_names: self.spec.keys.columns(),
         })
     }
 
@@ -295,7 +307,7 @@ impl TaskRunner for ReorderRunner {
             cx,
             &[&s.forecasts, &s.inventory, &s.products],
             &optional,
-            &s.series_key,
+            &s.keys,
         )
         .await?;
         let as_of = cx.ds_date()?;
@@ -330,7 +342,7 @@ impl TaskRunner for ReorderRunner {
                 .iter()
                 .map(|l| vec![l.store.clone(), l.sku.clone()])
                 .collect();
-            let keys = s.series_key.columns();
+            let keys = s.keys.columns();
             let o = super::overrides::load(cx, table, &keys, &known).await?;
             apply_overrides(&mut lines, &o, as_of);
         }
@@ -503,7 +515,7 @@ async fn plan_lines(
 fn check_declared_columns(spec: &ReorderSpec, cx: &mut KindCompileCx) -> bool {
     let check = |cx: &mut KindCompileCx, key: &str, table: &str, cols: &[&'static str]| {
         let declared = cx.declared_columns(table).unwrap_or_default();
-        cx.needs_columns(key, table, &spec.series_key.lake_names(cols, &declared))
+        cx.needs_columns(key, table, &spec.keys.lake_names(cols, &declared))
     };
     let mut ok = check(
         cx,

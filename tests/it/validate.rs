@@ -212,6 +212,12 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "reorder_single_key_forecasts.yaml",
+        &[
+            "20:5: tasks[2].forecasts: `forecasts` is written by task `forecast`, keyed by [series_id]; `reorder` works on two keys, a store and a sku: key the forecast by two columns",
+        ],
+    ),
+    (
         "declared_columns_missing.yaml",
         &[
             "11:38: tables.bad.columns[1]: column `a` is listed twice",

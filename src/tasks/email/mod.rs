@@ -56,6 +56,14 @@ struct EmailSpec {
     /// Mail even if this DAG and date were already mailed.
     #[serde(default)]
     force: bool,
+    /// The lake's columns for the store and sku keys of `forecasts` and
+    /// `history`, when the task names them; else from the DAG
+    /// ([`super::keys`]).
+    #[serde(default)]
+    series_key: Option<super::tables::KeyMap>,
+    /// The keys resolved at compile time.
+    #[serde(skip)]
+    keys: super::tables::KeyMap,
 }
 
 #[derive(Debug)]
@@ -73,7 +81,12 @@ impl TaskKind for EmailKind {
         spec: serde_yaml::Value,
         cx: &mut KindCompileCx,
     ) -> Option<Arc<dyn TaskRunner>> {
-        let spec: EmailSpec = cx.deserialize(spec)?;
+        let mut spec: EmailSpec = cx.deserialize(spec)?;
+        let reads = super::keys::Reads {
+            forecasts: spec.forecasts.as_deref(),
+            plans: spec.reorder_plans.as_deref(),
+        };
+        spec.keys = super::keys::resolve(cx, spec.series_key.clone(), reads).unwrap_or_default();
         for (key, value) in [
             ("anomalies", Some(&spec.anomalies)),
             ("reorder_plans", spec.reorder_plans.as_ref()),
@@ -129,7 +142,8 @@ fn check_declared_columns(spec: &EmailSpec, cx: &mut KindCompileCx) {
     ];
     for (key, table, need) in checks {
         if let Some(t) = table.filter(|t| cx.tables.contains_key(t.as_str())) {
-            cx.needs_columns(key, t, need);
+            let declared = cx.declared_columns(t).unwrap_or_default();
+            cx.needs_columns(key, t, &spec.keys.lake_names(need, &declared));
         }
     }
 }
@@ -175,6 +189,7 @@ impl TaskRunner for EmailRunner {
                 None => None,
             },
             history_days: sp.history_days,
+            keys: sp.keys.clone(),
         };
         let report = read::report(
             &cx.services.lake,

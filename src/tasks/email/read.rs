@@ -22,6 +22,7 @@ use crate::lake::session::{self, SessionError};
 use crate::mail::{Anomaly, ForecastPoint, Held, HistoryPoint, Order, Report, SkuSeries};
 use crate::tasks::TaskError;
 use crate::tasks::schemas::{Column, anomalies, forecasts, plans, series};
+use crate::tasks::tables::KeyMap;
 use crate::tasks::tables::{Cols, quantile_columns};
 
 /// History points drawn before the forecast.
@@ -94,6 +95,9 @@ pub struct Sources {
     /// The history table and the column its values are read from.
     pub history: Option<(Table, String)>,
     pub history_days: Option<u32>,
+    /// The lake's columns for the store and sku keys in the forecasts and
+    /// the history (the plans and anomalies carry the canonical names).
+    pub keys: KeyMap,
 }
 
 /// The table a (rendered) email key names: a declared one by name, else
@@ -142,6 +146,7 @@ struct Reader<'a> {
     ctx: SessionContext,
     lake: &'a Lake,
     ds: &'a str,
+    keys: &'a KeyMap,
 }
 
 impl<'a> Reader<'a> {
@@ -251,10 +256,17 @@ impl<'a> Reader<'a> {
         df: DataFrame,
         want: &[Want<'_>],
     ) -> Result<DataFrame, ReadError> {
+        let has = |c: &str| r.columns.iter().any(|x| x == c);
+        // `store` and `sku` read from the lake's key columns where the
+        // table has those (see `KeyMap::lake_names`).
+        let columns: Vec<&str> = r.columns.iter().map(String::as_str).collect();
+        let names: Vec<&str> = want.iter().map(|w| w.name).collect();
+        let sources = self.keys.lake_names(&names, &columns);
         let missing: Vec<&str> = want
             .iter()
-            .filter(|w| w.required && !r.columns.iter().any(|c| c == w.name))
-            .map(|w| w.name)
+            .zip(&sources)
+            .filter(|(w, src)| w.required && !has(src))
+            .map(|(w, src)| if *src == w.name { w.name } else { *src })
             .collect();
         if !missing.is_empty() {
             return Err(ReadError::Columns {
@@ -265,9 +277,9 @@ impl<'a> Reader<'a> {
             });
         }
         let mut exprs: Vec<Expr> = Vec::with_capacity(want.len());
-        for w in want {
-            let e = if r.columns.iter().any(|c| c == w.name) {
-                cast(col(format!("\"{}\"", w.name)), w.ty.clone())
+        for (w, src) in want.iter().zip(&sources) {
+            let e = if has(src) {
+                cast(col(format!("\"{src}\"")), w.ty.clone())
             } else {
                 let null = ScalarValue::try_from(&w.ty).map_err(|e| query_err(r, e))?;
                 lit(null)
@@ -322,6 +334,7 @@ pub async fn report(
         ctx: session::context(lake),
         lake,
         ds,
+        keys: &sources.keys,
     };
     let a = reader.register("anomalies", &sources.anomalies).await?;
     let orders = match &sources.orders {

@@ -96,6 +96,7 @@ fn sources(history_days: Option<u32>) -> Sources {
         forecasts: Some(path_table("forecasts", "forecasts")),
         history: Some((path_table("history", "history"), "units".into())),
         history_days,
+        keys: crate::tasks::tables::KeyMap::default(),
     }
 }
 

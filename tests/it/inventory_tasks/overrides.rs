@@ -114,10 +114,9 @@ fn overrides_apply(ext: &str, write: &dyn Fn(&std::path::Path)) {
     assert!(anomalies.iter().any(|r| r["sku"] == "D"), "{anomalies:?}");
 }
 
-/// A lake whose key columns are `shop` and `item`: `series_key:` maps
-/// them, and the plan is the one the canonical lake gets.
-#[test]
-fn series_key_maps_the_lakes_own_column_names() {
+/// The canonical lake's plan, and a copy of the lake whose key columns
+/// are `shop` and `item`.
+fn canonical_plan_and_renamed_lake() -> (Vec<serde_json::Value>, Project, std::path::PathBuf) {
     let canonical = Project::new();
     let lake = canonical.path().join("lake");
     build_lake(&lake);
@@ -139,6 +138,37 @@ print("ok")
 "#,
         lake = lake.display()
     ));
+    (want, p, lake)
+}
+
+/// The renamed lake's plan and anomalies match the canonical lake's.
+fn assert_same_plan(want: &[serde_json::Value], lake: &std::path::Path) {
+    let got = rows_of(lake, "reorder_plans");
+    assert_eq!(got.len(), want.len());
+    for w in want {
+        let (store, sku) = (
+            w["store"].as_str().expect("store"),
+            w["sku"].as_str().expect("sku"),
+        );
+        let g = row(&got, store, sku);
+        for col in ["order_qty", "status", "safety_stock", "reason"] {
+            assert_eq!(g[col], w[col], "{store}/{sku} {col}");
+        }
+    }
+    let anomalies = rows_of(lake, "anomalies");
+    assert!(
+        anomalies
+            .iter()
+            .any(|r| r["type"] == "negative_on_hand" && r["sku"] == "C"),
+        "{anomalies:?}"
+    );
+}
+
+/// A lake whose key columns are `shop` and `item`: `series_key:` maps
+/// them, and the plan is the one the canonical lake gets.
+#[test]
+fn series_key_maps_the_lakes_own_column_names() {
+    let (want, p, lake) = canonical_plan_and_renamed_lake();
     let dag = super::DAG
         .replace(
             "    policy: periodic_order_up_to\n",
@@ -150,25 +180,54 @@ print("ok")
         );
     p.write_dag("plan.yaml", &dag);
     super::run_plan(&p, &lake);
-    let got = rows_of(&lake, "reorder_plans");
-    assert_eq!(got.len(), want.len());
-    for w in &want {
-        let (store, sku) = (
-            w["store"].as_str().expect("store"),
-            w["sku"].as_str().expect("sku"),
+    assert_same_plan(&want, &lake);
+}
+
+/// Without `series_key:` on `reorder`, `monitor` and `email`, the keys
+/// come from the DAG: the `forecast` task that writes `forecasts` is keyed
+/// by its `train` task's `[shop, item]`, so the plan is the same again and
+/// the mail charts a series from the forecasts and the sales.
+#[test]
+fn reorder_monitor_and_email_take_their_keys_from_the_forecast_task() {
+    let (want, p, lake) = canonical_plan_and_renamed_lake();
+    let dag = super::DAG
+        .replace(
+            "tables:\n",
+            "tables:\n  anomalies: { path: anomalies, partition_by: [ds] }\n",
+        )
+        .replace(
+            "tasks:\n",
+            "tasks:\n  - id: train\n    kind: train\n    input: sales\n    series_key: [shop, item]\n    \
+             group_by: category\n  - id: forecast\n    kind: forecast\n    depends_on: [train]\n    \
+             train: train\n    output: forecasts\n",
+        )
+        + "  - id: alert\n    kind: email\n    depends_on: [monitor]\n    to: [planners@example.com]\n    \
+           anomalies: anomalies\n    reorder_plans: reorder_plans\n    forecasts: forecasts\n    \
+           history: sales\n    history_days: 28\n";
+    p.write_dag("plan.yaml", &dag);
+    for task in ["reorder", "monitor", "alert"] {
+        let o = p
+            .restock()
+            .env("RESTOCK_LAKE", &lake)
+            .args(["task", "run", "plan", task, "--date", "2026-11-27"])
+            .output()
+            .expect("run");
+        assert!(
+            o.status.success(),
+            "{task}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
         );
-        let g = row(&got, store, sku);
-        for col in ["order_qty", "status", "safety_stock", "reason"] {
-            assert_eq!(g[col], w[col], "{store}/{sku} {col}");
-        }
     }
-    let anomalies = rows_of(&lake, "anomalies");
-    assert!(
-        anomalies
-            .iter()
-            .any(|r| r["type"] == "negative_on_hand" && r["sku"] == "C"),
-        "{anomalies:?}"
-    );
+    assert_same_plan(&want, &lake);
+    let eml = std::fs::read_dir(p.path().join("outbox"))
+        .expect("outbox")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .expect("an .eml in the outbox");
+    let text = std::fs::read_to_string(&eml).expect("eml");
+    assert!(text.contains("image/png"), "no chart in the mail");
 }
 
 /// On weekly forecasts `stale_after_days: 1` means one week: the store
