@@ -383,18 +383,21 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
     let lake = p.path().join("lake");
     build_lake(&lake);
     // The stock table with snapshot dates (TX_1 stopped on the 23rd) and
-    // two more series: E has no lead time, F a forecast of NaNs.
+    // more series: E has no lead time, F a forecast of NaNs, G no stock
+    // row, H and I are cold starts served by the network and by Theta.
     write(
         &lake,
         "curated/inventory_position/ds=2026-11-27/part-00000.parquet",
         vec![
             (
                 "store",
-                s(&["CA_1", "CA_1", "CA_1", "CA_1", "TX_1", "CA_1", "CA_1"]),
+                s(&[
+                    "CA_1", "CA_1", "CA_1", "CA_1", "TX_1", "CA_1", "CA_1", "CA_1", "CA_1",
+                ]),
             ),
-            ("sku", s(&["A", "B", "C", "D", "A", "E", "F"])),
-            ("on_hand", i(&[25, 0, -4, 200, 100, 10, 10])),
-            ("on_order", i(&[0, 0, 0, 0, 0, 0, 0])),
+            ("sku", s(&["A", "B", "C", "D", "A", "E", "F", "H", "I"])),
+            ("on_hand", i(&[25, 0, -4, 200, 100, 10, 10, 10, 10])),
+            ("on_order", i(&[0; 9])),
             (
                 "snapshot_date",
                 dates(&[
@@ -405,30 +408,30 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
                     "2026-11-23",
                     "2026-11-27",
                     "2026-11-27",
+                    "2026-11-27",
+                    "2026-11-27",
                 ]),
             ),
         ],
     );
-    let lead: ArrayRef = Arc::new(Float64Array::from(vec![
-        Some(4.0),
-        Some(4.0),
-        Some(4.0),
-        Some(4.0),
-        None,
-        Some(4.0),
-    ]));
+    let lead: ArrayRef = Arc::new(Float64Array::from(
+        ["A", "B", "C", "D", "E", "F", "G", "H", "I"]
+            .iter()
+            .map(|sku| (*sku != "E").then_some(4.0))
+            .collect::<Vec<_>>(),
+    ));
     write(
         &lake,
         "curated/product_master/part-00000.parquet",
         vec![
-            ("sku", s(&["A", "B", "C", "D", "E", "F"])),
-            ("unit_cost", f(&[2.5, 1.0, 1.0, 1.0, 1.0, 1.0])),
-            ("case_pack", i(&[6, 1, 1, 1, 1, 1])),
-            ("moq", i(&[12, 0, 0, 0, 0, 0])),
+            ("sku", s(&["A", "B", "C", "D", "E", "F", "G", "H", "I"])),
+            ("unit_cost", f(&[2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])),
+            ("case_pack", i(&[6, 1, 1, 1, 1, 1, 1, 1, 1])),
+            ("moq", i(&[12, 0, 0, 0, 0, 0, 0, 0, 0])),
             ("lead_time_days", lead),
-            ("lead_time_std_days", f(&[1.0; 6])),
-            ("review_period_days", i(&[7; 6])),
-            ("service_level", f(&[0.95; 6])),
+            ("lead_time_std_days", f(&[1.0; 9])),
+            ("review_period_days", i(&[7; 9])),
+            ("service_level", f(&[0.95; 9])),
         ],
     );
     // Today's forecasts with F's steps all NaN (E has none: held on its
@@ -437,6 +440,8 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
     let mut sku = vec![];
     let mut step = vec![];
     let mut mean = vec![];
+    let mut kind = vec![];
+    let mut flags = vec![];
     for (st, sk) in [
         ("CA_1", "A"),
         ("CA_1", "B"),
@@ -444,11 +449,24 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
         ("CA_1", "D"),
         ("TX_1", "A"),
         ("CA_1", "F"),
+        ("CA_1", "G"),
+        ("CA_1", "H"),
+        ("CA_1", "I"),
     ] {
         for k in 1..=10i64 {
             store.push(st);
             sku.push(sk);
             step.push(k);
+            kind.push(match sk {
+                "H" => "lstm",
+                "I" => "theta",
+                _ => "ets",
+            });
+            flags.push(if matches!(sk, "H" | "I") {
+                "cold_start"
+            } else {
+                ""
+            });
             // D's forecast differs from the others: when every non-NaN
             // value of a column is equal, DataFusion 55 reads the NaNs as
             // that value (Parquet statistics leave NaN out of min/max).
@@ -485,8 +503,8 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
             ("p50", f(&q(0.0))),
             ("p90", f(&q(4.0))),
             ("mean", f(&mean)),
-            ("model_kind", s(&vec!["ets"; n])),
-            ("flags", s(&vec![""; n])),
+            ("model_kind", s(&kind)),
+            ("flags", s(&flags)),
         ],
     );
     p.write_dag("plan.yaml", DAG);
@@ -512,6 +530,16 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
             "CA_1",
             "F",
             "held: the forecast has no usable value (all 10 steps NaN or empty)",
+        ),
+        (
+            "CA_1",
+            "G",
+            "held: no on-hand figure for this series in the stock table",
+        ),
+        (
+            "CA_1",
+            "H",
+            "held: the forecast is flagged cold_start but was served by lstm, not a baseline",
         ),
     ];
     for (st, sk, reason) in want {
@@ -564,16 +592,20 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
         .as_array()
         .and_then(|a| a.iter().find(|x| x["task_id"] == "reorder"))
         .expect("reorder attempt");
-    assert_eq!(reorder["outputs"]["held"], 4);
+    assert_eq!(reorder["outputs"]["held"], 6);
     let total = reorder["outputs"]["total_order_value"]
         .as_f64()
         .expect("total");
     assert!((total - ordered).abs() < 0.01, "{total} vs {ordered}");
+    // I's cold start is served by Theta, a per-series fallback: it orders.
+    let i_line = row(&plan, "CA_1", "I");
+    assert_eq!(i_line["status"], "order", "{i_line}");
     assert_eq!(
         ordered,
         a["order_value"].as_f64().expect("a")
-            + row(&plan, "CA_1", "B")["order_value"].as_f64().expect("b"),
-        "only A and B order"
+            + row(&plan, "CA_1", "B")["order_value"].as_f64().expect("b")
+            + i_line["order_value"].as_f64().expect("i"),
+        "only A, B and I order"
     );
 }
 
