@@ -121,6 +121,7 @@ impl TaskRunner for ForecastRunner {
             path: self.output.trim_end_matches('/').to_string(),
             history: super::HistorySource {
                 table: self.input.input.clone(),
+                series_key: self.input.series_key.clone(),
                 date_column: self.input.date_column.clone(),
                 value_column: self.input.value_column.clone(),
             },

@@ -300,6 +300,10 @@ pub enum PlanningTable {
 pub struct HistorySource {
     /// The declared table's name (see `Dag.tables`).
     pub table: String,
+    /// The forecast's series key columns, which name the series in the
+    /// history and in the forecasts (the plans and anomalies carry the
+    /// canonical `store` and `sku`).
+    pub series_key: Vec<String>,
     pub date_column: String,
     pub value_column: String,
 }

@@ -16,6 +16,7 @@ use common::Project;
 use parquet::arrow::ArrowWriter;
 
 mod ahead;
+mod keys;
 mod overrides;
 mod weekly;
 
@@ -425,7 +426,10 @@ fn held_lines_name_the_bad_input_and_order_nothing() {
         "curated/product_master/part-00000.parquet",
         vec![
             ("sku", s(&["A", "B", "C", "D", "E", "F", "G", "H", "I"])),
-            ("unit_cost", f(&[2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])),
+            (
+                "unit_cost",
+                f(&[2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+            ),
             ("case_pack", i(&[6, 1, 1, 1, 1, 1, 1, 1, 1])),
             ("moq", i(&[12, 0, 0, 0, 0, 0, 0, 0, 0])),
             ("lead_time_days", lead),

@@ -278,7 +278,7 @@ impl Planning {
                     Some(t) => read::history(&self.session, &t, src, &self.ds, key).await?,
                     None => Vec::new(),
                 };
-                let forecast = read::forecast(&self.session, &self.ds, key).await?;
+                let forecast = read::forecast(&self.session, &self.ds, src, key).await?;
                 (history, forecast)
             }
             None => (Vec::new(), Vec::new()),

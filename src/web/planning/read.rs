@@ -311,9 +311,19 @@ pub async fn severity_counts(s: &Session, ds: &str) -> Result<Vec<(String, i64)>
 
 /// The rows of one series: the planning tables all carry the canonical key.
 fn series(store: &str, sku: &str) -> Expr {
-    col(key::STORE.name)
+    keyed(&[], (store, sku))
+}
+
+/// The rows of one series in a table keyed by the forecast's two
+/// `series_key` columns (the store's first), else by `store` and `sku`.
+fn keyed(keys: &[String], (store, sku): (&str, &str)) -> Expr {
+    let (s, k) = match keys {
+        [s, k] => (s.as_str(), k.as_str()),
+        _ => (key::STORE.name, key::SKU.name),
+    };
+    col(format!("\"{s}\""))
         .eq(lit(store))
-        .and(col(key::SKU.name).eq(lit(sku)))
+        .and(col(format!("\"{k}\"")).eq(lit(sku)))
 }
 
 /// One line of the reorder plan.
@@ -446,6 +456,7 @@ pub async fn plan_totals(s: &Session, ds: &str) -> Result<PlanTotals, WebError> 
 pub async fn forecast(
     s: &Session,
     ds: &str,
+    src: &HistorySource,
     (store, sku): (&str, &str),
 ) -> Result<Vec<ForecastPoint>, WebError> {
     let df = s.partition("forecasts", ds).await?;
@@ -464,7 +475,7 @@ pub async fn forecast(
         .min_by(|a, b| (a.1 - 0.5).abs().total_cmp(&(b.1 - 0.5).abs()))
         .unwrap_or(lo);
     let df = df
-        .filter(series(store, sku))
+        .filter(keyed(&src.series_key, (store, sku)))
         .and_then(|d| d.sort(vec![col(fc::STEP.name).sort(true, false)]))
         .map_err(lake_err)?;
     let mut out = Vec::new();
@@ -503,7 +514,7 @@ pub async fn history(
     }
     let (date, value) = (src.date_column.as_str(), src.value_column.as_str());
     let df = df
-        .filter(series(store, sku))
+        .filter(keyed(&src.series_key, (store, sku)))
         .and_then(|d| d.select(vec![col(date).alias("d"), col(value).alias("v")]))
         .and_then(|d| d.sort(vec![col("d").sort(false, false)]))
         .and_then(|d| d.limit(0, Some(HISTORY_POINTS)))
