@@ -260,12 +260,21 @@ pub trait TaskRunner: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Lines of the headline list this task's report shows (the `email`
-    /// kind's `headline:`), so the web UI's planning page caps its
-    /// headline as the mail does; `None` for other kinds.
-    fn report_headline(&self) -> Option<usize> {
+    /// The headline list this task's report shows (the `email` kind's
+    /// `headline:` and the anomalies it reports on), so the web UI's
+    /// planning page caps its headline as the mail does; `None` for other
+    /// kinds.
+    fn report_headline(&self) -> Option<ReportHeadline> {
         None
     }
+}
+
+/// The cap of a report's headline list and the anomalies table it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportHeadline {
+    /// The `anomalies:` key as written: a declared table or a lake path.
+    pub anomalies: String,
+    pub lines: usize,
 }
 
 /// Which overrides table a task reads, and by which key columns (the

@@ -157,8 +157,11 @@ impl EmailRunner {
 
 #[async_trait]
 impl TaskRunner for EmailRunner {
-    fn report_headline(&self) -> Option<usize> {
-        Some(self.headline_lines())
+    fn report_headline(&self) -> Option<super::ReportHeadline> {
+        Some(super::ReportHeadline {
+            anomalies: self.spec.anomalies.clone(),
+            lines: self.headline_lines(),
+        })
     }
 
     async fn run(&self, cx: &AttemptContext) -> Result<Outputs, TaskError> {

@@ -227,6 +227,27 @@ impl Planning {
         })
     }
 
+    /// The headline cap of the `email` task that reports on this page's
+    /// anomalies table (by declared name or path), else of the first
+    /// email task, else the default 25.
+    fn report_cap(&self) -> usize {
+        let reports: Vec<crate::tasks::ReportHeadline> = self
+            .dag
+            .tasks
+            .iter()
+            .filter_map(|t| t.runner.report_headline())
+            .collect();
+        let path_of = |name: &str| -> String {
+            let path = self.dag.tables.get(name).map_or(name, |t| t.path.as_str());
+            path.trim_end_matches('/').to_string()
+        };
+        reports
+            .iter()
+            .find(|r| self.anomalies.as_deref() == Some(path_of(&r.anomalies).as_str()))
+            .or(reports.first())
+            .map_or(crate::mail::report::HEADLINE, |r| r.lines)
+    }
+
     /// The night's headline as the report mail lists it: the monitor's
     /// headline rows, ordered and capped by [`crate::mail::Report`]'s own
     /// code at the cap the DAG's `email` task uses, with the share of the
@@ -234,12 +255,7 @@ impl Planning {
     /// Only the headline rows and one sum are read, not the whole table.
     pub async fn headline(&self) -> Result<Headline, WebError> {
         self.need("anomalies", self.anomalies.is_some())?;
-        let cap = self
-            .dag
-            .tasks
-            .iter()
-            .find_map(|t| t.runner.report_headline())
-            .unwrap_or(crate::mail::report::HEADLINE);
+        let cap = self.report_cap();
         let candidates = read::headline_candidates(&self.session, &self.ds).await?;
         let total = read::money_at_risk_total(&self.session, &self.ds).await?;
         let report = crate::mail::Report {

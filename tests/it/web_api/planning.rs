@@ -505,8 +505,16 @@ async fn planning_headline_is_the_mails_capped_list_with_its_share() {
     write_headline_night(&lake);
     p.write_dag("head.yaml", &headline_dag("head", true));
     p.write_dag("plain.yaml", &headline_dag("plain", false));
+    // Two email tasks: the page takes the cap of the one reporting on the
+    // monitor's table, not the first in the file.
+    let two = headline_dag("two", false)
+        .replace("tables:\n", "tables:\n  other: { path: other_anomalies }\n")
+        + "  - id: digest\n    kind: email\n    depends_on: [monitor]\n    anomalies: other\n    headline: 1\n"
+        + "  - id: alert\n    kind: email\n    depends_on: [monitor]\n    anomalies: anomalies\n    headline: 2\n";
+    p.write_dag("two.yaml", &two);
     seed_monitor_run(&p, "head");
     seed_monitor_run(&p, "plain");
+    seed_monitor_run(&p, "two");
     let s = Server::start(
         &p,
         "serve",
@@ -546,6 +554,9 @@ async fn planning_headline_is_the_mails_capped_list_with_its_share() {
         "{j}"
     );
     assert_eq!(j["anomalies"], 5, "{j}");
+
+    let j = get_json(&mut c, &s, "/api/v1/dags/two/planning").await;
+    assert_eq!(j["headline"]["cap"], 2, "{j}");
 
     // Without an email task: the default 25, so all three headline rows.
     let j = get_json(&mut c, &s, "/api/v1/dags/plain/planning").await;
