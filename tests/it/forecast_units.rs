@@ -389,6 +389,27 @@ fn ets_recovers_a_clean_seasonal_pattern() {
     assert!(f.quantiles[0][0] <= f.quantiles[1][0] && f.quantiles[1][0] <= f.quantiles[2][0]);
 }
 
+/// A history without significant weekly seasonality is not decomposed:
+/// it gets the same forecast as with no season at all, a flat level. The
+/// seasonal one above is decomposed (its forecast follows the pattern).
+#[test]
+fn ets_decomposes_only_a_significantly_seasonal_history() {
+    // White noise around 10 (a fixed linear congruential sequence).
+    let mut x: u64 = 42;
+    let h: Vec<f64> = (0..140)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            10.0 + 4.0 * ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+        })
+        .collect();
+    let weekly = baselines::ets(&h, 7, 7, &[0.1, 0.5, 0.9]).unwrap();
+    let plain = baselines::ets(&h, 1, 7, &[0.1, 0.5, 0.9]).unwrap();
+    assert_eq!(weekly, plain);
+    let spread = weekly.mean.iter().cloned().fold(f64::MIN, f64::max)
+        - weekly.mean.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 0.5, "{:?}", weekly.mean);
+}
+
 // ---------- end to end on tiny groups ----------
 
 fn tiny(horizon: usize, context: usize) -> ModelConfig {

@@ -17,7 +17,7 @@
 
 mod model;
 mod nelder_mead;
-mod seasonal;
+pub(crate) mod seasonal;
 
 use super::baselines::{BaselineError, PointForecast, naive, normal_forecast};
 

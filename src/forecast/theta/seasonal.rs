@@ -99,9 +99,16 @@ fn phase_means(y: &[f64], m: usize, detrend: impl Fn(f64, f64) -> f64) -> Option
     )
 }
 
+/// Whether a history with season `m` holds two seasons and a significant
+/// autocorrelation at the seasonal lag: the test the adjustment applies,
+/// and the ETS baseline too before it deseasonalises.
+pub(crate) fn significant(y: &[f64], m: usize) -> bool {
+    m >= 2 && y.len() >= 2 * m && is_seasonal(y, m)
+}
+
 /// The adjustment for a history with season `m`.
 pub(super) fn adjustment(y: &[f64], m: usize) -> Adjustment {
-    if m < 2 || y.len() < 2 * m || !is_seasonal(y, m) {
+    if !significant(y, m) {
         return Adjustment::None;
     }
     if y.iter().all(|&v| v > 0.0) {
