@@ -33,6 +33,9 @@ pub struct SeriesInput {
     pub on_order: f64,
     /// Daily units: `history_days` days before the window, then the window.
     pub units: Vec<f32>,
+    /// Stored forecasts by window day (the day they were made, ascending)
+    /// as daily steps, when the replay uses them ([`super::stored`]).
+    pub stored: Vec<(usize, Vec<crate::inventory::Step>)>,
 }
 
 /// All series over one window.
@@ -44,6 +47,8 @@ pub struct Panel {
     pub window_days: usize,
     pub series: Vec<SeriesInput>,
     pub without_snapshot: usize,
+    /// (series, day) forecasts read from the stored forecasts table.
+    pub stored_forecasts: usize,
 }
 
 impl Panel {
@@ -53,7 +58,7 @@ impl Panel {
     }
 }
 
-fn input(source: &Source, message: impl Into<String>) -> BacktestError {
+pub(super) fn input(source: &Source, message: impl Into<String>) -> BacktestError {
     BacktestError::Input {
         table: source.name.clone(),
         message: message.into(),
@@ -64,7 +69,11 @@ fn query_err(source: &Source, e: datafusion::error::DataFusionError) -> Backtest
     input(source, e.strip_backtrace())
 }
 
-async fn register(ctx: &SessionContext, lake: &Lake, source: &Source) -> Result<(), BacktestError> {
+pub(super) async fn register(
+    ctx: &SessionContext,
+    lake: &Lake,
+    source: &Source,
+) -> Result<(), BacktestError> {
     session::register_table(ctx, lake, &source.table)
         .await
         .map_err(|e| match e {
@@ -73,7 +82,10 @@ async fn register(ctx: &SessionContext, lake: &Lake, source: &Source) -> Result<
         })
 }
 
-async fn columns(ctx: &SessionContext, source: &Source) -> Result<Vec<String>, BacktestError> {
+pub(super) async fn columns(
+    ctx: &SessionContext,
+    source: &Source,
+) -> Result<Vec<String>, BacktestError> {
     let t = ctx
         .table(source.name.as_str())
         .await
@@ -85,7 +97,11 @@ async fn columns(ctx: &SessionContext, source: &Source) -> Result<Vec<String>, B
         .collect())
 }
 
-fn require(source: &Source, have: &[String], need: &[&str]) -> Result<(), BacktestError> {
+pub(super) fn require(
+    source: &Source,
+    have: &[String],
+    need: &[&str],
+) -> Result<(), BacktestError> {
     let missing: Vec<&str> = need
         .iter()
         .copied()
@@ -104,7 +120,7 @@ fn require(source: &Source, have: &[String], need: &[&str]) -> Result<(), Backte
     ))
 }
 
-async fn collect(
+pub(super) async fn collect(
     ctx: &SessionContext,
     source: &Source,
     sql: &str,
@@ -136,6 +152,7 @@ pub async fn load(lake: &Lake, s: &Settings) -> Result<Panel, BacktestError> {
         window_days: s.window_days,
         series: Vec::new(),
         without_snapshot: 0,
+        stored_forecasts: 0,
     };
     read_sales(&ctx, s, &products, &mut panel).await?;
     if panel.series.is_empty() {
@@ -145,6 +162,9 @@ pub async fn load(lake: &Lake, s: &Settings) -> Result<Panel, BacktestError> {
         ));
     }
     read_start_stock(&ctx, &s.sources.inventory, &mut panel).await?;
+    if let Some(src) = &s.sources.forecasts {
+        panel.stored_forecasts = super::stored::load(&ctx, lake, src, &mut panel).await?;
+    }
     panel
         .series
         .sort_by(|a, b| (&a.store, &a.sku).cmp(&(&b.store, &b.sku)));
@@ -344,6 +364,7 @@ fn fold_sales(
                     on_hand: 0.0,
                     on_order: 0.0,
                     units: vec![0.0; days],
+                    stored: Vec::new(),
                 });
                 index.insert(key.clone(), panel.series.len() - 1);
                 panel.series.len() - 1

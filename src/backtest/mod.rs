@@ -16,6 +16,7 @@
 mod load;
 mod settings;
 pub mod simulate;
+mod stored;
 pub mod summary;
 
 use std::sync::Arc;
@@ -88,6 +89,10 @@ pub struct Report {
     pub series: usize,
     /// Series without a stock snapshot before the window (they start at 0).
     pub without_snapshot: usize,
+    /// (series, day) forecasts read from the stored forecasts table, and
+    /// restock's review days that were decided on one of them.
+    pub stored_forecasts: usize,
+    pub stored_forecast_days: u64,
     pub rows: Vec<Row>,
     /// Where the table partition was published.
     pub path: String,
@@ -110,6 +115,10 @@ pub async fn run(
         .await
         .map_err(|e| BacktestError::Internal(format!("simulation thread: {e}")))??;
     let rows = summary::rows(&panel, &outcomes);
+    let stored_forecast_days = outcomes
+        .iter()
+        .map(|o| u64::from(o[0].stored_forecast_days))
+        .sum();
     let simulate_s = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     let batch = summary::to_batch(&panel, &rows)
@@ -129,6 +138,8 @@ pub async fn run(
         end: panel.end,
         series: panel.series.len(),
         without_snapshot: panel.without_snapshot,
+        stored_forecasts: panel.stored_forecasts,
+        stored_forecast_days,
         rows,
         path: lake.describe(&written.file),
         timings: Timings {

@@ -35,6 +35,9 @@ pub struct BacktestArgs {
     pub output: String,
     /// Days between forecast refits.
     pub refit_days: i64,
+    /// Replay restock's policy on the forecasts the DAG stored (the
+    /// `reorder` task's forecasts table) where a day has them.
+    pub stored_forecasts: bool,
 }
 
 impl Default for BacktestArgs {
@@ -50,6 +53,7 @@ impl Default for BacktestArgs {
             group_by: "category".into(),
             output: "policy_backtest".into(),
             refit_days: 7,
+            stored_forecasts: false,
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct Sources {
     pub inventory: Source,
     /// The product master (the `reorder` kind's product columns).
     pub products: Source,
+    /// The `reorder` task's forecasts table, when the replay uses the
+    /// stored forecasts.
+    pub forecasts: Option<Source>,
 }
 
 /// Validated settings.
@@ -111,7 +118,7 @@ impl Settings {
         if let Err(e) = crate::lake::check_identifier(&args.group_by) {
             errors.push(format!("--group-by {}: {e}", args.group_by));
         }
-        let mut source = |flag: &str, name: &str| match dag.tables.get(name) {
+        let source = |errors: &mut Vec<String>, flag: &str, name: &str| match dag.tables.get(name) {
             Some(t) => Some(Source {
                 name: name.to_string(),
                 table: t.clone(),
@@ -126,12 +133,23 @@ impl Settings {
                 None
             }
         };
-        let sales = source("sales", &args.sales);
-        let inventory = source("inventory", &args.inventory);
-        let products = source("products", &args.products);
+        let sales = source(&mut errors, "sales", &args.sales);
+        let inventory = source(&mut errors, "inventory", &args.inventory);
+        let products = source(&mut errors, "products", &args.products);
         let reorder = reorder_settings(args, dag, &mut errors);
+        let forecasts = match (&reorder, args.stored_forecasts) {
+            (Some(r), true) => source(
+                &mut errors,
+                "stored-forecasts: the reorder task's forecasts",
+                &r.forecasts,
+            ),
+            _ => None,
+        };
+        let stored_ok = !args.stored_forecasts || forecasts.is_some();
         match (sales, inventory, products, reorder) {
-            (Some(sales), Some(inventory), Some(products), Some(r)) if errors.is_empty() => {
+            (Some(sales), Some(inventory), Some(products), Some(r))
+                if errors.is_empty() && stored_ok =>
+            {
                 Ok(Self {
                     window_days: args.window_days as usize,
                     end: args.end,
@@ -144,6 +162,7 @@ impl Settings {
                         sales,
                         inventory,
                         products,
+                        forecasts,
                     },
                     group_by: args.group_by.clone(),
                     output: args.output.clone(),

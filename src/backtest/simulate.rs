@@ -86,6 +86,9 @@ pub struct Outcome {
     pub inventory_sum: f64,
     pub orders: u32,
     pub units_ordered: f64,
+    /// Review days decided on a stored forecast (restock's policy with
+    /// `--stored-forecasts`; the others forecast for themselves).
+    pub stored_forecast_days: u32,
 }
 
 /// How a policy decides on a review day.
@@ -139,7 +142,9 @@ pub fn simulate(panel: &Panel, i: usize, kind: PolicyKind, params: &SimParams) -
     match kind {
         PolicyKind::Restock => {
             let mut d = RestockPolicy::new(panel, s, i, params);
-            run(panel, s, i, params.seed, &mut d)
+            let mut out = run(panel, s, i, params.seed, &mut d);
+            out.stored_forecast_days = d.stored_used;
+            out
         }
         PolicyKind::DemoSim => {
             let mut d = DemoPolicy::new(panel, s, i);
@@ -246,6 +251,8 @@ struct RestockPolicy<'a> {
     refit_days: usize,
     /// The last fit: the window day it was made and its daily steps.
     fit: Option<(usize, Vec<Step>)>,
+    /// Review days decided on a stored forecast.
+    stored_used: u32,
 }
 
 impl<'a> RestockPolicy<'a> {
@@ -257,10 +264,20 @@ impl<'a> RestockPolicy<'a> {
             review: Review::of(params.policy, s, i),
             refit_days: params.refit_days,
             fit: None,
+            stored_used: 0,
         }
     }
 
+    /// The stored forecast made on day `t`, else the Theta fit's steps.
     fn steps(&mut self, t: usize) -> &[Step] {
+        if let Ok(k) = self.s.stored.binary_search_by_key(&t, |(d, _)| *d) {
+            self.stored_used += 1;
+            return &self.s.stored[k].1;
+        }
+        self.theta_steps(t)
+    }
+
+    fn theta_steps(&mut self, t: usize) -> &[Step] {
         let stale = self
             .fit
             .as_ref()
@@ -448,7 +465,9 @@ mod tests {
                 on_hand: 5.0,
                 on_order: 0.0,
                 units,
+                stored: Vec::new(),
             }],
+            stored_forecasts: 0,
         }
     }
 
@@ -483,6 +502,7 @@ mod tests {
             inventory_sum: 9.0,
             orders: 5,
             units_ordered: 14.0,
+            stored_forecast_days: 0,
         };
         assert_eq!(o, want);
     }
@@ -510,6 +530,7 @@ mod tests {
             inventory_sum: 9.0,
             orders: 5,
             units_ordered: 14.0,
+            stored_forecast_days: 0,
         };
         assert_eq!(o, want);
     }
@@ -541,8 +562,53 @@ mod tests {
             inventory_sum: 10.5,
             orders: 5,
             units_ordered: 12.0,
+            stored_forecast_days: 0,
         };
         assert_eq!(o, want);
+    }
+
+    #[test]
+    fn restock_policy_on_stored_forecasts_by_hand() {
+        // The same days, each decided on a stored forecast of 4 a day with
+        // no spread: order-up-to 4 × (lead 2 + review 1) = 12.
+        // day 0: 5.5, sell 2 → 3.5, position 3.5 → order ⌈8.5⌉ = 9, due 2.
+        // day 1: sell 3 → 0.5, position 0.5 + 9 → order ⌈2.5⌉ = 3, due 3.
+        // day 2: +9 → 9.5, sell 3 → 6.5, position 6.5 + 3 → order 3, due 4.
+        // day 3: +3 → 9.5, sell 1 → 8.5, position 8.5 + 3 → order 1.
+        // day 4: +3 → 11.5, sell 2 → 9.5, position 9.5 + 1 → order 2.
+        // Stock 3.5 + 0.5 + 6.5 + 8.5 + 9.5 = 28.5; 9 + 3 + 3 + 1 + 2 = 18.
+        let mut p = panel();
+        let s = &mut p.series[0];
+        s.on_hand = 5.5;
+        s.units.truncate(28);
+        s.units.extend([2.0, 3.0, 3.0, 1.0, 2.0]);
+        let flat = Step {
+            mean: 4.0,
+            lo: 4.0,
+            hi: 4.0,
+            lo_level: 0.1,
+            hi_level: 0.9,
+        };
+        s.stored = (0..5).map(|t| (t, vec![flat; 35])).collect();
+        let o = simulate(&p, 0, PolicyKind::Restock, &params());
+        let want = Outcome {
+            demand: 11.0,
+            served: 11.0,
+            stockout_days: 0,
+            inventory_sum: 28.5,
+            orders: 5,
+            units_ordered: 18.0,
+            stored_forecast_days: 5,
+        };
+        assert_eq!(o, want);
+        // A day without a stored forecast is decided on Theta: drop day 2's
+        // and the count says so.
+        p.series[0].stored.remove(2);
+        let o = simulate(&p, 0, PolicyKind::Restock, &params());
+        assert_eq!(o.stored_forecast_days, 4);
+        // The reference policies never read them.
+        let ma = simulate(&p, 0, PolicyKind::MovingAverage28, &params());
+        assert_eq!(ma.stored_forecast_days, 0);
     }
 
     #[test]

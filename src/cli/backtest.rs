@@ -46,6 +46,11 @@ pub struct PolicyBacktestArgs {
     /// Lake path of the output table (partition `ds=END` is replaced).
     #[arg(long, default_value = "policy_backtest")]
     pub output: String,
+    /// Replay restock's policy on the forecasts the DAG stored (its
+    /// `reorder` task's forecasts table, partition `ds` = the day each was
+    /// made) where a day has them; Theta forecasts the other days.
+    #[arg(long)]
+    pub stored_forecasts: bool,
 }
 
 impl PolicyBacktestArgs {
@@ -60,6 +65,7 @@ impl PolicyBacktestArgs {
             products: self.products.clone(),
             group_by: self.group_by.clone(),
             output: self.output.clone(),
+            stored_forecasts: self.stored_forecasts,
             ..BacktestArgs::default()
         }
     }
@@ -105,8 +111,16 @@ pub fn print_report(settings: &Settings, r: &Report) {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    let forecast = if settings.sources.forecasts.is_some() {
+        format!(
+            "the stored forecasts where a day has them ({} review days of {} series-days stored), else a Theta forecast",
+            r.stored_forecast_days, r.stored_forecasts
+        )
+    } else {
+        "a Theta forecast".to_string()
+    };
     println!(
-        "policy backtest {} .. {} ({} days), {} series; restock = {policy} on a Theta forecast refitted every {} days",
+        "policy backtest {} .. {} ({} days), {} series; restock = {policy} on {forecast} refitted every {} days",
         r.start, r.end, settings.window_days, r.series, settings.refit_days
     );
     if r.without_snapshot > 0 {

@@ -191,3 +191,81 @@ async fn bad_arguments_are_all_reported_before_the_lake_is_read() {
         "{stderr}"
     );
 }
+
+/// With `--stored-forecasts`, restock's policy is replayed on the
+/// forecasts the DAG stored where a day has them: two nights a month
+/// before the end here (their orders arrive inside the window), every
+/// series in each, so the count of stored series-days is exact and the
+/// review days decided on them are at most that.
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_forecasts_drive_restocks_policy_on_the_days_that_have_them() {
+    let dir = project().await;
+    let write = r#"
+import duckdb, datetime, pathlib, pyarrow as pa, pyarrow.parquet as pq
+con = duckdb.connect()
+keys = con.execute("""SELECT DISTINCT store, sku FROM
+    read_parquet('lake/raw/sales/*/*.parquet', hive_partitioning = true)
+    WHERE date > DATE '2025-06-30' - INTERVAL 172 DAY ORDER BY ALL""").fetchall()
+for ds in ["2025-06-01", "2025-06-02"]:
+    d0 = datetime.date.fromisoformat(ds)
+    rows = [(s, k, d0 + datetime.timedelta(days=h), h) for s, k in keys for h in range(1, 29)]
+    t = pa.table({
+        "store": [r[0] for r in rows], "sku": [r[1] for r in rows],
+        "forecast_date": pa.array([r[2] for r in rows], pa.date32()),
+        "step": [r[3] for r in rows], "mean": [50.0] * len(rows),
+        "p10": [40.0] * len(rows), "p90": [60.0] * len(rows)})
+    out = pathlib.Path(f"lake/forecasts/ds={ds}")
+    out.mkdir(parents=True)
+    pq.write_table(t, out / "part-00000.parquet")
+print(len(keys))
+"#;
+    let py = Command::new("python3")
+        .current_dir(dir.path())
+        .args(["-c", write])
+        .output()
+        .expect("python3");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let series: u64 = String::from_utf8_lossy(&py.stdout)
+        .trim()
+        .parse()
+        .expect("count");
+    let run = |extra: &[&str]| {
+        let out = restock(dir.path())
+            .args(["backtest-policy", "--window-days", "60"])
+            .args(extra)
+            .output()
+            .expect("run restock");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let stored = run(&["--stored-forecasts"]);
+    let at = stored
+        .find("on the stored forecasts where a day has them (")
+        .unwrap_or_else(|| panic!("{stored}"));
+    let counts: Vec<u64> = stored[at..]
+        .split(['(', ' '])
+        .filter_map(|w| w.parse().ok())
+        .take(2)
+        .collect();
+    assert_eq!(counts.len(), 2, "{stored}");
+    assert_eq!(counts[1], 2 * series, "{stored}");
+    assert!(counts[0] >= 1 && counts[0] <= counts[1], "{stored}");
+    // A forecast of 50 a day on those nights orders more than Theta does.
+    let theta = run(&[]);
+    let line = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("overall   restock"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert_ne!(line(&stored), line(&theta), "{stored}\n{theta}");
+}
