@@ -78,7 +78,12 @@ pub(super) async fn register(
         .await
         .map_err(|e| match e {
             SessionError::List { .. } => BacktestError::Read(e.to_string()),
-            other => input(source, other.to_string()),
+            other => {
+                // The session's message names the table already.
+                let text = other.to_string();
+                let prefix = format!("table `{}`: ", source.name);
+                input(source, text.strip_prefix(&prefix).unwrap_or(&text))
+            }
         })
 }
 
