@@ -472,6 +472,13 @@ async fn plan_lines(
         .into_iter()
         .find(|c| icols.iter().any(|x| x == c))
         .map_or("CAST(NULL AS DATE)".to_string(), |c| format!("i.{c}"));
+    if !snapshot.starts_with("i.") {
+        cx.log.progress(&format!(
+            "table `{}` has no snapshot_date or date column: stock snapshots are not checked \
+             against stale_after_days",
+            s.inventory
+        ));
+    }
     let inv = format!(
         "(SELECT * FROM {} {})",
         s.inventory,

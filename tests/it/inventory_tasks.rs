@@ -223,6 +223,15 @@ fn reorder_and_monitor_write_plans_and_anomalies_readers_can_use() {
         "{stdout}{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // This stock table carries no snapshot date: the run says staleness
+    // could not be judged rather than passing it silently.
+    assert!(
+        stdout.contains(
+            "table `inventory_position` has no snapshot_date or date column: stock snapshots \
+             are not checked against stale_after_days"
+        ),
+        "{stdout}"
+    );
 
     let plan = pyarrow(&format!(
         r#"
