@@ -10,7 +10,6 @@
 //! [`Outputs`] or a [`TaskError`] and the executor records them.
 
 pub mod accuracy;
-mod ahead;
 pub mod command;
 pub mod email;
 pub mod empty;

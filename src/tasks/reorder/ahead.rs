@@ -1,7 +1,7 @@
 //! What lies ahead of a reorder line, read for its reason: the first
 //! planned promotion per series (`promotions:`, `date, store, sku,
 //! on_promo`). The event calendar (`events:`) is read as the `train` task
-//! reads it ([`super::series_input::load_events`]);
+//! reads it ([`crate::tasks::series_input::load_events`]);
 //! [`crate::inventory::reason::Drivers::ahead`] keeps what falls inside
 //! each line's protection interval.
 
