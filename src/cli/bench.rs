@@ -80,8 +80,9 @@ pub enum BenchCmd {
     /// statsforecast baselines on the same split (RMSSE, MASE, WAPE, bias,
     /// coverage).
     Accuracy {
-        /// tuna | cheese | tourism | tourism-quarterly | tourism-yearly
-        dataset: String,
+        /// The shared dataset (and, for Tourism, the frequency).
+        #[arg(value_enum)]
+        dataset: super::bench_accuracy::Dataset,
         /// Folder of the shared datasets.
         #[arg(long, default_value = "../shared/data")]
         data: std::path::PathBuf,

@@ -328,13 +328,43 @@ fn baseline_row(name: &str, v: &serde_json::Value) -> String {
     )
 }
 
-pub async fn bench(dataset: String, data: PathBuf, baselines: bool) -> Result<()> {
+/// The shared datasets the bench reads, by the names its baseline script
+/// takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dataset {
+    /// Dominick's canned tuna, weekly, 7 series.
+    Tuna,
+    /// Borden sliced cheese, weekly, 88 series.
+    Cheese,
+    /// The Tourism competition's monthly series.
+    #[value(alias = "tourism-monthly")]
+    Tourism,
+    /// The Tourism competition's quarterly series.
+    TourismQuarterly,
+    /// The Tourism competition's yearly series.
+    TourismYearly,
+}
+
+impl Dataset {
+    fn as_str(self) -> &'static str {
+        match self {
+            Dataset::Tuna => "tuna",
+            Dataset::Cheese => "cheese",
+            Dataset::Tourism => "tourism",
+            Dataset::TourismQuarterly => "tourism-quarterly",
+            Dataset::TourismYearly => "tourism-yearly",
+        }
+    }
+}
+
+pub async fn bench(dataset: Dataset, data: PathBuf, baselines: bool) -> Result<()> {
+    let dataset = dataset.as_str();
     let dir = tempfile::tempdir()?;
     let python = std::env::var("RESTOCK_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/accuracy_baselines.py");
     let mut cmd = std::process::Command::new(&python);
     cmd.arg(&script)
-        .arg(&dataset)
+        .arg(dataset)
         .arg("--data")
         .arg(&data)
         .arg("--out")

@@ -478,3 +478,35 @@ print("accuracy_overall", o["forecast_ds"], o["max_step"], o["points"] > 0, o["w
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("nightly_inventory.20261127T010000Z.2"));
 }
+
+/// An unknown dataset is refused by the argument parser, with the list,
+/// before any Python runs; `tourism-monthly` is the monthly Tourism set.
+#[test]
+fn bench_accuracy_names_its_datasets() {
+    let o = common::restock()
+        .args(["bench", "accuracy", "tourism-weekly"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "[possible values: tuna, cheese, tourism, tourism-quarterly, tourism-yearly]"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // The alias parses: with no data folder the run then fails on the data,
+    // not on the name.
+    let o = common::restock()
+        .args([
+            "bench",
+            "accuracy",
+            "tourism-monthly",
+            "--data",
+            "/nonexistent",
+        ])
+        .env("RESTOCK_PYTHON", "/nonexistent-python")
+        .output()
+        .expect("run");
+    assert!(!stderr(&o).contains("invalid value"), "{}", stderr(&o));
+}
