@@ -24,12 +24,11 @@ pub struct Reads<'a> {
 /// The task's keys: `own` when given, else derived as the module says,
 /// else literally `store` and `sku`. `None` after an error was recorded.
 pub fn resolve(cx: &mut KindCompileCx, own: Option<KeyMap>, reads: Reads<'_>) -> Option<KeyMap> {
-    let derived = match reads.forecasts.and_then(|t| writer(cx, "forecast", t)) {
-        Some(task) => Some(from_forecast(
-            cx,
-            &task,
-            reads.forecasts.unwrap_or_default(),
-        )?),
+    let forecast = reads
+        .forecasts
+        .and_then(|t| Some((t, writer(cx, "forecast", t)?)));
+    let derived = match forecast {
+        Some((table, task)) => Some(from_forecast(cx, &task, table)?),
         None => reads
             .plans
             .and_then(|t| writer(cx, "reorder", t))
@@ -38,31 +37,39 @@ pub fn resolve(cx: &mut KindCompileCx, own: Option<KeyMap>, reads: Reads<'_>) ->
     Some(own.or(derived).unwrap_or_default())
 }
 
-/// The keys of a forecast task, as the store and sku mapping; an error
-/// when it has other than two.
-fn from_forecast(cx: &mut KindCompileCx, task: &TaskOutline, table: &str) -> Option<KeyMap> {
-    let keys = forecast_keys(cx, task);
-    match keys.as_slice() {
+/// The first key as the store, the second as the sku, when there are two.
+fn pair(keys: &[String]) -> Option<KeyMap> {
+    match keys {
         [store, sku] => Some(KeyMap {
             store: store.clone(),
             sku: sku.clone(),
         }),
-        // The forecast task itself reports a missing or bad `series_key`.
-        [] => Some(KeyMap::default()),
-        _ => {
-            let kind = cx
-                .task(cx.task_id)
-                .map_or_else(|| "this task".to_string(), |t| t.kind.clone());
-            let message = format!(
-                "`{table}` is written by task `{}`, keyed by [{}]; `{kind}` works on two keys, \
-                 a store and a sku: key the forecast by two columns",
-                task.id,
-                keys.join(", ")
-            );
-            cx.error("forecasts", message);
-            None
-        }
+        _ => None,
     }
+}
+
+/// The keys of a forecast task, as the store and sku mapping; an error
+/// when it has other than two.
+fn from_forecast(cx: &mut KindCompileCx, task: &TaskOutline, table: &str) -> Option<KeyMap> {
+    let keys = forecast_keys(cx, task);
+    if let Some(map) = pair(&keys) {
+        return Some(map);
+    }
+    // The forecast task itself reports a missing or bad `series_key`.
+    if keys.is_empty() {
+        return Some(KeyMap::default());
+    }
+    let kind = cx
+        .task(cx.task_id)
+        .map_or_else(|| "this task".to_string(), |t| t.kind.clone());
+    let message = format!(
+        "`{table}` is written by task `{}`, keyed by [{}]; `{kind}` works on two keys, \
+         a store and a sku: key the forecast by two columns",
+        task.id,
+        keys.join(", ")
+    );
+    cx.error("forecasts", message);
+    None
 }
 
 /// A reorder task's keys: its own mapping, else its forecasts' writer's.
@@ -73,15 +80,8 @@ fn from_reorder(cx: &mut KindCompileCx, task: &TaskOutline) -> Option<KeyMap> {
     let table = text(&task.spec, "forecasts")
         .unwrap_or("forecasts")
         .to_string();
-    let forecast = writer(cx, "forecast", &table)?;
-    match forecast_keys(cx, &forecast).as_slice() {
-        [store, sku] => Some(KeyMap {
-            store: store.clone(),
-            sku: sku.clone(),
-        }),
-        // The reorder task reports forecasts it cannot key.
-        _ => None,
-    }
+    // Forecasts it cannot key, the reorder task reports itself.
+    pair(&forecast_keys(cx, &writer(cx, "forecast", &table)?))
 }
 
 /// A forecast task's `series_key`, or that of the `train` task it names.

@@ -375,6 +375,16 @@ print(json.dumps(t, default=str))
     serde_json::from_str(&out).expect("json")
 }
 
+/// The first mail the run wrote to the project's outbox.
+pub(crate) fn outbox_eml(p: &Project) -> std::path::PathBuf {
+    std::fs::read_dir(p.path().join("outbox"))
+        .expect("outbox")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .expect("an .eml in the outbox")
+}
+
 pub(crate) fn row<'a>(
     rows: &'a [serde_json::Value],
     store: &str,
@@ -753,12 +763,7 @@ fn the_email_reads_the_plan_and_anomalies_the_run_wrote() {
         .filter(|l| l["status"] == "order" && l["order_qty"].as_i64() > Some(0))
         .count();
     assert!(orders >= 1 && critical >= 4, "{plans:?}");
-    let eml = std::fs::read_dir(p.path().join("outbox"))
-        .expect("outbox")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "eml"))
-        .expect("an .eml in the outbox");
+    let eml = outbox_eml(&p);
     let parsed = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -141,17 +141,20 @@ pub(super) async fn plan_lines(
     )?;
     let pcols = tables::columns(ctx, &s.products).await?;
     tables::require(&s.products, &pcols, PRODUCT_COLUMNS)?;
-    let snapshot = ["snapshot_date", "date"]
+    let snapshot = match ["snapshot_date", "date"]
         .into_iter()
         .find(|c| icols.iter().any(|x| x == c))
-        .map_or("CAST(NULL AS DATE)".to_string(), |c| format!("i.{c}"));
-    if !snapshot.starts_with("i.") {
-        cx.log.progress(&format!(
-            "table `{}` has no snapshot_date or date column: stock snapshots are not checked \
-             against stale_after_days",
-            s.inventory
-        ));
-    }
+    {
+        Some(c) => format!("i.{c}"),
+        None => {
+            cx.log.progress(&format!(
+                "table `{}` has no snapshot_date or date column: stock snapshots are not \
+                 checked against stale_after_days",
+                s.inventory
+            ));
+            "CAST(NULL AS DATE)".to_string()
+        }
+    };
     let inv = format!(
         "(SELECT * FROM {} {})",
         s.inventory,

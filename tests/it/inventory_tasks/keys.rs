@@ -123,12 +123,7 @@ fn reorder_monitor_and_email_take_their_keys_from_the_forecast_task() {
     p.write_dag("plan.yaml", &derived_keys_dag());
     run_planning_tasks(&p, &lake);
     assert_same_plan(&want, &lake);
-    let eml = std::fs::read_dir(p.path().join("outbox"))
-        .expect("outbox")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "eml"))
-        .expect("an .eml in the outbox");
+    let eml = super::outbox_eml(&p);
     let text = std::fs::read_to_string(&eml).expect("eml");
     assert!(text.contains("image/png"), "no chart in the mail");
 }

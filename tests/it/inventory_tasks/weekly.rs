@@ -5,25 +5,6 @@
 use super::{Project, dates, f, i, rows_of, s, write};
 use std::path::Path;
 
-const DAG: &str = r#"id: plan
-tables:
-  forecasts: { path: forecasts, partition_by: [ds] }
-  inventory_position: { path: curated/inventory_position, partition_by: [ds] }
-  product_master: { path: curated/product_master }
-  sales: { path: raw/sales, partition_by: [ds] }
-  reorder_plans: { path: reorder_plans, partition_by: [ds] }
-tasks:
-  - id: reorder
-    kind: reorder
-    policy: periodic_order_up_to
-  - id: monitor
-    kind: monitor
-    depends_on: [reorder]
-    plans: reorder_plans
-    forecasts: forecasts
-    rules: { min_money_at_risk: 1 }
-"#;
-
 /// Weekly rows dated on Sundays, the run on Friday 2026-11-27. W1 sold 70
 /// a week and nothing the last two weeks; W2 sells 70 a week and is out of
 /// stock; W3 sold nothing one week and then stopped reporting.
@@ -116,7 +97,7 @@ fn weekly_zero_rows_are_silent_days_and_a_missing_week_is_not() {
     let p = Project::new();
     let lake = p.path().join("lake");
     build_weekly_lake(&lake);
-    p.write_dag("plan.yaml", DAG);
+    p.write_dag("plan.yaml", super::DAG);
     let out = super::run_plan_output(&p, &lake);
     assert!(
         out.contains(
