@@ -152,6 +152,12 @@ pub struct ModelConfig {
     pub patience: usize,
     /// Mini-batches per epoch (windows are sampled across series).
     pub batches_per_epoch: usize,
+    /// Most passes over a group's training windows (0 = no limit): the
+    /// budget `epochs × batches_per_epoch × batch_size` is cut to this many
+    /// times the windows the group has, so a budget sized for groups of
+    /// thousands of series neither over-fits a group of forty nor spends
+    /// minutes on it.
+    pub max_passes: usize,
     /// Global gradient norm clip.
     pub max_grad_norm: f64,
     pub device: DeviceChoice,
@@ -183,6 +189,7 @@ impl Default for ModelConfig {
             horizon: 28,
             patience: 5,
             batches_per_epoch: 50,
+            max_passes: 0,
             max_grad_norm: 1.0,
             device: DeviceChoice::Auto,
             origins: 3,

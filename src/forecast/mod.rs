@@ -10,6 +10,7 @@ pub mod accuracy;
 pub mod artifact;
 pub mod baselines;
 pub mod calendar;
+pub mod calibration;
 pub mod config;
 pub mod device;
 pub mod events;
@@ -31,15 +32,16 @@ pub mod train;
 
 pub use artifact::{ArtifactError, ModelMeta};
 pub use baselines::ModelKind;
+pub use calibration::Calibration;
 pub use config::{DeviceChoice, Frequency, GapPolicy, ModelConfig};
 pub use device::select as select_device;
 pub use events::EventCalendar;
 pub use metrics::Metrics;
 pub use output::{Adjustment, ForecastRow, forecast_batch};
 pub use pipeline::{
-    Calibration, GroupResult, PipelineError, SharedProgress, forecast_with_model,
-    forecast_with_model_at, overall_metrics, train_all_groups, train_all_groups_blocking,
-    train_all_groups_with, train_group, train_group_with,
+    GroupResult, PipelineError, SharedProgress, forecast_with_model, forecast_with_model_at,
+    overall_metrics, train_all_groups, train_all_groups_blocking, train_all_groups_with,
+    train_group, train_group_with,
 };
 pub use prepare::PrepareOptions;
 pub use series::{Covariate, Flag, FutureCovariates, Series};

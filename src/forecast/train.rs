@@ -321,6 +321,10 @@ pub fn train(
     let per_epoch = (config.batches_per_epoch * config.batch_size)
         .min(total_origins)
         .max(1);
+    let budget = match config.max_passes {
+        0 => usize::MAX,
+        p => p.saturating_mul(total_origins).max(1),
+    };
 
     let val_batches: Vec<Batch> = {
         let mut out = Vec::new();
@@ -339,9 +343,12 @@ pub fn train(
     let mut best_snapshot = network::snapshot(&params)?;
     let mut windows_trained = 0usize;
     for epoch in 1..=config.epochs {
+        if windows_trained >= budget {
+            break;
+        }
         let mut epoch_loss = 0.0;
         let mut batches = 0usize;
-        let mut remaining = per_epoch;
+        let mut remaining = per_epoch.min(budget - windows_trained);
         while remaining > 0 {
             let b = remaining.min(config.batch_size);
             remaining -= b;

@@ -456,6 +456,31 @@ fn a_large_group_is_backtested_on_a_sample_and_forecast_whole() {
 }
 
 #[test]
+fn max_passes_cuts_the_training_budget_to_passes_over_the_windows() {
+    let start = d(2024, 1, 1);
+    let data: Vec<Series> = (0..3)
+        .map(|i| series(&format!("s{i}"), days(start, 60), wave(60, 4 + i, 3.0)))
+        .collect();
+    let trained = |epochs: usize, max_passes: usize| {
+        let config = ModelConfig {
+            epochs,
+            max_passes,
+            patience: 1000,
+            batches_per_epoch: 1000,
+            ..tiny(7, 14)
+        };
+        let r = train_group("g", &data, Frequency::Daily, &config, &mut |_| {}).unwrap();
+        r.model.expect("an LSTM").window.windows_trained
+    };
+    // An epoch this large is one pass over every training window.
+    let pass = trained(1, 0);
+    assert!(pass > 0 && pass < 8000, "{pass}");
+    assert_eq!(trained(3, 0), 3 * pass);
+    assert_eq!(trained(50, 2), 2 * pass);
+    assert_eq!(trained(1, 2), pass);
+}
+
+#[test]
 fn cold_start_and_all_zero_series_fall_back_to_baselines() {
     let start = d(2024, 1, 1);
     let data = vec![
