@@ -200,6 +200,42 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// The settings (YAML key names) in which `self` differs from
+    /// `earlier`, `device` aside: where the model trains does not change
+    /// what it learns. A model trained under other settings is retrained,
+    /// not reused.
+    pub fn changes_from(&self, earlier: &ModelConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut differ = |name: &'static str, changed: bool| {
+            if changed {
+                out.push(name);
+            }
+        };
+        differ("context", self.context != earlier.context);
+        differ("hidden", self.hidden != earlier.hidden);
+        differ("layers", self.layers != earlier.layers);
+        differ("quantiles", self.quantiles != earlier.quantiles);
+        differ("epochs", self.epochs != earlier.epochs);
+        differ("batch_size", self.batch_size != earlier.batch_size);
+        differ("learning_rate", self.learning_rate != earlier.learning_rate);
+        differ("seed", self.seed != earlier.seed);
+        differ("horizon", self.horizon != earlier.horizon);
+        differ("patience", self.patience != earlier.patience);
+        differ(
+            "batches_per_epoch",
+            self.batches_per_epoch != earlier.batches_per_epoch,
+        );
+        differ("max_passes", self.max_passes != earlier.max_passes);
+        differ("max_grad_norm", self.max_grad_norm != earlier.max_grad_norm);
+        differ("origins", self.origins != earlier.origins);
+        differ("origin_step", self.origin_step != earlier.origin_step);
+        differ(
+            "backtest_series",
+            self.backtest_series != earlier.backtest_series,
+        );
+        out
+    }
+
     /// Checks every field; the first fault is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mins: [(&'static str, usize, usize); 8] = [

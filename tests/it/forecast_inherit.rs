@@ -208,10 +208,27 @@ fn a_weekly_train_task_gives_its_forecast_weekly_dates_and_the_stored_mapping_is
     let tlog = log(&p, ds3, "train");
     assert!(
         tlog.contains(&format!(
-            "group C: the model of {ds} does not fit the task's input settings (the task reads `gaps: zero` where the model was trained with `gaps: missing`); retraining"
+            "group C: the model of {ds} does not fit the task's settings (the task reads `gaps: zero` where the model was trained with `gaps: missing`); retraining"
         )),
         "{tlog}"
     );
     let want: Vec<NaiveDate> = (1..=HORIZON).map(|k| ds3 + Days::new(7 * k)).collect();
     assert_eq!(forecast_dates(&lake, ds3), want);
+
+    // Night 4: the model settings changed (a wider network, a new seed):
+    // the week-old model is retrained, not served against the new shape.
+    let wider = changed
+        .replace("hidden: 4, epochs: 1", "hidden: 6, epochs: 1")
+        .replace("seed: 3", "seed: 4");
+    p.write_dag("weekly.yaml", &format!("{wider}{INHERITS}"));
+    let ds4 = ds3 + Days::new(7);
+    let (ok, out) = run(&p, ds4);
+    assert!(ok, "{out}");
+    let tlog = log(&p, ds4, "train");
+    assert!(
+        tlog.contains(&format!(
+            "group C: the model of {ds3} does not fit the task's settings (model settings changed: hidden, seed); retraining"
+        )),
+        "{tlog}"
+    );
 }

@@ -110,11 +110,13 @@ impl TrainRunner {
                 }
                 (None, _) => meta.is_some(),
             };
-            let changed = meta.as_ref().and_then(|m| self.input_changed(m));
+            let changed = meta
+                .as_ref()
+                .and_then(|m| self.input_changed(m).or_else(|| self.model_changed(m)));
             let reuse = match changed {
                 Some(why) if reuse => {
                     cx.log.progress(&format!(
-                        "group {g}: the model of {} does not fit the task's input settings ({why}); retraining",
+                        "group {g}: the model of {} does not fit the task's settings ({why}); retraining",
                         stored.date
                     ));
                     false
@@ -132,6 +134,13 @@ impl TrainRunner {
             }
         }
         Ok(plan)
+    }
+
+    /// Which `model:` settings changed since the stored model was trained;
+    /// `None` when none did.
+    fn model_changed(&self, meta: &ModelMeta) -> Option<String> {
+        let changed = self.config.changes_from(&meta.config);
+        (!changed.is_empty()).then(|| format!("model settings changed: {}", changed.join(", ")))
     }
 
     /// Why a stored model no longer fits this task's input mapping (it was
